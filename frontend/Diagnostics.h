@@ -1,0 +1,50 @@
+//===- Diagnostics.h - Located errors with carets ----------------*- C++ -*-===//
+//
+// Every error in a model file or a textual IR file prints as
+// `FILE:LINE:COL: error: MESSAGE`, then the source line and a caret, through
+// llvm::SourceMgr. Errors are counted so a run can report several and exit
+// non-zero; past a limit they are dropped so garbage input cannot flood.
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_FRONTEND_DIAGNOSTICS_H
+#define KILN_FRONTEND_DIAGNOSTICS_H
+
+#include "ir/Graph.h"
+#include "llvm/Support/SourceMgr.h"
+
+namespace kiln {
+
+class Diagnostics {
+public:
+  static constexpr unsigned kMaxErrors = 20;
+
+  explicit Diagnostics(llvm::SourceMgr &sm, llvm::raw_ostream &os = llvm::errs())
+      : sm(sm), os(os) {}
+
+  void error(llvm::SMLoc loc, const llvm::Twine &msg,
+             llvm::ArrayRef<llvm::SMRange> ranges = {});
+  void warning(llvm::SMLoc loc, const llvm::Twine &msg);
+  void note(llvm::SMLoc loc, const llvm::Twine &msg);
+  /// Reports an error at a graph Location (which may lie in another buffer
+  /// or be unknown).
+  void error(const Location &loc, const llvm::Twine &msg);
+
+  unsigned errorCount() const { return errors; }
+  bool hadError() const { return errors != 0; }
+  /// True once the error limit is reached: callers may stop early.
+  bool tooMany() const { return errors >= kMaxErrors; }
+
+  /// The Location of a position in the source manager's buffers.
+  Location location(llvm::SMLoc loc) const;
+  llvm::SourceMgr &sourceMgr() { return sm; }
+
+private:
+  llvm::SourceMgr &sm;
+  llvm::raw_ostream &os;
+  unsigned errors = 0;
+  bool notedLimit = false;
+};
+
+} // namespace kiln
+
+#endif

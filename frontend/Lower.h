@@ -1,0 +1,41 @@
+//===- Lower.h - From the syntax tree to graph IR ----------------*- C++ -*-===//
+//
+// Lowering elaborates one model: it binds dimension names, runs layer calls
+// (naming their parameters), unrolls loops and emits graph nodes with the
+// source location of each expression. Errors are reported through
+// Diagnostics and lowering carries on, so one run shows independent errors.
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_FRONTEND_LOWER_H
+#define KILN_FRONTEND_LOWER_H
+
+#include "frontend/AST.h"
+#include "frontend/Diagnostics.h"
+#include "llvm/ADT/StringMap.h"
+
+namespace kiln {
+
+/// Unroll limits: one loop, and the whole graph.
+constexpr int64_t kMaxLoopTrips = 100000;
+constexpr size_t kMaxNodes = 1 << 22;
+
+struct LowerOptions {
+  /// Dimension bindings (-D N=4, or a train block's batch).
+  llvm::StringMap<int64_t> dims;
+  /// Lower dropout and batch_norm for training (else for evaluation).
+  bool trainMode = true;
+};
+
+/// Module-level checks: duplicate or shadowing definitions.
+void checkModule(const Module &m, Diagnostics &diags);
+
+/// Lowers `model`; null after reporting errors.
+std::unique_ptr<Graph> lowerModel(const Module &m, const FuncDecl &model,
+                                  const LowerOptions &opts, Diagnostics &diags);
+
+/// Names of the built-in functions, for suggestions and shadowing checks.
+std::vector<llvm::StringRef> builtinNames();
+
+} // namespace kiln
+
+#endif

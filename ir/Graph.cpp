@@ -1,0 +1,158 @@
+//===- Graph.cpp - Kiln's graph IR ----------------------------------------===//
+//
+// The op table's queries, attribute access and node construction. Building a
+// node always runs its shape rule, so a Graph holds only well-typed nodes.
+//
+//===----------------------------------------------------------------------===//
+#include "ir/Graph.h"
+#include "ir/OpRules.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringSet.h"
+#include <algorithm>
+#include <mutex>
+
+using namespace kiln;
+
+static const OpInfo kOpInfos[] = {
+#define OP(E, M, A, F) {M, A, F, #E},
+#include "ir/Ops.def"
+};
+
+static const Op kAllOps[] = {
+#define OP(E, M, A, F) Op::E,
+#include "ir/Ops.def"
+};
+
+const OpInfo &kiln::opInfo(Op op) { return kOpInfos[size_t(op)]; }
+llvm::ArrayRef<Op> kiln::allOps() { return kAllOps; }
+
+std::optional<Op> kiln::opFromMnemonic(llvm::StringRef m) {
+  static const llvm::StringMap<Op> table = [] {
+    llvm::StringMap<Op> t;
+    for (Op op : kAllOps)
+      t[opInfo(op).mnemonic] = op;
+    return t;
+  }();
+  auto it = table.find(m);
+  if (it == table.end())
+    return std::nullopt;
+  return it->second;
+}
+
+llvm::StringRef kiln::internFileName(llvm::StringRef name) {
+  static std::mutex mu;
+  static llvm::StringSet<> pool;
+  std::lock_guard<std::mutex> lock(mu);
+  return pool.insert(name).first->getKey();
+}
+
+llvm::Error kiln::makeError(const llvm::Twine &msg) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+}
+
+const AttrValue *Node::findAttr(llvm::StringRef name) const {
+  for (const Attr &a : attrs)
+    if (a.name == name)
+      return &a.value;
+  return nullptr;
+}
+
+void Node::setAttr(llvm::StringRef name, AttrValue v) {
+  for (Attr &a : attrs)
+    if (a.name == name) {
+      a.value = std::move(v);
+      return;
+    }
+  auto pos = std::lower_bound(
+      attrs.begin(), attrs.end(), name,
+      [](const Attr &a, llvm::StringRef n) { return a.name < n; });
+  attrs.insert(pos, Attr{name.str(), std::move(v)});
+}
+
+template <typename T>
+static llvm::Expected<T> getAttr(const Node &n, llvm::StringRef name,
+                                 const char *kind) {
+  const AttrValue *v = n.findAttr(name);
+  if (!v)
+    return makeError("'" + n.info().mnemonic + "' needs attribute '" + name +
+                     "'");
+  if (auto *p = std::get_if<T>(v))
+    return *p;
+  // Integers are accepted where floats are expected.
+  if constexpr (std::is_same_v<T, double>)
+    if (auto *i = std::get_if<int64_t>(v))
+      return double(*i);
+  return makeError("attribute '" + name + "' of '" + n.info().mnemonic +
+                   "' must be " + kind);
+}
+
+llvm::Expected<int64_t> Node::getInt(llvm::StringRef name) const {
+  return getAttr<int64_t>(*this, name, "an integer");
+}
+llvm::Expected<double> Node::getFloat(llvm::StringRef name) const {
+  return getAttr<double>(*this, name, "a number");
+}
+llvm::Expected<llvm::SmallVector<int64_t, 4>>
+Node::getInts(llvm::StringRef name) const {
+  return getAttr<llvm::SmallVector<int64_t, 4>>(*this, name,
+                                                "a list of integers");
+}
+llvm::Expected<std::string> Node::getString(llvm::StringRef name) const {
+  return getAttr<std::string>(*this, name, "a string");
+}
+
+// The verifier has run every shape rule, which reads every attribute the op
+// uses, so these cannot fail on a verified graph.
+int64_t Node::intAttr(llvm::StringRef name) const {
+  return llvm::cantFail(getInt(name));
+}
+double Node::floatAttr(llvm::StringRef name) const {
+  return llvm::cantFail(getFloat(name));
+}
+llvm::SmallVector<int64_t, 4> Node::intsAttr(llvm::StringRef name) const {
+  return llvm::cantFail(getInts(name));
+}
+std::string Node::stringAttr(llvm::StringRef name) const {
+  return llvm::cantFail(getString(name));
+}
+
+llvm::Expected<Node *> Graph::add(Op op, llvm::ArrayRef<Node *> operands,
+                                  llvm::ArrayRef<Attr> attrs, Location loc,
+                                  std::optional<TensorType> leafType) {
+  const OpInfo &info = opInfo(op);
+  if (info.arity >= 0 && size_t(info.arity) != operands.size())
+    return makeError("'" + info.mnemonic + "' takes " +
+                     llvm::Twine(info.arity) + " operands, not " +
+                     llvm::Twine(operands.size()));
+  auto node = std::make_unique<Node>();
+  node->op = op;
+  node->operands.assign(operands.begin(), operands.end());
+  for (const Attr &a : attrs)
+    node->setAttr(a.name, a.value);
+  node->loc = loc;
+  if (leafType)
+    node->type = *leafType;
+  auto type = opRules(op).shape(*node);
+  if (!type)
+    return type.takeError();
+  node->type = *type;
+  nodes.push_back(std::move(node));
+  return nodes.back().get();
+}
+
+std::vector<Node *> Graph::leaves(Op kind) const {
+  std::vector<Node *> out;
+  for (auto &n : nodes)
+    if (n->op == kind)
+      out.push_back(n.get());
+  return out;
+}
+
+Node *Graph::findLeaf(Op kind, llvm::StringRef name) const {
+  for (auto &n : nodes)
+    if (n->op == kind)
+      if (auto *v = n->findAttr("name"))
+        if (auto *s = std::get_if<std::string>(v); s && *s == name)
+          return n.get();
+  return nullptr;
+}

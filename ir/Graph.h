@@ -1,0 +1,132 @@
+//===- Graph.h - Kiln's graph IR ---------------------------------*- C++ -*-===//
+//
+// A Graph is a list of Nodes in topological order. Each Node is one SSA value:
+// an op applied to earlier nodes, with attributes, a result type and the
+// source location of the expression it came from. A graph also names its
+// objective (`minimize`), its output (`return`) and state updates (batch
+// norm's running statistics).
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_IR_GRAPH_H
+#define KILN_IR_GRAPH_H
+
+#include "ir/Types.h"
+#include "llvm/ADT/SmallVector.h"
+#include "llvm/Support/Error.h"
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace kiln {
+
+enum class Op {
+#define OP(E, M, A, F) E,
+#include "ir/Ops.def"
+};
+
+constexpr size_t kNumOps = 0
+#define OP(E, M, A, F) +1
+#include "ir/Ops.def"
+    ;
+
+/// Properties from the table's flags column.
+enum OpFlags : unsigned {
+  None = 0,
+  Leaf = 1,
+  Elementwise = 2,
+  Commutative = 4,
+  Reduction = 8,
+  HasMode = 16,
+  Loss = 32,
+};
+
+struct OpInfo {
+  llvm::StringRef mnemonic;
+  int arity; ///< -1: variadic.
+  unsigned flags;
+  llvm::StringRef description;
+};
+
+const OpInfo &opInfo(Op op);
+/// All ops, in table order.
+llvm::ArrayRef<Op> allOps();
+std::optional<Op> opFromMnemonic(llvm::StringRef mnemonic);
+
+/// Attribute values: integers, floats, integer lists and strings.
+using AttrValue =
+    std::variant<int64_t, double, llvm::SmallVector<int64_t, 4>, std::string>;
+
+struct Attr {
+  std::string name;
+  AttrValue value;
+};
+
+/// A source position. `file` points into a process-wide string pool.
+struct Location {
+  llvm::StringRef file;
+  unsigned line = 0, col = 0;
+  bool isKnown() const { return line != 0; }
+};
+
+/// Interns a file name for Location.
+llvm::StringRef internFileName(llvm::StringRef name);
+
+class Node {
+public:
+  Op op;
+  TensorType type;
+  llvm::SmallVector<Node *, 2> operands;
+  llvm::SmallVector<Attr, 2> attrs; ///< Sorted by name.
+  Location loc;
+
+  const OpInfo &info() const { return opInfo(op); }
+  const AttrValue *findAttr(llvm::StringRef name) const;
+  /// Sets or replaces an attribute, keeping attrs sorted.
+  void setAttr(llvm::StringRef name, AttrValue v);
+
+  // Typed attribute access; the error names the op and attribute.
+  llvm::Expected<int64_t> getInt(llvm::StringRef name) const;
+  llvm::Expected<double> getFloat(llvm::StringRef name) const;
+  llvm::Expected<llvm::SmallVector<int64_t, 4>>
+  getInts(llvm::StringRef name) const;
+  llvm::Expected<std::string> getString(llvm::StringRef name) const;
+  /// Accessors for attributes the verifier has already checked.
+  int64_t intAttr(llvm::StringRef name) const;
+  double floatAttr(llvm::StringRef name) const;
+  llvm::SmallVector<int64_t, 4> intsAttr(llvm::StringRef name) const;
+  std::string stringAttr(llvm::StringRef name) const;
+};
+
+/// A state buffer's new value after a training step.
+struct StateUpdate {
+  std::string name;
+  Node *value;
+};
+
+class Graph {
+public:
+  std::string name;
+  std::vector<std::unique_ptr<Node>> nodes; ///< Topological order.
+  Node *objective = nullptr;                ///< `minimize`, or null.
+  Node *output = nullptr;                   ///< `return`, or null.
+  std::vector<StateUpdate> updates;
+
+  /// Infers the type of a new node from its op, operands and attributes and
+  /// appends it. Leaf nodes must be given their type.
+  llvm::Expected<Node *> add(Op op, llvm::ArrayRef<Node *> operands,
+                             llvm::ArrayRef<Attr> attrs, Location loc,
+                             std::optional<TensorType> leafType = {});
+
+  /// Leaves of a kind, in order.
+  std::vector<Node *> leaves(Op kind) const;
+  /// The leaf (input, param or state) with this name, or null.
+  Node *findLeaf(Op kind, llvm::StringRef name) const;
+};
+
+/// An llvm::Error holding a message.
+llvm::Error makeError(const llvm::Twine &msg);
+
+} // namespace kiln
+
+#endif

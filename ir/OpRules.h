@@ -1,0 +1,86 @@
+//===- OpRules.h - Per-op rules: shape inference and evaluation --*- C++ -*-===//
+//
+// Each op in Ops.def has a block of rules in ir/ops/<Family>.cpp: a shape
+// rule (which is also its verifier) and a reference evaluation in float32 and
+// float64. The families register their blocks into one table here; a unit
+// test walks Ops.def and fails if an op lacks a rule.
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_IR_OPRULES_H
+#define KILN_IR_OPRULES_H
+
+#include "ir/Graph.h"
+#include "runtime/Tensor.h"
+#include "llvm/ADT/StringMap.h"
+#include <array>
+
+namespace kiln {
+
+/// Per-run facts an evaluation may need (dropout's randomness).
+struct EvalContext {
+  /// Values of inputs, params and state, by name, already in the
+  /// interpreter's precision.
+  const llvm::StringMap<Tensor> *leaves = nullptr;
+  uint64_t seed = 0; ///< Dropout's randomness: seed and step.
+  uint64_t step = 0;
+  std::string error; ///< Set by a rule that meets bad data (an id out of range).
+  void fail(const llvm::Twine &msg) {
+    if (error.empty())
+      error = msg.str();
+  }
+};
+
+/// Infers (and so verifies) the result type of a node from its operands'
+/// types and its attributes. Leaves return their own type.
+using ShapeFn = llvm::Expected<TensorType> (*)(const Node &);
+
+/// Evaluates a node. Float tensors hold T; integer tensors hold int32.
+/// `out` arrives allocated with the node's shape.
+template <typename T>
+using EvalFn = void (*)(const Node &, llvm::ArrayRef<const Tensor *> in,
+                        Tensor &out, EvalContext &ctx);
+
+struct OpRules {
+  ShapeFn shape = nullptr;
+  EvalFn<float> evalF32 = nullptr;
+  EvalFn<double> evalF64 = nullptr;
+};
+
+/// The rules of an op (members are null where a rule is missing).
+const OpRules &opRules(Op op);
+
+/// A family registers its ops' rules.
+using RuleTable = std::array<OpRules, kNumOps>;
+void registerLeafRules(RuleTable &t);
+void registerElementwiseRules(RuleTable &t);
+void registerReduceRules(RuleTable &t);
+void registerShapeRules(RuleTable &t);
+void registerLinalgRules(RuleTable &t);
+void registerConvRules(RuleTable &t);
+void registerNetworkRules(RuleTable &t);
+void registerLossRules(RuleTable &t);
+
+/// Both evaluation instantiations of a templated rule.
+#define KILN_EVAL(fn) &fn<float>, &fn<double>
+
+// Helpers shared by the families' shape rules.
+llvm::Expected<TensorType> sameAsOperand(const Node &n);
+/// An axis in [-rank, rank) normalised to [0, rank), or an error naming op.
+llvm::Expected<int64_t> normaliseAxis(const Node &n, int64_t axis,
+                                      int64_t rank);
+llvm::Error expectFloat(const Node &n, unsigned operand);
+llvm::Error expectRank(const Node &n, unsigned operand, int64_t rank);
+/// Row-major strides of a shape.
+Shape stridesOf(llvm::ArrayRef<int64_t> shape);
+/// For each element of `shape` in row-major order, base + sum(idx * strides):
+/// the one index walk behind broadcast, transpose, slice and reductions.
+std::vector<int64_t> stridedOffsets(llvm::ArrayRef<int64_t> shape,
+                                    llvm::ArrayRef<int64_t> strides,
+                                    int64_t base = 0);
+/// out[i] = src[offsets[i]], for any dtype.
+void gatherElements(const Tensor &src, Tensor &out,
+                    llvm::ArrayRef<int64_t> offsets);
+
+} // namespace kiln
+
+#endif

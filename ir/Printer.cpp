@@ -1,0 +1,116 @@
+//===- Printer.cpp - Textual IR and Graphviz output -----------------------===//
+//
+// One line per node: `%3 = matmul %0, %1 : f32[4,256] loc("f.kiln":5:12)`,
+// with attributes in braces, sorted by name, before the colon.
+//
+//===----------------------------------------------------------------------===//
+#include "ir/Printer.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/Support/Format.h"
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+using namespace kiln;
+
+std::string kiln::formatFloat(double v) {
+  if (std::isnan(v))
+    return "nan";
+  if (std::isinf(v))
+    return v > 0 ? "inf" : "-inf";
+  char buf[40];
+  for (int prec = 1; prec <= 17; ++prec) {
+    std::snprintf(buf, sizeof buf, "%.*g", prec, v);
+    if (std::strtod(buf, nullptr) == v)
+      break;
+  }
+  std::string s = buf;
+  if (s.find_first_of(".en") == std::string::npos)
+    s += ".0";
+  return s;
+}
+
+static void printString(llvm::StringRef s, llvm::raw_ostream &os) {
+  os << '"';
+  os.write_escaped(s);
+  os << '"';
+}
+
+void kiln::printAttrValue(const AttrValue &v, llvm::raw_ostream &os) {
+  if (auto *i = std::get_if<int64_t>(&v))
+    os << *i;
+  else if (auto *d = std::get_if<double>(&v))
+    os << formatFloat(*d);
+  else if (auto *l = std::get_if<llvm::SmallVector<int64_t, 4>>(&v))
+    os << shapeStr(*l);
+  else
+    printString(std::get<std::string>(v), os);
+}
+
+void kiln::printGraph(const Graph &g, llvm::raw_ostream &os) {
+  llvm::DenseMap<const Node *, unsigned> ids;
+  auto ref = [&](const Node *n) { return "%" + std::to_string(ids.lookup(n)); };
+  os << "graph @" << g.name << " {\n";
+  for (auto &np : g.nodes) {
+    const Node &n = *np;
+    unsigned id = ids.size();
+    ids[&n] = id;
+    os << "  %" << id << " = " << n.info().mnemonic;
+    for (size_t i = 0; i < n.operands.size(); ++i)
+      os << (i ? ", " : " ") << ref(n.operands[i]);
+    if (!n.attrs.empty()) {
+      os << " {";
+      for (size_t i = 0; i < n.attrs.size(); ++i) {
+        os << (i ? ", " : "") << n.attrs[i].name << " = ";
+        printAttrValue(n.attrs[i].value, os);
+      }
+      os << "}";
+    }
+    os << " : " << n.type.str();
+    if (n.loc.isKnown()) {
+      os << " loc(";
+      printString(n.loc.file, os);
+      os << ":" << n.loc.line << ":" << n.loc.col << ")";
+    }
+    os << "\n";
+  }
+  for (const StateUpdate &u : g.updates) {
+    os << "  update ";
+    printString(u.name, os);
+    os << ", " << ref(u.value) << "\n";
+  }
+  if (g.objective)
+    os << "  minimize " << ref(g.objective) << "\n";
+  if (g.output)
+    os << "  return " << ref(g.output) << "\n";
+  os << "}\n";
+}
+
+void kiln::printDot(const Graph &g, llvm::raw_ostream &os) {
+  llvm::DenseMap<const Node *, unsigned> ids;
+  os << "digraph \"" << g.name << "\" {\n  node [shape=box, fontname=\"monospace\"];\n";
+  for (auto &np : g.nodes) {
+    const Node &n = *np;
+    unsigned id = ids.size();
+    ids[&n] = id;
+    os << "  n" << id << " [label=\"%" << id << " = " << n.info().mnemonic;
+    if (auto *name = n.findAttr("name"))
+      os << " " << std::get<std::string>(*name);
+    os << "\\n" << n.type.str() << "\"";
+    if (n.info().flags & Leaf)
+      os << ", style=filled, fillcolor=" << (n.op == Op::Param ? "lightblue" : "lightgrey");
+    os << "];\n";
+    for (const Node *o : n.operands)
+      os << "  n" << ids.lookup(o) << " -> n" << id << ";\n";
+  }
+  if (g.objective)
+    os << "  minimize [shape=oval];\n  n" << ids.lookup(g.objective)
+       << " -> minimize;\n";
+  if (g.output)
+    os << "  output [shape=oval, label=\"return\"];\n  n"
+       << ids.lookup(g.output) << " -> output;\n";
+  for (const StateUpdate &u : g.updates)
+    os << "  \"" << u.name << "\" [shape=oval];\n  n" << ids.lookup(u.value)
+       << " -> \"" << u.name << "\";\n";
+  os << "}\n";
+}

@@ -1,0 +1,66 @@
+//===- Verifier.cpp - Graph invariants ------------------------------------===//
+//
+// Re-runs every node's shape rule: the rules are the single statement of what
+// a well-formed op is, so the verifier, the frontend and the IR parser agree.
+//
+//===----------------------------------------------------------------------===//
+#include "ir/Verifier.h"
+#include "ir/OpRules.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/StringSet.h"
+
+using namespace kiln;
+
+llvm::Error kiln::verifyGraph(const Graph &g) {
+  llvm::Error all = llvm::Error::success();
+  llvm::DenseMap<const Node *, unsigned> ids;
+  auto fail = [&](const Node *n, const llvm::Twine &msg) {
+    std::string where;
+    if (n) {
+      where = "%" + std::to_string(ids.lookup(n));
+      if (n->loc.isKnown())
+        where += (" (" + n->loc.file + ":" + llvm::Twine(n->loc.line) + ":" +
+                  llvm::Twine(n->loc.col) + ")").str();
+      where += ": ";
+    }
+    all = llvm::joinErrors(std::move(all), makeError(where + msg));
+  };
+  llvm::StringSet<> leafNames;
+  for (auto &np : g.nodes) {
+    const Node *n = np.get();
+    unsigned id = ids.size();
+    for (const Node *o : n->operands)
+      if (!ids.count(o))
+        fail(n, "operand is not defined before its use");
+    ids[n] = id;
+    const OpInfo &info = n->info();
+    if (info.arity >= 0 && size_t(info.arity) != n->operands.size()) {
+      fail(n, "'" + info.mnemonic + "' takes " + llvm::Twine(info.arity) +
+                  " operands");
+      continue;
+    }
+    if (auto *name = n->findAttr("name"); name && (info.flags & Leaf))
+      if (auto *s = std::get_if<std::string>(name); s && !leafNames.insert(*s).second)
+        fail(n, "the name '" + *s + "' is used by two leaves");
+    auto type = opRules(n->op).shape(*n);
+    if (!type)
+      fail(n, llvm::toString(type.takeError()));
+    else if (*type != n->type)
+      fail(n, "type " + n->type.str() + " does not match the inferred " +
+                  type->str());
+  }
+  if (g.objective && (!ids.count(g.objective) || !g.objective->type.shape.empty() ||
+                      !isFloat(g.objective->type.dtype)))
+    fail(nullptr, "the objective must be a float scalar defined in the graph");
+  if (g.output && !ids.count(g.output))
+    fail(nullptr, "the output is not defined in the graph");
+  for (const StateUpdate &u : g.updates) {
+    Node *s = g.findLeaf(Op::State, u.name);
+    if (!s)
+      fail(nullptr, "update of unknown state '" + u.name + "'");
+    else if (!ids.count(u.value) || u.value->type != s->type)
+      fail(nullptr, "update of state '" + u.name + "' must have type " +
+                        s->type.str());
+  }
+  return all;
+}

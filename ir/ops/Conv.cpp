@@ -1,0 +1,157 @@
+//===- Conv.cpp - 2-D convolution and pooling ------------------------------===//
+//
+// NCHW images, OIHW weights, square windows with {stride} and zero {pad}, as
+// torch.nn.functional.conv2d / max_pool2d / avg_pool2d. Max pooling pads
+// with -inf; average pooling counts the padding (count_include_pad=True).
+// The interpreter's convolution is im2col followed by Eigen's GEMM.
+//
+//===----------------------------------------------------------------------===//
+#include "ir/OpRules.h"
+#include <Eigen/Core>
+#include <cmath>
+#include <limits>
+
+using namespace kiln;
+
+namespace {
+
+struct Window {
+  int64_t size, stride, pad;
+};
+
+llvm::Expected<Window> windowOf(const Node &n, int64_t size) {
+  auto stride = n.getInt("stride");
+  auto pad = n.getInt("pad");
+  if (!stride || !pad)
+    return llvm::joinErrors(stride.takeError(), pad.takeError());
+  if (*stride < 1 || *pad < 0)
+    return makeError("'" + n.info().mnemonic +
+                     "' needs stride >= 1 and pad >= 0");
+  return Window{size, *stride, *pad};
+}
+
+/// Output extent of one spatial axis, or an error if the window does not fit.
+llvm::Expected<int64_t> outExtent(const Node &n, int64_t in, const Window &w) {
+  int64_t padded = in + 2 * w.pad;
+  if (w.size > padded)
+    return makeError("'" + n.info().mnemonic + "' window of size " +
+                     llvm::Twine(w.size) + " does not fit input extent " +
+                     llvm::Twine(in) + " with pad " + llvm::Twine(w.pad));
+  return (padded - w.size) / w.stride + 1;
+}
+
+// conv2d {stride, pad}: x [N, C, H, W], w [O, C, KH, KW] -> [N, O, H', W'].
+llvm::Expected<TensorType> shapeConv2d(const Node &n) {
+  const TensorType &x = n.operands[0]->type, &w = n.operands[1]->type;
+  if (auto e = expectFloat(n, 0))
+    return std::move(e);
+  if (x.rank() != 4 || w.rank() != 4 || x.dtype != w.dtype ||
+      x.shape[1] != w.shape[1])
+    return makeError("conv2d needs x [N, C, H, W] and w [O, C, KH, KW], got " +
+                     x.str() + " and " + w.str());
+  if (w.shape[2] != w.shape[3])
+    return makeError("conv2d needs a square kernel, got " + w.str());
+  auto win = windowOf(n, w.shape[2]);
+  if (!win)
+    return win.takeError();
+  auto h = outExtent(n, x.shape[2], *win);
+  if (!h)
+    return h.takeError();
+  auto wd = outExtent(n, x.shape[3], *win);
+  if (!wd)
+    return wd.takeError();
+  return TensorType{x.dtype, {x.shape[0], w.shape[0], *h, *wd}};
+}
+
+template <typename T>
+using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+template <typename T>
+void evalConv2d(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
+                EvalContext &) {
+  llvm::ArrayRef<int64_t> xs = in[0]->shape(), ws = in[1]->shape(),
+                          ys = out.shape();
+  int64_t N = xs[0], C = xs[1], H = xs[2], W = xs[3];
+  int64_t O = ws[0], K = ws[2], OH = ys[2], OW = ys[3];
+  int64_t s = n.intAttr("stride"), p = n.intAttr("pad");
+  // cols[(c, kh, kw), (oh, ow)]
+  RowMajor<T> cols(C * K * K, OH * OW);
+  Eigen::Map<const RowMajor<T>> w(in[1]->data<T>(), O, C * K * K);
+  for (int64_t b = 0; b < N; ++b) {
+    const T *x = in[0]->data<T>() + b * C * H * W;
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t kh = 0; kh < K; ++kh)
+        for (int64_t kw = 0; kw < K; ++kw) {
+          int64_t row = (c * K + kh) * K + kw;
+          for (int64_t oh = 0; oh < OH; ++oh)
+            for (int64_t ow = 0; ow < OW; ++ow) {
+              int64_t ih = oh * s - p + kh, iw = ow * s - p + kw;
+              bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
+              cols(row, oh * OW + ow) = inside ? x[(c * H + ih) * W + iw] : T(0);
+            }
+        }
+    Eigen::Map<RowMajor<T>> y(out.data<T>() + b * O * OH * OW, O, OH * OW);
+    y.noalias() = w * cols;
+  }
+}
+
+// max_pool2d, avg_pool2d {size, stride, pad}: x [N, C, H, W].
+llvm::Expected<TensorType> shapePool(const Node &n) {
+  const TensorType &x = n.operands[0]->type;
+  if (auto e = expectFloat(n, 0))
+    return std::move(e);
+  if (auto e = expectRank(n, 0, 4))
+    return std::move(e);
+  auto size = n.getInt("size");
+  if (!size)
+    return size.takeError();
+  auto win = windowOf(n, *size);
+  if (!win)
+    return win.takeError();
+  if (*size < 1 || win->pad * 2 > *size)
+    return makeError("'" + n.info().mnemonic +
+                     "' needs size >= 1 and pad at most half the size");
+  auto h = outExtent(n, x.shape[2], *win);
+  if (!h)
+    return h.takeError();
+  auto w = outExtent(n, x.shape[3], *win);
+  if (!w)
+    return w.takeError();
+  return TensorType{x.dtype, {x.shape[0], x.shape[1], *h, *w}};
+}
+
+template <typename T>
+void evalPool(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
+              EvalContext &) {
+  llvm::ArrayRef<int64_t> xs = in[0]->shape(), ys = out.shape();
+  int64_t H = xs[2], W = xs[3], OH = ys[2], OW = ys[3];
+  int64_t k = n.intAttr("size"), s = n.intAttr("stride"), p = n.intAttr("pad");
+  bool isMax = n.op == Op::MaxPool2d;
+  const T *x = in[0]->data<T>();
+  T *y = out.data<T>();
+  for (int64_t plane = 0; plane < xs[0] * xs[1]; ++plane)
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        T acc = isMax ? -std::numeric_limits<T>::infinity() : T(0);
+        for (int64_t kh = 0; kh < k; ++kh)
+          for (int64_t kw = 0; kw < k; ++kw) {
+            int64_t ih = oh * s - p + kh, iw = ow * s - p + kw;
+            if (ih < 0 || ih >= H || iw < 0 || iw >= W)
+              continue;
+            T v = x[(plane * H + ih) * W + iw];
+            if (!isMax)
+              acc += v;
+            else if (std::isnan(v) || v > acc)
+              acc = std::isnan(acc) ? acc : v;
+          }
+        y[(plane * OH + oh) * OW + ow] = isMax ? acc : acc / T(k * k);
+      }
+}
+
+} // namespace
+
+void kiln::registerConvRules(RuleTable &t) {
+  t[size_t(Op::Conv2d)] = {shapeConv2d, KILN_EVAL(evalConv2d)};
+  t[size_t(Op::MaxPool2d)] = {shapePool, KILN_EVAL(evalPool)};
+  t[size_t(Op::AvgPool2d)] = {shapePool, KILN_EVAL(evalPool)};
+}

@@ -1,0 +1,88 @@
+//===- Leaf.cpp - Inputs, parameters, state and constants -----------------===//
+//
+// Leaves carry their own type. Inputs, parameters and state are named and
+// take their values from the run's bindings; constants are splats.
+//
+//===----------------------------------------------------------------------===//
+#include "ir/OpRules.h"
+#include "runtime/Init.h"
+
+using namespace kiln;
+
+namespace {
+
+llvm::Error checkLeafType(const Node &n) {
+  auto numel = numElements(n.type.shape);
+  if (!numel || *numel > kMaxElements)
+    return makeError("shape " + shapeStr(n.type.shape) + " has too many elements");
+  for (int64_t d : n.type.shape)
+    if (d < 1)
+      return makeError("dimension " + llvm::Twine(d) + " in shape " +
+                       shapeStr(n.type.shape) + " must be at least 1");
+  return llvm::Error::success();
+}
+
+// input "x", param "fc1.w" {init, ...}, state "bn.running_mean" {init}.
+llvm::Expected<TensorType> shapeNamedLeaf(const Node &n) {
+  auto name = n.getString("name");
+  if (!name)
+    return name.takeError();
+  if (name->empty())
+    return makeError("'" + n.info().mnemonic + "' needs a non-empty name");
+  if (auto e = checkLeafType(n))
+    return std::move(e);
+  if (n.op == Op::Input)
+    return n.type;
+  if (!isFloat(n.type.dtype))
+    return makeError("'" + n.info().mnemonic + "' must be a float tensor");
+  if (auto e = validateInit(n))
+    return std::move(e);
+  return n.type;
+}
+
+template <typename T>
+void evalNamedLeaf(const Node &n, llvm::ArrayRef<const Tensor *>, Tensor &out,
+                   EvalContext &ctx) {
+  std::string name = n.stringAttr("name");
+  auto it = ctx.leaves ? ctx.leaves->find(name) : llvm::StringMap<Tensor>::const_iterator();
+  if (!ctx.leaves || it == ctx.leaves->end()) {
+    ctx.fail("no value for " + n.info().mnemonic + " '" + name + "'");
+    return;
+  }
+  const Tensor &v = it->second;
+  if (v.shape() != llvm::ArrayRef<int64_t>(n.type.shape)) {
+    ctx.fail(n.info().mnemonic + " '" + name + "' must have shape " +
+             shapeStr(n.type.shape) + ", got " + shapeStr(v.shape()));
+    return;
+  }
+  out = v.cast(out.dtype());
+}
+
+// constant {value}: a splat.
+llvm::Expected<TensorType> shapeConstant(const Node &n) {
+  auto v = n.getFloat("value");
+  if (!v)
+    return v.takeError();
+  if (auto e = checkLeafType(n))
+    return std::move(e);
+  return n.type;
+}
+
+template <typename T>
+void evalConstant(const Node &n, llvm::ArrayRef<const Tensor *>, Tensor &out,
+                  EvalContext &) {
+  double v = n.floatAttr("value");
+  if (out.dtype() == DType::I32)
+    std::fill_n(out.data<int32_t>(), out.numel(), int32_t(v));
+  else
+    std::fill_n(out.data<T>(), out.numel(), T(v));
+}
+
+} // namespace
+
+void kiln::registerLeafRules(RuleTable &t) {
+  t[size_t(Op::Input)] = {shapeNamedLeaf, KILN_EVAL(evalNamedLeaf)};
+  t[size_t(Op::Param)] = {shapeNamedLeaf, KILN_EVAL(evalNamedLeaf)};
+  t[size_t(Op::State)] = {shapeNamedLeaf, KILN_EVAL(evalNamedLeaf)};
+  t[size_t(Op::Constant)] = {shapeConstant, KILN_EVAL(evalConstant)};
+}

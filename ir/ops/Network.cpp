@@ -1,0 +1,281 @@
+//===- Network.cpp - softmax, normalisation, dropout, embeddings ----------===//
+//
+// Layers with PyTorch's semantics: softmax along an axis (shifted by the
+// maximum), batch_norm per channel (axis 1) with biased batch variance in
+// training mode and running statistics in eval mode, layer_norm over the last
+// axis, inverted dropout, embedding lookup and one-hot encoding.
+//
+//===----------------------------------------------------------------------===//
+#include "ir/OpRules.h"
+#include <cmath>
+
+using namespace kiln;
+
+namespace {
+
+/// A tensor viewed as [outer, len, inner] around one axis.
+struct AxisView {
+  int64_t outer = 1, len = 1, inner = 1;
+  AxisView(llvm::ArrayRef<int64_t> shape, int64_t axis) {
+    for (int64_t i = 0; i < int64_t(shape.size()); ++i)
+      (i < axis ? outer : i == axis ? len : inner) *= shape[i];
+  }
+  int64_t at(int64_t o, int64_t i, int64_t in) const {
+    return (o * len + i) * inner + in;
+  }
+};
+
+llvm::Error checkMode(const Node &n) {
+  auto mode = n.getString("mode");
+  if (!mode)
+    return mode.takeError();
+  if (*mode != "train" && *mode != "eval")
+    return makeError("mode of '" + n.info().mnemonic +
+                     "' must be \"train\" or \"eval\", not \"" + *mode + "\"");
+  return llvm::Error::success();
+}
+
+// softmax, log_softmax {axis}
+llvm::Expected<TensorType> shapeSoftmax(const Node &n) {
+  if (auto e = expectFloat(n, 0))
+    return std::move(e);
+  auto axis = n.getInt("axis");
+  if (!axis)
+    return axis.takeError();
+  if (auto a = normaliseAxis(n, *axis, n.operands[0]->type.rank()); !a)
+    return a.takeError();
+  return n.operands[0]->type;
+}
+
+template <typename T>
+void evalSoftmax(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
+                 EvalContext &) {
+  int64_t axis =
+      llvm::cantFail(normaliseAxis(n, n.intAttr("axis"), out.rank()));
+  AxisView v(out.shape(), axis);
+  const T *x = in[0]->data<T>();
+  T *y = out.data<T>();
+  bool log = n.op == Op::LogSoftmax;
+  for (int64_t o = 0; o < v.outer; ++o)
+    for (int64_t in = 0; in < v.inner; ++in) {
+      T mx = -std::numeric_limits<T>::infinity();
+      for (int64_t i = 0; i < v.len; ++i)
+        mx = std::max(mx, x[v.at(o, i, in)]);
+      T sum = 0;
+      for (int64_t i = 0; i < v.len; ++i)
+        sum += std::exp(x[v.at(o, i, in)] - mx);
+      for (int64_t i = 0; i < v.len; ++i) {
+        T z = x[v.at(o, i, in)] - mx;
+        y[v.at(o, i, in)] = log ? z - std::log(sum) : std::exp(z) / sum;
+      }
+    }
+}
+
+// batch_norm {mode, eps, momentum}: x [N, C, ...], gamma, beta, mean, var [C]
+llvm::Expected<TensorType> shapeBatchNorm(const Node &n) {
+  const TensorType &x = n.operands[0]->type;
+  if (auto e = expectFloat(n, 0))
+    return std::move(e);
+  if (x.rank() < 2)
+    return makeError("batch_norm needs x of rank 2 or more, got " + x.str());
+  TensorType c{x.dtype, {x.shape[1]}};
+  for (unsigned i = 1; i < 5; ++i)
+    if (n.operands[i]->type != c)
+      return makeError("batch_norm of " + x.str() + " needs gamma, beta and "
+                       "running statistics of type " + c.str() + ", got " +
+                       n.operands[i]->type.str());
+  if (auto e = checkMode(n))
+    return std::move(e);
+  auto eps = n.getFloat("eps");
+  auto momentum = n.getFloat("momentum");
+  if (!eps || !momentum)
+    return llvm::joinErrors(eps.takeError(), momentum.takeError());
+  if (!(*eps > 0))
+    return makeError("batch_norm needs eps > 0");
+  return x;
+}
+
+template <typename T>
+void evalBatchNorm(const Node &n, llvm::ArrayRef<const Tensor *> in,
+                   Tensor &out, EvalContext &) {
+  AxisView v(out.shape(), 1);
+  const T *x = in[0]->data<T>(), *gamma = in[1]->data<T>(),
+          *beta = in[2]->data<T>();
+  T *y = out.data<T>();
+  bool train = n.stringAttr("mode") == "train";
+  T eps = T(n.floatAttr("eps"));
+  T count = T(v.outer * v.inner);
+  for (int64_t c = 0; c < v.len; ++c) {
+    T mean = in[3]->data<T>()[c], var = in[4]->data<T>()[c];
+    if (train) {
+      mean = var = 0;
+      for (int64_t o = 0; o < v.outer; ++o)
+        for (int64_t i = 0; i < v.inner; ++i)
+          mean += x[v.at(o, c, i)];
+      mean /= count;
+      for (int64_t o = 0; o < v.outer; ++o)
+        for (int64_t i = 0; i < v.inner; ++i) {
+          T d = x[v.at(o, c, i)] - mean;
+          var += d * d;
+        }
+      var /= count;
+    }
+    T scale = gamma[c] / std::sqrt(var + eps);
+    for (int64_t o = 0; o < v.outer; ++o)
+      for (int64_t i = 0; i < v.inner; ++i)
+        y[v.at(o, c, i)] = (x[v.at(o, c, i)] - mean) * scale + beta[c];
+  }
+}
+
+// layer_norm {eps}: x [..., D], gamma, beta [D]
+llvm::Expected<TensorType> shapeLayerNorm(const Node &n) {
+  const TensorType &x = n.operands[0]->type;
+  if (auto e = expectFloat(n, 0))
+    return std::move(e);
+  if (x.rank() < 1)
+    return makeError("layer_norm needs x of rank 1 or more");
+  TensorType d{x.dtype, {x.shape.back()}};
+  for (unsigned i = 1; i < 3; ++i)
+    if (n.operands[i]->type != d)
+      return makeError("layer_norm of " + x.str() + " needs gamma and beta of "
+                       "type " + d.str() + ", got " + n.operands[i]->type.str());
+  auto eps = n.getFloat("eps");
+  if (!eps)
+    return eps.takeError();
+  if (!(*eps > 0))
+    return makeError("layer_norm needs eps > 0");
+  return x;
+}
+
+template <typename T>
+void evalLayerNorm(const Node &n, llvm::ArrayRef<const Tensor *> in,
+                   Tensor &out, EvalContext &) {
+  int64_t d = out.shape().back(), rows = out.numel() / d;
+  const T *x = in[0]->data<T>(), *gamma = in[1]->data<T>(),
+          *beta = in[2]->data<T>();
+  T *y = out.data<T>();
+  T eps = T(n.floatAttr("eps"));
+  for (int64_t r = 0; r < rows; ++r) {
+    const T *xr = x + r * d;
+    T mean = 0, var = 0;
+    for (int64_t i = 0; i < d; ++i)
+      mean += xr[i];
+    mean /= T(d);
+    for (int64_t i = 0; i < d; ++i)
+      var += (xr[i] - mean) * (xr[i] - mean);
+    var /= T(d);
+    T inv = T(1) / std::sqrt(var + eps);
+    for (int64_t i = 0; i < d; ++i)
+      y[r * d + i] = (xr[i] - mean) * inv * gamma[i] + beta[i];
+  }
+}
+
+// dropout {mode, p, seed}: in training, zero each element with probability p
+// and scale the rest by 1/(1-p); in eval, the identity.
+llvm::Expected<TensorType> shapeDropout(const Node &n) {
+  if (auto e = expectFloat(n, 0))
+    return std::move(e);
+  if (auto e = checkMode(n))
+    return std::move(e);
+  auto p = n.getFloat("p");
+  if (!p)
+    return p.takeError();
+  if (!(*p >= 0 && *p < 1))
+    return makeError("dropout needs 0 <= p < 1, got " + std::to_string(*p));
+  if (auto s = n.getInt("seed"); !s)
+    return s.takeError();
+  return n.operands[0]->type;
+}
+
+/// splitmix64: a counter-based generator, so element i's draw depends only
+/// on (run seed, op seed, step, i) and any order of evaluation agrees.
+uint64_t mix(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+template <typename T>
+void evalDropout(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
+                 EvalContext &ctx) {
+  const T *x = in[0]->data<T>();
+  T *y = out.data<T>();
+  double p = n.floatAttr("p");
+  if (n.stringAttr("mode") == "eval" || p == 0) {
+    std::copy_n(x, out.numel(), y);
+    return;
+  }
+  uint64_t key = mix(mix(ctx.seed ^ mix(uint64_t(n.intAttr("seed")))) ^ ctx.step);
+  T scale = T(1 / (1 - p));
+  for (int64_t i = 0; i < out.numel(); ++i) {
+    double u = double(mix(key ^ uint64_t(i)) >> 11) * 0x1.0p-53;
+    y[i] = u < p ? T(0) : x[i] * scale;
+  }
+}
+
+// embedding: ids i32 [...], table [V, D] -> [..., D]
+llvm::Expected<TensorType> shapeEmbedding(const Node &n) {
+  const TensorType &ids = n.operands[0]->type, &table = n.operands[1]->type;
+  if (ids.dtype != DType::I32 || table.rank() != 2 || !isFloat(table.dtype))
+    return makeError("embedding needs i32 ids and a float table [V, D], got " +
+                     ids.str() + " and " + table.str());
+  TensorType t{table.dtype, ids.shape};
+  t.shape.push_back(table.shape[1]);
+  return t;
+}
+
+template <typename T>
+void evalEmbedding(const Node &n, llvm::ArrayRef<const Tensor *> in,
+                   Tensor &out, EvalContext &ctx) {
+  int64_t v = in[1]->shape()[0], d = in[1]->shape()[1];
+  const int32_t *ids = in[0]->data<int32_t>();
+  for (int64_t i = 0; i < in[0]->numel(); ++i) {
+    if (ids[i] < 0 || ids[i] >= v)
+      return ctx.fail("embedding id " + llvm::Twine(ids[i]) +
+                      " is out of range for a table of " + llvm::Twine(v) +
+                      " rows");
+    std::copy_n(in[1]->data<T>() + ids[i] * d, d, out.data<T>() + i * d);
+  }
+}
+
+// one_hot {classes}: ids i32 [...] -> f32 [..., classes]
+llvm::Expected<TensorType> shapeOneHot(const Node &n) {
+  const TensorType &ids = n.operands[0]->type;
+  if (ids.dtype != DType::I32)
+    return makeError("one_hot needs i32 ids, got " + ids.str());
+  auto classes = n.getInt("classes");
+  if (!classes)
+    return classes.takeError();
+  if (*classes < 1)
+    return makeError("one_hot needs classes >= 1");
+  TensorType t{DType::F32, ids.shape};
+  t.shape.push_back(*classes);
+  return t;
+}
+
+template <typename T>
+void evalOneHot(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
+                EvalContext &ctx) {
+  int64_t c = n.intAttr("classes");
+  const int32_t *ids = in[0]->data<int32_t>();
+  T *y = out.data<T>();
+  for (int64_t i = 0; i < in[0]->numel(); ++i) {
+    if (ids[i] < 0 || ids[i] >= c)
+      return ctx.fail("one_hot id " + llvm::Twine(ids[i]) +
+                      " is out of range for " + llvm::Twine(c) + " classes");
+    y[i * c + ids[i]] = T(1);
+  }
+}
+
+} // namespace
+
+void kiln::registerNetworkRules(RuleTable &t) {
+  t[size_t(Op::Softmax)] = {shapeSoftmax, KILN_EVAL(evalSoftmax)};
+  t[size_t(Op::LogSoftmax)] = {shapeSoftmax, KILN_EVAL(evalSoftmax)};
+  t[size_t(Op::BatchNorm)] = {shapeBatchNorm, KILN_EVAL(evalBatchNorm)};
+  t[size_t(Op::LayerNorm)] = {shapeLayerNorm, KILN_EVAL(evalLayerNorm)};
+  t[size_t(Op::Dropout)] = {shapeDropout, KILN_EVAL(evalDropout)};
+  t[size_t(Op::Embedding)] = {shapeEmbedding, KILN_EVAL(evalEmbedding)};
+  t[size_t(Op::OneHot)] = {shapeOneHot, KILN_EVAL(evalOneHot)};
+}

@@ -1,0 +1,188 @@
+//===- Shape.cpp - broadcast, reshape, transpose, slice, concat -----------===//
+//
+// Data movement ops. They work on any dtype: evaluation gathers elements by
+// offsets computed from strides, so it never looks at the values.
+//
+//===----------------------------------------------------------------------===//
+#include "ir/OpRules.h"
+#include <cstring>
+
+using namespace kiln;
+
+namespace {
+
+llvm::Error checkShape(const Node &n, llvm::ArrayRef<int64_t> shape) {
+  auto numel = numElements(shape);
+  if (!numel || *numel > kMaxElements)
+    return makeError("shape " + shapeStr(shape) + " has too many elements");
+  for (int64_t d : shape)
+    if (d < 1)
+      return makeError("'" + n.info().mnemonic + "' shape " + shapeStr(shape) +
+                       " has a dimension below 1");
+  return llvm::Error::success();
+}
+
+// broadcast {shape}: NumPy rules, operand aligned to the right.
+llvm::Expected<TensorType> shapeBroadcast(const Node &n) {
+  auto shape = n.getInts("shape");
+  if (!shape)
+    return shape.takeError();
+  if (auto e = checkShape(n, *shape))
+    return std::move(e);
+  const TensorType &a = n.operands[0]->type;
+  auto b = broadcastShapes(a.shape, *shape);
+  if (a.rank() > int64_t(shape->size()) || !b || *b != *shape)
+    return makeError("cannot broadcast " + a.str() + " to " + shapeStr(*shape));
+  return TensorType{a.dtype, *shape};
+}
+
+template <typename T>
+void evalBroadcast(const Node &n, llvm::ArrayRef<const Tensor *> in,
+                   Tensor &out, EvalContext &) {
+  llvm::ArrayRef<int64_t> from = in[0]->shape(), to = out.shape();
+  Shape inStrides = stridesOf(from), strides(to.size(), 0);
+  size_t lead = to.size() - from.size();
+  for (size_t i = 0; i < from.size(); ++i)
+    strides[lead + i] = from[i] == 1 ? 0 : inStrides[i];
+  gatherElements(*in[0], out, stridedOffsets(to, strides));
+}
+
+// reshape {shape}: same element count.
+llvm::Expected<TensorType> shapeReshape(const Node &n) {
+  auto shape = n.getInts("shape");
+  if (!shape)
+    return shape.takeError();
+  if (auto e = checkShape(n, *shape))
+    return std::move(e);
+  const TensorType &a = n.operands[0]->type;
+  if (*numElements(*shape) != *numElements(a.shape))
+    return makeError("cannot reshape " + a.str() + " to " + shapeStr(*shape) +
+                     ": the element counts differ");
+  return TensorType{a.dtype, *shape};
+}
+
+template <typename T>
+void evalReshape(const Node &, llvm::ArrayRef<const Tensor *> in, Tensor &out,
+                 EvalContext &) {
+  std::memcpy(out.raw(), in[0]->raw(), out.nbytes());
+}
+
+// transpose {perm}: out.shape[i] = in.shape[perm[i]].
+llvm::Expected<TensorType> shapeTranspose(const Node &n) {
+  auto perm = n.getInts("perm");
+  if (!perm)
+    return perm.takeError();
+  const TensorType &a = n.operands[0]->type;
+  Shape sorted(*perm);
+  llvm::sort(sorted);
+  bool ok = int64_t(perm->size()) == a.rank();
+  for (int64_t i = 0; ok && i < a.rank(); ++i)
+    ok = sorted[i] == i;
+  if (!ok)
+    return makeError("transpose permutation " + shapeStr(*perm) +
+                     " does not permute the axes of " + a.str());
+  TensorType t{a.dtype, {}};
+  for (int64_t p : *perm)
+    t.shape.push_back(a.shape[p]);
+  return t;
+}
+
+template <typename T>
+void evalTranspose(const Node &n, llvm::ArrayRef<const Tensor *> in,
+                   Tensor &out, EvalContext &) {
+  Shape inStrides = stridesOf(in[0]->shape()), strides;
+  for (int64_t p : n.intsAttr("perm"))
+    strides.push_back(inStrides[p]);
+  gatherElements(*in[0], out, stridedOffsets(out.shape(), strides));
+}
+
+// slice {begin, end, step}: one entry per axis, 0 <= begin < end <= dim.
+llvm::Expected<TensorType> shapeSlice(const Node &n) {
+  auto begin = n.getInts("begin");
+  auto end = n.getInts("end");
+  auto step = n.getInts("step");
+  if (!begin || !end || !step)
+    return llvm::joinErrors(
+        llvm::joinErrors(begin.takeError(), end.takeError()),
+        step.takeError());
+  const TensorType &a = n.operands[0]->type;
+  if (int64_t(begin->size()) != a.rank() || int64_t(end->size()) != a.rank() ||
+      int64_t(step->size()) != a.rank())
+    return makeError("slice of " + a.str() + " needs begin, end and step for " +
+                     llvm::Twine(a.rank()) + " axes");
+  TensorType t{a.dtype, {}};
+  for (int64_t i = 0; i < a.rank(); ++i) {
+    int64_t b = (*begin)[i], e = (*end)[i], s = (*step)[i];
+    if (b < 0 || e > a.shape[i] || b >= e || s < 1)
+      return makeError("slice " + llvm::Twine(b) + ":" + llvm::Twine(e) + ":" +
+                       llvm::Twine(s) + " of axis " + llvm::Twine(i) + " of " +
+                       a.str() + " is empty or out of range");
+    t.shape.push_back((e - b + s - 1) / s);
+  }
+  return t;
+}
+
+template <typename T>
+void evalSlice(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
+               EvalContext &) {
+  Shape inStrides = stridesOf(in[0]->shape()), strides;
+  auto begin = n.intsAttr("begin"), step = n.intsAttr("step");
+  int64_t base = 0;
+  for (size_t i = 0; i < inStrides.size(); ++i) {
+    base += begin[i] * inStrides[i];
+    strides.push_back(step[i] * inStrides[i]);
+  }
+  gatherElements(*in[0], out, stridedOffsets(out.shape(), strides, base));
+}
+
+// concat {axis}: operands agree on every other axis.
+llvm::Expected<TensorType> shapeConcat(const Node &n) {
+  if (n.operands.empty())
+    return makeError("'concat' needs at least one operand");
+  auto axisAttr = n.getInt("axis");
+  if (!axisAttr)
+    return axisAttr.takeError();
+  TensorType t = n.operands[0]->type;
+  auto axis = normaliseAxis(n, *axisAttr, t.rank());
+  if (!axis)
+    return axis.takeError();
+  for (size_t i = 1; i < n.operands.size(); ++i) {
+    const TensorType &o = n.operands[i]->type;
+    bool ok = o.dtype == t.dtype && o.rank() == t.rank();
+    for (int64_t d = 0; ok && d < t.rank(); ++d)
+      ok = d == *axis || o.shape[d] == t.shape[d];
+    if (!ok)
+      return makeError("cannot concatenate " + n.operands[0]->type.str() +
+                       " and " + o.str() + " along axis " +
+                       llvm::Twine(*axis));
+    t.shape[*axis] += o.shape[*axis];
+  }
+  return t;
+}
+
+template <typename T>
+void evalConcat(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
+                EvalContext &) {
+  int64_t axis = llvm::cantFail(normaliseAxis(n, n.intAttr("axis"), out.rank()));
+  // Rows above the axis; each operand contributes a contiguous chunk per row.
+  int64_t outer = 1;
+  for (int64_t d = 0; d < axis; ++d)
+    outer *= out.shape()[d];
+  auto *dst = static_cast<char *>(out.raw());
+  for (int64_t r = 0; r < outer; ++r)
+    for (const Tensor *t : in) {
+      size_t chunk = t->nbytes() / outer;
+      std::memcpy(dst, static_cast<const char *>(t->raw()) + r * chunk, chunk);
+      dst += chunk;
+    }
+}
+
+} // namespace
+
+void kiln::registerShapeRules(RuleTable &t) {
+  t[size_t(Op::Broadcast)] = {shapeBroadcast, KILN_EVAL(evalBroadcast)};
+  t[size_t(Op::Reshape)] = {shapeReshape, KILN_EVAL(evalReshape)};
+  t[size_t(Op::Transpose)] = {shapeTranspose, KILN_EVAL(evalTranspose)};
+  t[size_t(Op::Slice)] = {shapeSlice, KILN_EVAL(evalSlice)};
+  t[size_t(Op::Concat)] = {shapeConcat, KILN_EVAL(evalConcat)};
+}

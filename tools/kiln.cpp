@@ -1,0 +1,264 @@
+//===- kiln.cpp - The kiln driver -----------------------------------------===//
+//
+// `kiln check | dump | opt`: parse a model file, lower it to graph IR and
+// print any stage; or read textual IR and run passes on it. Options are
+// llvm::cl subcommand options; diagnostics go to stderr with carets, and any
+// error makes the exit code 1.
+//
+//===----------------------------------------------------------------------===//
+#include "frontend/Lower.h"
+#include "frontend/Parser.h"
+#include "frontend/Train.h"
+#include "ir/IRParser.h"
+#include "ir/Printer.h"
+#include "ir/Verifier.h"
+#include "passes/Passes.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/WithColor.h"
+
+using namespace kiln;
+namespace cl = llvm::cl;
+
+static cl::SubCommand checkCmd("check", "Parse and verify a model file");
+static cl::SubCommand dumpCmd("dump", "Print a model at a pipeline stage");
+static cl::SubCommand optCmd("opt", "Run passes on textual IR");
+
+static cl::opt<std::string> inputFile(cl::Positional, cl::desc("<file>"),
+                                      cl::Required, cl::sub(checkCmd),
+                                      cl::sub(dumpCmd), cl::sub(optCmd));
+static cl::list<std::string> defines("D", cl::Prefix,
+                                     cl::desc("Bind a dimension: -D N=4"),
+                                     cl::value_desc("NAME=VALUE"),
+                                     cl::sub(checkCmd), cl::sub(dumpCmd));
+static cl::opt<std::string> modelName("model", cl::desc("The model to use"),
+                                      cl::value_desc("name"), cl::sub(checkCmd),
+                                      cl::sub(dumpCmd));
+
+enum class Stage { AST, IR, Grad, Opt, LLVM, Asm };
+static cl::opt<Stage> stage(
+    "stage", cl::desc("The stage to print"), cl::init(Stage::IR),
+    cl::values(clEnumValN(Stage::AST, "ast", "the syntax tree"),
+               clEnumValN(Stage::IR, "ir", "the graph IR"),
+               clEnumValN(Stage::Grad, "grad", "the training graph"),
+               clEnumValN(Stage::Opt, "opt", "after the pass pipeline"),
+               clEnumValN(Stage::LLVM, "llvm", "the LLVM module"),
+               clEnumValN(Stage::Asm, "asm", "native assembly")),
+    cl::sub(dumpCmd));
+enum class Format { Text, Dot };
+static cl::opt<Format> format(
+    "format", cl::desc("Output format"), cl::init(Format::Text),
+    cl::values(clEnumValN(Format::Text, "text", "textual IR"),
+               clEnumValN(Format::Dot, "dot", "Graphviz")),
+    cl::sub(dumpCmd), cl::sub(optCmd));
+static cl::opt<std::string> mode("mode",
+                                 cl::desc("Lower for 'train' or 'eval'"),
+                                 cl::init("train"), cl::sub(dumpCmd));
+
+static cl::opt<std::string> passes("passes",
+                                   cl::desc("Comma-separated passes to run"),
+                                   cl::sub(optCmd));
+static cl::opt<bool> printAfterAll("print-after-all",
+                                   cl::desc("Print the IR after every pass"),
+                                   cl::sub(optCmd));
+static cl::list<std::string> printAfter("print-after",
+                                        cl::desc("Print the IR after pass P"),
+                                        cl::value_desc("P"), cl::sub(optCmd));
+static cl::opt<bool> stats("stats", cl::desc("Print op counts per pass"),
+                           cl::sub(optCmd));
+static cl::opt<bool> timePasses("time-passes",
+                                cl::desc("Time each pass"), cl::sub(optCmd));
+
+static int fail(const llvm::Twine &msg) {
+  llvm::WithColor::error(llvm::errs(), "kiln") << msg << "\n";
+  return 1;
+}
+
+/// Parses -D NAME=VALUE bindings.
+static llvm::Expected<llvm::StringMap<int64_t>> parseDefines() {
+  llvm::StringMap<int64_t> dims;
+  for (llvm::StringRef d : defines) {
+    auto [name, value] = d.split('=');
+    bool nameOk = !name.empty() && (llvm::isAlpha(name[0]) || name[0] == '_') &&
+                  llvm::all_of(name, [](char c) {
+                    return llvm::isAlnum(c) || c == '_';
+                  });
+    if (!nameOk || !d.contains('='))
+      return makeError("-D '" + d + "': expected NAME=VALUE, as in -D N=4");
+    int64_t v;
+    if (value.getAsInteger(10, v) || v < 1)
+      return makeError("-D " + d + ": the value must be a positive integer");
+    dims[name] = v;
+  }
+  return dims;
+}
+
+namespace {
+/// A model file, parsed and checked.
+struct Loaded {
+  llvm::SourceMgr sm;
+  std::unique_ptr<Diagnostics> diags;
+  Module module;
+  std::vector<TrainConfig> trains;
+};
+} // namespace
+
+static std::unique_ptr<Loaded> loadModel(llvm::StringRef path) {
+  auto buf = llvm::MemoryBuffer::getFileOrSTDIN(path, /*IsText=*/true);
+  if (!buf) {
+    fail("cannot read '" + path + "': " + buf.getError().message());
+    return nullptr;
+  }
+  auto l = std::make_unique<Loaded>();
+  unsigned id = l->sm.AddNewSourceBuffer(std::move(*buf), llvm::SMLoc());
+  l->diags = std::make_unique<Diagnostics>(l->sm);
+  l->module = parseModule(id, *l->diags);
+  checkModule(l->module, *l->diags);
+  l->trains = checkTrainBlocks(l->module, *l->diags);
+  if (!l->diags->hadError() &&
+      !llvm::any_of(l->module.funcs, [](const FuncDecl &f) { return f.isModel; }))
+    l->diags->error(llvm::SMLoc::getFromPointer(
+                        l->sm.getMemoryBuffer(id)->getBufferStart()),
+                    "the file defines no model");
+  return l;
+}
+
+/// Lowers one model with -D bindings over its train block's batch.
+static std::unique_ptr<Graph> lower(Loaded &l, const FuncDecl &model,
+                                    const llvm::StringMap<int64_t> &defs,
+                                    bool trainMode) {
+  LowerOptions opts;
+  opts.trainMode = trainMode;
+  const TrainConfig *train = nullptr;
+  for (const TrainConfig &t : l.trains)
+    if (t.model == model.name)
+      train = &t;
+  // The batch size binds the leading dimension of the first input.
+  if (train && !model.formals.empty() && !model.formals[0].type.dims.empty() &&
+      model.formals[0].type.dims[0]->kind == ExprKind::Name)
+    opts.dims[model.formals[0].type.dims[0]->name] = train->batch;
+  for (auto &kv : defs)
+    opts.dims[kv.getKey()] = kv.getValue();
+  auto g = lowerModel(l.module, model, opts, *l.diags);
+  if (g && train && !defs.count(model.formals[0].type.dims[0]->name))
+    checkDataFits(*train, *g, *l.diags);
+  if (g)
+    if (auto e = verifyGraph(*g)) {
+      fail("internal error: lowering produced an invalid graph: " +
+           llvm::toString(std::move(e)));
+      return nullptr;
+    }
+  return g;
+}
+
+static const FuncDecl *selectModel(Loaded &l) {
+  std::vector<std::string> models;
+  for (const FuncDecl &f : l.module.funcs)
+    if (f.isModel)
+      models.push_back(f.name);
+  if (!modelName.empty()) {
+    const FuncDecl *f = l.module.findFunc(modelName);
+    if (!f || !f->isModel) {
+      fail("no model '" + modelName + "' in " + inputFile + " (models: " +
+           llvm::join(models, ", ") + ")");
+      return nullptr;
+    }
+    return f;
+  }
+  if (models.size() != 1) {
+    fail(inputFile + " defines " + llvm::Twine(models.size()) +
+         " models (" + llvm::join(models, ", ") + "); choose one with --model");
+    return nullptr;
+  }
+  return l.module.findFunc(models[0]);
+}
+
+static int runCheck() {
+  auto defs = parseDefines();
+  if (!defs)
+    return fail(llvm::toString(defs.takeError()));
+  auto l = loadModel(inputFile);
+  if (!l)
+    return 1;
+  if (!l->diags->hadError())
+    for (const FuncDecl &f : l->module.funcs)
+      if (f.isModel && (modelName.empty() || f.name == modelName))
+        lower(*l, f, *defs, /*trainMode=*/true);
+  return l->diags->hadError() ? 1 : 0;
+}
+
+static const char *const stageNames[] = {"ast", "ir", "grad", "opt", "llvm", "asm"};
+
+static int runDump() {
+  auto defs = parseDefines();
+  if (!defs)
+    return fail(llvm::toString(defs.takeError()));
+  if (mode != "train" && mode != "eval")
+    return fail("--mode must be 'train' or 'eval'");
+  auto l = loadModel(inputFile);
+  if (!l || l->diags->hadError())
+    return 1;
+  if (stage == Stage::AST) {
+    printAST(l->module, llvm::outs());
+    return 0;
+  }
+  if (stage != Stage::IR)
+    return fail(llvm::Twine("--stage=") + stageNames[int(stage.getValue())] +
+                " is not available yet: this build lowers to graph IR only "
+                "(stages: ast, ir)");
+  const FuncDecl *model = selectModel(*l);
+  if (!model)
+    return 1;
+  auto g = lower(*l, *model, *defs, mode == "train");
+  if (!g || l->diags->hadError())
+    return 1;
+  if (format == Format::Dot)
+    printDot(*g, llvm::outs());
+  else
+    printGraph(*g, llvm::outs());
+  return 0;
+}
+
+static int runOpt() {
+  auto buf = llvm::MemoryBuffer::getFileOrSTDIN(inputFile, /*IsText=*/true);
+  if (!buf)
+    return fail("cannot read '" + inputFile + "': " + buf.getError().message());
+  llvm::SourceMgr sm;
+  unsigned id = sm.AddNewSourceBuffer(std::move(*buf), llvm::SMLoc());
+  Diagnostics diags(sm);
+  auto graphs = parseIR(id, diags);
+  if (diags.hadError())
+    return 1;
+  PassOptions opts;
+  opts.printAfterAll = printAfterAll;
+  opts.printAfter.assign(printAfter.begin(), printAfter.end());
+  opts.stats = stats;
+  opts.timePasses = timePasses;
+  for (auto &g : graphs) {
+    if (auto e = verifyGraph(*g))
+      return fail(inputFile + ": invalid graph @" + g->name + ": " +
+                  llvm::toString(std::move(e)));
+    if (auto e = runPipeline(*g, passes, opts, llvm::outs()))
+      return fail(llvm::toString(std::move(e)));
+    if (format == Format::Dot)
+      printDot(*g, llvm::outs());
+    else
+      printGraph(*g, llvm::outs());
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  cl::ParseCommandLineOptions(argc, argv,
+                              "kiln: a compiler for neural-network training\n");
+  if (checkCmd)
+    return runCheck();
+  if (dumpCmd)
+    return runDump();
+  if (optCmd)
+    return runOpt();
+  return fail("expected a command: check, dump or opt (see kiln --help)");
+}
