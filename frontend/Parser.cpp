@@ -15,6 +15,7 @@
 //===----------------------------------------------------------------------===//
 #include "frontend/Parser.h"
 #include "frontend/Lexer.h"
+#include "ir/Printer.h"
 
 using namespace kiln;
 
@@ -526,7 +527,7 @@ void printExpr(const Expr *e, llvm::raw_ostream &os) {
   switch (e->kind) {
   case ExprKind::Name: os << e->name; return;
   case ExprKind::Int: os << e->intValue; return;
-  case ExprKind::Float: os << e->floatValue; return;
+  case ExprKind::Float: os << formatFloat(e->floatValue); return;
   case ExprKind::String: os << '"' << e->name << '"'; return;
   case ExprKind::Unary:
     os << "(neg ";

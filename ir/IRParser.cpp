@@ -102,7 +102,13 @@ std::unique_ptr<Graph> IRParser::parseGraph() {
 
 void IRParser::skipStatement() {
   // Skip to the next token that can start a statement.
-  advance();
+  auto startsStatement = [&] {
+    return tok.is(Tok::Eof) || tok.is(Tok::Percent) || tok.is(Tok::RBrace) ||
+           isIdent("minimize") || isIdent("return") || isIdent("update") ||
+           isIdent("graph");
+  };
+  if (!startsStatement())
+    advance();
   while (!tok.is(Tok::Eof) && !tok.is(Tok::Percent) && !tok.is(Tok::RBrace) &&
          !isIdent("minimize") && !isIdent("return") && !isIdent("update") &&
          !isIdent("graph"))
@@ -120,11 +126,10 @@ Node *IRParser::parseValueRef() {
   std::string name = tok.text.str();
   advance();
   auto it = values.find(name);
-  if (it == values.end()) {
+  if (it == values.end())
     diags.error(at, "use of undefined value '%" + name + "'");
-    return nullptr;
-  }
-  return it->second;
+  // A value whose definition failed maps to null: already reported.
+  return it == values.end() ? nullptr : it->second;
 }
 
 bool IRParser::parseStatement(Graph &g) {
@@ -197,6 +202,7 @@ bool IRParser::parseNode(Graph &g) {
     diags.error(nameLoc, "value '%" + name + "' is defined twice");
     return false;
   }
+  values[name] = nullptr; // until the definition succeeds
   if (!expect(Tok::Equal, "after the value name"))
     return false;
   if (!tok.is(Tok::Ident)) {

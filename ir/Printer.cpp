@@ -8,6 +8,7 @@
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/Support/Format.h"
 #include <cmath>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 
@@ -18,12 +19,10 @@ std::string kiln::formatFloat(double v) {
     return "nan";
   if (std::isinf(v))
     return v > 0 ? "inf" : "-inf";
-  char buf[40];
-  for (int prec = 1; prec <= 17; ++prec) {
-    std::snprintf(buf, sizeof buf, "%.*g", prec, v);
-    if (std::strtod(buf, nullptr) == v)
-      break;
-  }
+  // Shortest text that reads back to exactly v.
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof buf, v);
+  *res.ptr = 0;
   std::string s = buf;
   if (s.find_first_of(".en") == std::string::npos)
     s += ".0";
