@@ -57,6 +57,7 @@ private:
   Lexer lexer;
   Token tok;
   llvm::StringMap<Node *> values;
+  llvm::SMLoc stmtStart;
 };
 
 std::vector<std::unique_ptr<Graph>> IRParser::parseModule() {
@@ -101,17 +102,10 @@ std::unique_ptr<Graph> IRParser::parseGraph() {
 }
 
 void IRParser::skipStatement() {
-  // Skip to the next token that can start a statement.
-  auto startsStatement = [&] {
-    return tok.is(Tok::Eof) || tok.is(Tok::Percent) || tok.is(Tok::RBrace) ||
-           isIdent("minimize") || isIdent("return") || isIdent("update") ||
-           isIdent("graph");
-  };
-  if (!startsStatement())
-    advance();
-  while (!tok.is(Tok::Eof) && !tok.is(Tok::Percent) && !tok.is(Tok::RBrace) &&
-         !isIdent("minimize") && !isIdent("return") && !isIdent("update") &&
-         !isIdent("graph"))
+  // Statements are one per line: skip the rest of the failed one.
+  unsigned line = diags.sourceMgr().getLineAndColumn(stmtStart).first;
+  while (!tok.is(Tok::Eof) &&
+         diags.sourceMgr().getLineAndColumn(tok.loc()).first == line)
     advance();
 }
 
@@ -133,6 +127,7 @@ Node *IRParser::parseValueRef() {
 }
 
 bool IRParser::parseStatement(Graph &g) {
+  stmtStart = tok.loc();
   if (tok.is(Tok::Percent))
     return parseNode(g);
   llvm::SMLoc at = tok.loc();

@@ -42,12 +42,14 @@ llvm::Error kiln::runPipeline(Graph &g, llvm::StringRef pipeline,
     if (!llvm::any_of(kPasses, [&](const PassInfo &i) { return i.name == p; }))
       return makeError("--print-after names unknown pass '" + p + "'");
   llvm::TimerGroup group("kiln-passes", "Kiln graph passes");
+  // One timer per pass, alive until the report is printed.
+  std::vector<std::unique_ptr<llvm::Timer>> timers;
   for (const PassInfo *p : passes) {
     size_t before = g.nodes.size();
+    timers.push_back(std::make_unique<llvm::Timer>(p->name, p->name, group));
     bool changed;
     {
-      llvm::Timer timer(p->name, p->description, group);
-      llvm::TimeRegion region(opts.timePasses ? &timer : nullptr);
+      llvm::TimeRegion region(opts.timePasses ? timers.back().get() : nullptr);
       changed = p->run(g);
     }
     if (opts.stats)
