@@ -1,0 +1,87 @@
+//===- InterpreterBench.cpp - Reference interpreter benchmarks ------------===//
+//
+// The reference interpreter's forward pass over models/ at their train-block
+// batch sizes, in float32 and float64. It is the baseline the JIT is measured
+// against: report ratios between runs of this binary, not absolute times.
+//
+//   build/bin/kiln-bench --benchmark_filter=mlp
+//
+//===----------------------------------------------------------------------===//
+#include "frontend/Lower.h"
+#include "frontend/Parser.h"
+#include "runtime/Init.h"
+#include "runtime/Interpreter.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include <benchmark/benchmark.h>
+
+using namespace kiln;
+
+namespace {
+
+/// Lowers models/NAME.kiln with N = batch and random parameters and inputs.
+struct Setup {
+  llvm::SourceMgr sm;
+  std::unique_ptr<Diagnostics> diags;
+  std::unique_ptr<Graph> graph;
+  llvm::StringMap<Tensor> leaves;
+
+  Setup(const std::string &name, int64_t batch) {
+    std::string path = std::string(KILN_SOURCE_DIR) + "/models/" + name + ".kiln";
+    auto buf = llvm::MemoryBuffer::getFile(path);
+    if (!buf)
+      return;
+    unsigned id = sm.AddNewSourceBuffer(std::move(*buf), llvm::SMLoc());
+    diags = std::make_unique<Diagnostics>(sm);
+    Module m = parseModule(id, *diags);
+    LowerOptions opts;
+    opts.dims["N"] = batch;
+    for (const FuncDecl &f : m.funcs)
+      if (f.isModel)
+        graph = lowerModel(m, f, opts, *diags);
+    if (!graph)
+      return;
+    std::mt19937_64 rng(0);
+    for (auto &n : graph->nodes) {
+      if (n->op == Op::Param || n->op == Op::State) {
+        Tensor t(DType::F32, n->type.shape);
+        runInit(*n, t, rng);
+        leaves[n->stringAttr("name")] = std::move(t);
+      } else if (n->op == Op::Input) {
+        Tensor t(n->type.dtype, n->type.shape);
+        for (int64_t i = 0; i < t.numel(); ++i)
+          if (n->type.dtype == DType::I32)
+            t.data<int32_t>()[i] = int32_t(rng() % 10);
+          else
+            t.data<float>()[i] = float(rng() % 256) / 255.0f;
+        leaves[n->stringAttr("name")] = std::move(t);
+      }
+    }
+  }
+};
+
+void forward(benchmark::State &state, const std::string &model, int64_t batch,
+             DType precision) {
+  Setup s(model, batch);
+  if (!s.graph) {
+    state.SkipWithError("could not lower the model");
+    return;
+  }
+  for (auto _ : state) {
+    auto values = interpret(*s.graph, s.leaves, {precision});
+    if (!values) {
+      state.SkipWithError(llvm::toString(values.takeError()).c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(values->back().raw());
+  }
+  state.SetItemsProcessed(state.iterations() * batch);
+}
+
+} // namespace
+
+BENCHMARK_CAPTURE(forward, mlp_f32, "mlp", 128, DType::F32)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(forward, mlp_f64, "mlp", 128, DType::F64)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(forward, cnn_f32, "cnn", 64, DType::F32)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(forward, resnet_f32, "resnet", 64, DType::F32)->Unit(benchmark::kMillisecond);
+
+BENCHMARK_MAIN();
