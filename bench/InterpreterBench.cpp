@@ -26,7 +26,8 @@ struct Setup {
   llvm::StringMap<Tensor> leaves;
 
   Setup(const std::string &name, int64_t batch) {
-    std::string path = std::string(KILN_SOURCE_DIR) + "/models/" + name + ".kiln";
+    std::string path =
+        std::string(KILN_SOURCE_DIR) + "/models/" + name + ".kiln";
     auto buf = llvm::MemoryBuffer::getFile(path);
     if (!buf)
       return;
@@ -79,9 +80,13 @@ void forward(benchmark::State &state, const std::string &model, int64_t batch,
 
 } // namespace
 
-BENCHMARK_CAPTURE(forward, mlp_f32, "mlp", 128, DType::F32)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(forward, mlp_f64, "mlp", 128, DType::F64)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(forward, cnn_f32, "cnn", 64, DType::F32)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(forward, resnet_f32, "resnet", 64, DType::F32)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(forward, mlp_f32, "mlp", 128, DType::F32)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(forward, mlp_f64, "mlp", 128, DType::F64)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(forward, cnn_f32, "cnn", 64, DType::F32)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(forward, resnet_f32, "resnet", 64, DType::F32)
+    ->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

@@ -1,4 +1,5 @@
-//===- AST.h - The model language's syntax tree ------------------*- C++ -*-===//
+//===- AST.h - The model language's syntax tree ------------------*- C++
+//-*-===//
 //
 // What the parser produces and the lowering reads: layers and models (both
 // functions with formal arguments and a body), and train blocks. Expressions
@@ -61,10 +62,10 @@ struct Stmt {
   llvm::SMLoc loc;
   std::string name; ///< Param and Let: the name; For: the loop variable.
   llvm::SMLoc nameLoc;
-  TypeExpr type;    ///< Param
-  ExprPtr value;    ///< Param: the initialiser; Let, Minimize, Return; For: start
-  ExprPtr end;      ///< For
-  Block body;       ///< For
+  TypeExpr type; ///< Param
+  ExprPtr value; ///< Param: the initialiser; Let, Minimize, Return; For: start
+  ExprPtr end;   ///< For
+  Block body;    ///< For
 };
 
 struct Formal {

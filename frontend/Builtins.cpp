@@ -127,10 +127,13 @@ Val reshape(Args &a) {
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == -1 && inferred < 0) {
       inferred = i;
-    } else if (shape[i] < 1 || __builtin_mul_overflow(known, shape[i], &known)) {
-      a.el.diags.error(a.ranges[1].Start, "reshape to " + shapeStr(shape) +
-                                              ": dimensions must be positive "
-                                              "(one may be -1)", a.ranges[1]);
+    } else if (shape[i] < 1 ||
+               __builtin_mul_overflow(known, shape[i], &known)) {
+      a.el.diags.error(a.ranges[1].Start,
+                       "reshape to " + shapeStr(shape) +
+                           ": dimensions must be positive "
+                           "(one may be -1)",
+                       a.ranges[1]);
       return Val::error();
     }
   }
@@ -227,8 +230,9 @@ Val batchNorm(Args &a) {
   if (a.failed)
     return Val::error();
   if (gamma->op != Op::Param) {
-    el.diags.error(a.ranges[1].Start, "batch_norm's gamma must be a parameter: "
-                                      "its name names the running statistics",
+    el.diags.error(a.ranges[1].Start,
+                   "batch_norm's gamma must be a parameter: "
+                   "its name names the running statistics",
                    a.ranges[1]);
     return Val::error();
   }
@@ -256,7 +260,8 @@ Val batchNorm(Args &a) {
   int64_t count = *numElements(x->type.shape) / c;
   if (count < 2) {
     el.diags.error(a.loc(), "batch_norm in training needs more than one value "
-                            "per channel, got " + x->type.str());
+                            "per channel, got " +
+                                x->type.str());
     return Val::error();
   }
   llvm::SmallVector<int64_t, 4> axes;
@@ -264,14 +269,21 @@ Val batchNorm(Args &a) {
     if (i != 1)
       axes.push_back(i);
   llvm::SMLoc loc = a.loc();
-  Node *mu = el.emit(Op::Mean, {x}, {{"axes", axes}, {"keepdims", int64_t(1)}}, loc);
-  Node *diff = el.emit(Op::Sub, {x, el.broadcastTo(mu, x->type.shape, loc)}, {}, loc);
+  Node *mu =
+      el.emit(Op::Mean, {x}, {{"axes", axes}, {"keepdims", int64_t(1)}}, loc);
+  Node *diff =
+      el.emit(Op::Sub, {x, el.broadcastTo(mu, x->type.shape, loc)}, {}, loc);
   Node *sq = el.emit(Op::Mul, {diff, diff}, {}, loc);
-  Node *ss = el.emit(Op::Sum, {sq}, {{"axes", axes}, {"keepdims", int64_t(0)}}, loc);
-  Node *batchVar = el.arith(Op::Div, Val::tensor(ss), Val::number(double(count - 1)), loc).node;
-  Node *batchMean = el.emit(Op::Reshape, {mu}, {{"shape", llvm::SmallVector<int64_t, 4>{c}}}, loc);
+  Node *ss =
+      el.emit(Op::Sum, {sq}, {{"axes", axes}, {"keepdims", int64_t(0)}}, loc);
+  Node *batchVar =
+      el.arith(Op::Div, Val::tensor(ss), Val::number(double(count - 1)), loc)
+          .node;
+  Node *batchMean = el.emit(Op::Reshape, {mu},
+                            {{"shape", llvm::SmallVector<int64_t, 4>{c}}}, loc);
   auto blend = [&](Node *running, Node *batch) {
-    Val keep = el.arith(Op::Mul, Val::tensor(running), Val::number(1 - momentum), loc);
+    Val keep =
+        el.arith(Op::Mul, Val::tensor(running), Val::number(1 - momentum), loc);
     Val add = el.arith(Op::Mul, Val::tensor(batch), Val::number(momentum), loc);
     return el.arith(Op::Add, keep, add, loc).node;
   };
@@ -282,8 +294,8 @@ Val batchNorm(Args &a) {
                        std::pair{base + ".running_var", newVar}}) {
     const std::string &name = update.first;
     Node *value = update.second;
-    auto it = llvm::find_if(el.graph.updates,
-                            [&](const StateUpdate &u) { return u.name == name; });
+    auto it = llvm::find_if(
+        el.graph.updates, [&](const StateUpdate &u) { return u.name == name; });
     if (it != el.graph.updates.end())
       it->value = value; // a shared norm: the last use wins
     else
@@ -301,11 +313,14 @@ Val dropout(Args &a) {
   Node *x = a.tensor(0);
   double p = a.number(1);
   std::string mode = a.el.trainMode ? "train" : "eval";
-  return a.emit(Op::Dropout, {x},
-                {{"p", p}, {"mode", mode}, {"seed", int64_t(a.el.dropoutCount++)}});
+  return a.emit(
+      Op::Dropout, {x},
+      {{"p", p}, {"mode", mode}, {"seed", int64_t(a.el.dropoutCount++)}});
 }
 
-Val embedding(Args &a) { return a.emit(Op::Embedding, {a.tensor(0), a.tensor(1)}); }
+Val embedding(Args &a) {
+  return a.emit(Op::Embedding, {a.tensor(0), a.tensor(1)});
+}
 
 Val oneHot(Args &a) {
   return a.emit(Op::OneHot, {a.tensor(0)}, {{"classes", a.integer(1)}});
@@ -331,36 +346,62 @@ const std::vector<Builtin> &builtins() {
       {"relu", {{"x"}}, unary(Op::Relu)},
       {"gelu", {{"x"}}, unary(Op::Gelu)},
       {"softplus", {{"x"}}, unary(Op::Softplus)},
-      {"leaky_relu", {{"x"}, {"slope", number(0.01)}},
+      {"leaky_relu",
+       {{"x"}, {"slope", number(0.01)}},
        [](Args &a) {
          return a.emit(Op::LeakyRelu, {a.tensor(0)}, {{"slope", a.number(1)}});
        }},
-      {"elu", {{"x"}, {"alpha", number(1.0)}},
+      {"elu",
+       {{"x"}, {"alpha", number(1.0)}},
        [](Args &a) {
          return a.emit(Op::Elu, {a.tensor(0)}, {{"alpha", a.number(1)}});
        }},
       {"pow", {{"x"}, {"y"}}, binary(Op::Pow)},
       {"maximum", {{"a"}, {"b"}}, binary(Op::Maximum)},
       {"minimum", {{"a"}, {"b"}}, binary(Op::Minimum)},
-      {"sum", {{"x"}, {"axis", none()}, {"keepdims", Val::boolean(false)}}, reduce(Op::Sum)},
-      {"mean", {{"x"}, {"axis", none()}, {"keepdims", Val::boolean(false)}}, reduce(Op::Mean)},
-      {"max", {{"x"}, {"axis", none()}, {"keepdims", Val::boolean(false)}}, reduce(Op::Max)},
+      {"sum",
+       {{"x"}, {"axis", none()}, {"keepdims", Val::boolean(false)}},
+       reduce(Op::Sum)},
+      {"mean",
+       {{"x"}, {"axis", none()}, {"keepdims", Val::boolean(false)}},
+       reduce(Op::Mean)},
+      {"max",
+       {{"x"}, {"axis", none()}, {"keepdims", Val::boolean(false)}},
+       reduce(Op::Max)},
       {"reshape", {{"x"}, {"shape"}}, reshape},
       {"flatten", {{"x"}, {"start_dim", integer(1)}}, flatten},
       {"transpose", {{"x"}, {"perm", none()}}, transpose},
       {"concat", {{"tensors"}, {"axis", integer(0)}}, concat},
       {"softmax", {{"x"}, {"axis", integer(-1)}}, softmax(Op::Softmax)},
       {"log_softmax", {{"x"}, {"axis", integer(-1)}}, softmax(Op::LogSoftmax)},
-      {"conv2d", {{"x"}, {"w"}, {"stride", integer(1)}, {"pad", integer(0)}}, conv2d},
-      {"max_pool2d", {{"x"}, {"size", integer(2)}, {"stride", none()}, {"pad", integer(0)}}, pool(Op::MaxPool2d)},
-      {"avg_pool2d", {{"x"}, {"size", integer(2)}, {"stride", none()}, {"pad", integer(0)}}, pool(Op::AvgPool2d)},
-      {"batch_norm", {{"x"}, {"gamma"}, {"beta"}, {"eps", number(1e-5)}, {"momentum", number(0.1)}}, batchNorm},
-      {"layer_norm", {{"x"}, {"gamma"}, {"beta"}, {"eps", number(1e-5)}}, layerNorm},
+      {"conv2d",
+       {{"x"}, {"w"}, {"stride", integer(1)}, {"pad", integer(0)}},
+       conv2d},
+      {"max_pool2d",
+       {{"x"}, {"size", integer(2)}, {"stride", none()}, {"pad", integer(0)}},
+       pool(Op::MaxPool2d)},
+      {"avg_pool2d",
+       {{"x"}, {"size", integer(2)}, {"stride", none()}, {"pad", integer(0)}},
+       pool(Op::AvgPool2d)},
+      {"batch_norm",
+       {{"x"},
+        {"gamma"},
+        {"beta"},
+        {"eps", number(1e-5)},
+        {"momentum", number(0.1)}},
+       batchNorm},
+      {"layer_norm",
+       {{"x"}, {"gamma"}, {"beta"}, {"eps", number(1e-5)}},
+       layerNorm},
       {"dropout", {{"x"}, {"p", number(0.5)}}, dropout},
       {"embedding", {{"ids"}, {"table"}}, embedding},
       {"one_hot", {{"ids"}, {"classes"}}, oneHot},
-      {"cross_entropy", {{"logits"}, {"labels"}, {"label_smoothing", number(0.0)}}, crossEntropy},
-      {"binary_cross_entropy_with_logits", {{"z"}, {"t"}}, pairLoss(Op::BCEWithLogits)},
+      {"cross_entropy",
+       {{"logits"}, {"labels"}, {"label_smoothing", number(0.0)}},
+       crossEntropy},
+      {"binary_cross_entropy_with_logits",
+       {{"z"}, {"t"}},
+       pairLoss(Op::BCEWithLogits)},
       {"mse", {{"a"}, {"b"}}, pairLoss(Op::MSE)},
   };
   return table;
@@ -378,7 +419,8 @@ std::vector<llvm::StringRef> kiln::builtinNames() {
 Val kiln::callBuiltin(Elaborator &el, const Expr &call, std::vector<Val> &vals,
                       bool &handled) {
   const auto &table = builtins();
-  auto it = llvm::find_if(table, [&](const Builtin &b) { return call.name == b.name; });
+  auto it = llvm::find_if(
+      table, [&](const Builtin &b) { return call.name == b.name; });
   handled = it != table.end();
   if (!handled)
     return Val::error();
@@ -402,7 +444,8 @@ Val kiln::callBuiltin(Elaborator &el, const Expr &call, std::vector<Val> &vals,
   }
   for (size_t k = 0; k < call.kwargs.size(); ++k) {
     const std::string &key = call.kwargs[k].first;
-    auto p = llvm::find_if(fn.params, [&](const ParamSpec &s) { return key == s.name; });
+    auto p = llvm::find_if(fn.params,
+                           [&](const ParamSpec &s) { return key == s.name; });
     if (p == fn.params.end()) {
       std::string known;
       for (const ParamSpec &s : fn.params)
@@ -414,7 +457,8 @@ Val kiln::callBuiltin(Elaborator &el, const Expr &call, std::vector<Val> &vals,
     }
     size_t i = p - fn.params.begin();
     if (set[i]) {
-      el.diags.error(call.kwargLocs[k], "argument '" + key + "' is given twice");
+      el.diags.error(call.kwargLocs[k],
+                     "argument '" + key + "' is given twice");
       return Val::error();
     }
     a.v[i] = vals[npos + k];

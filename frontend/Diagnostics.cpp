@@ -29,24 +29,6 @@ void Diagnostics::note(llvm::SMLoc loc, const llvm::Twine &msg) {
     sm.PrintMessage(os, loc, llvm::SourceMgr::DK_Note, msg);
 }
 
-void Diagnostics::error(const Location &loc, const llvm::Twine &msg) {
-  // Find the buffer the location names so the caret can be shown.
-  for (unsigned id = 1; id <= sm.getNumBuffers(); ++id) {
-    const llvm::MemoryBuffer *buf = sm.getMemoryBuffer(id);
-    if (loc.isKnown() && buf->getBufferIdentifier() == loc.file) {
-      llvm::SMLoc at = sm.FindLocForLineAndColumn(id, loc.line, loc.col);
-      if (at.isValid())
-        return error(at, msg);
-    }
-  }
-  if (tooMany())
-    return;
-  ++errors;
-  if (loc.isKnown())
-    os << loc.file << ":" << loc.line << ":" << loc.col << ": ";
-  llvm::WithColor::error(os) << msg << "\n";
-}
-
 Location Diagnostics::location(llvm::SMLoc loc) const {
   unsigned id = sm.FindBufferContainingLoc(loc);
   if (!id)

@@ -1,4 +1,5 @@
-//===- Diagnostics.h - Located errors with carets ----------------*- C++ -*-===//
+//===- Diagnostics.h - Located errors with carets ----------------*- C++
+//-*-===//
 //
 // Every error in a model file or a textual IR file prints as
 // `FILE:LINE:COL: error: MESSAGE`, then the source line and a caret, through
@@ -18,16 +19,14 @@ class Diagnostics {
 public:
   static constexpr unsigned kMaxErrors = 20;
 
-  explicit Diagnostics(llvm::SourceMgr &sm, llvm::raw_ostream &os = llvm::errs())
+  explicit Diagnostics(llvm::SourceMgr &sm,
+                       llvm::raw_ostream &os = llvm::errs())
       : sm(sm), os(os) {}
 
   void error(llvm::SMLoc loc, const llvm::Twine &msg,
              llvm::ArrayRef<llvm::SMRange> ranges = {});
   void warning(llvm::SMLoc loc, const llvm::Twine &msg);
   void note(llvm::SMLoc loc, const llvm::Twine &msg);
-  /// Reports an error at a graph Location (which may lie in another buffer
-  /// or be unknown).
-  void error(const Location &loc, const llvm::Twine &msg);
 
   unsigned errorCount() const { return errors; }
   bool hadError() const { return errors != 0; }

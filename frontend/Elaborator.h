@@ -1,4 +1,5 @@
-//===- Elaborator.h - Lowering's internal state ------------------*- C++ -*-===//
+//===- Elaborator.h - Lowering's internal state ------------------*- C++
+//-*-===//
 //
 // Shared by Lower.cpp (statements, layers, expressions) and Builtins.cpp
 // (the built-in functions). Not part of the frontend's interface.
@@ -14,7 +15,16 @@ namespace kiln {
 
 /// A compile-time value: a tensor (graph node) or a constant.
 struct Val {
-  enum Kind { Error, None, Tensor, Int, Float, Bool, String, List } kind = Error;
+  enum Kind {
+    Error,
+    None,
+    Tensor,
+    Int,
+    Float,
+    Bool,
+    String,
+    List
+  } kind = Error;
   Node *node = nullptr;
   int64_t i = 0;
   double f = 0;
@@ -23,16 +33,35 @@ struct Val {
   llvm::SMRange range;
 
   static Val error() { return {}; }
-  static Val none() { Val v; v.kind = None; return v; }
+  static Val none() {
+    Val v;
+    v.kind = None;
+    return v;
+  }
   static Val tensor(Node *n) {
     Val v;
     v.kind = n ? Tensor : Error;
     v.node = n;
     return v;
   }
-  static Val integer(int64_t x) { Val v; v.kind = Int; v.i = x; return v; }
-  static Val number(double x) { Val v; v.kind = Float; v.f = x; return v; }
-  static Val boolean(bool x) { Val v; v.kind = Bool; v.i = x; return v; }
+  static Val integer(int64_t x) {
+    Val v;
+    v.kind = Int;
+    v.i = x;
+    return v;
+  }
+  static Val number(double x) {
+    Val v;
+    v.kind = Float;
+    v.f = x;
+    return v;
+  }
+  static Val boolean(bool x) {
+    Val v;
+    v.kind = Bool;
+    v.i = x;
+    return v;
+  }
   bool isError() const { return kind == Error; }
   bool isNumber() const { return kind == Int || kind == Float; }
   double asDouble() const { return kind == Int ? double(i) : f; }
@@ -85,10 +114,10 @@ private:
   Val evalBinary(const Expr &e);
   Val evalIndex(const Expr &e);
   Val evalCall(const Expr &e, llvm::StringRef instance);
-  Val callLayer(const FuncDecl &f, const Expr &call,
-                std::vector<Val> &args, llvm::StringRef instance);
-  bool bindFormals(const FuncDecl &f, const Expr &call,
-                   std::vector<Val> &args, Frame &callee);
+  Val callLayer(const FuncDecl &f, const Expr &call, std::vector<Val> &args,
+                llvm::StringRef instance);
+  bool bindFormals(const FuncDecl &f, const Expr &call, std::vector<Val> &args,
+                   Frame &callee);
   std::optional<TensorType> evalType(const TypeExpr &t);
   std::optional<int64_t> evalDim(const Expr &e);
   Val intArith(char op, int64_t a, int64_t b, llvm::SMLoc loc);

@@ -15,37 +15,68 @@ using namespace kiln;
 
 llvm::StringRef kiln::tokName(Tok k) {
   switch (k) {
-  case Tok::Eof: return "end of file";
-  case Tok::Error: return "invalid token";
-  case Tok::Ident: return "a name";
-  case Tok::Int: return "an integer";
-  case Tok::Float: return "a number";
-  case Tok::String: return "a string";
-  case Tok::LParen: return "'('";
-  case Tok::RParen: return "')'";
-  case Tok::LBracket: return "'['";
-  case Tok::RBracket: return "']'";
-  case Tok::LBrace: return "'{'";
-  case Tok::RBrace: return "'}'";
-  case Tok::Comma: return "','";
-  case Tok::Colon: return "':'";
-  case Tok::Equal: return "'='";
-  case Tok::Plus: return "'+'";
-  case Tok::Minus: return "'-'";
-  case Tok::Star: return "'*'";
-  case Tok::Slash: return "'/'";
-  case Tok::At: return "'@'";
-  case Tok::Percent: return "'%'";
-  case Tok::DotDot: return "'..'";
-  case Tok::KwLayer: return "'layer'";
-  case Tok::KwModel: return "'model'";
-  case Tok::KwTrain: return "'train'";
-  case Tok::KwParam: return "'param'";
-  case Tok::KwLet: return "'let'";
-  case Tok::KwMinimize: return "'minimize'";
-  case Tok::KwReturn: return "'return'";
-  case Tok::KwFor: return "'for'";
-  case Tok::KwIn: return "'in'";
+  case Tok::Eof:
+    return "end of file";
+  case Tok::Error:
+    return "invalid token";
+  case Tok::Ident:
+    return "a name";
+  case Tok::Int:
+    return "an integer";
+  case Tok::Float:
+    return "a number";
+  case Tok::String:
+    return "a string";
+  case Tok::LParen:
+    return "'('";
+  case Tok::RParen:
+    return "')'";
+  case Tok::LBracket:
+    return "'['";
+  case Tok::RBracket:
+    return "']'";
+  case Tok::LBrace:
+    return "'{'";
+  case Tok::RBrace:
+    return "'}'";
+  case Tok::Comma:
+    return "','";
+  case Tok::Colon:
+    return "':'";
+  case Tok::Equal:
+    return "'='";
+  case Tok::Plus:
+    return "'+'";
+  case Tok::Minus:
+    return "'-'";
+  case Tok::Star:
+    return "'*'";
+  case Tok::Slash:
+    return "'/'";
+  case Tok::At:
+    return "'@'";
+  case Tok::Percent:
+    return "'%'";
+  case Tok::DotDot:
+    return "'..'";
+  case Tok::KwLayer:
+    return "'layer'";
+  case Tok::KwModel:
+    return "'model'";
+  case Tok::KwTrain:
+    return "'train'";
+  case Tok::KwParam:
+    return "'param'";
+  case Tok::KwLet:
+    return "'let'";
+  case Tok::KwMinimize:
+    return "'minimize'";
+  case Tok::KwReturn:
+    return "'return'";
+  case Tok::KwFor:
+    return "'for'";
+  case Tok::KwIn:
+    return "'in'";
   }
   return "token";
 }
@@ -66,7 +97,8 @@ void Lexer::skipSpaceAndComments() {
     if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
       ++cur;
     } else if ((mode == Mode::Model && c == '#') ||
-               (mode == Mode::IR && c == '/' && cur + 1 < end && cur[1] == '/')) {
+               (mode == Mode::IR && c == '/' && cur + 1 < end &&
+                cur[1] == '/')) {
       while (cur < end && *cur != '\n')
         ++cur;
     } else {
@@ -82,7 +114,7 @@ static bool isIdentChar(char c, Lexer::Mode mode) {
 }
 
 Token Lexer::lexNumber(const char *start) {
-  bool isFloat = false;
+  bool isFloat = *start == '.'; // `.5`
   while (cur < end && llvm::isDigit(*cur))
     ++cur;
   // `0..T` is a range, not a float.
@@ -181,22 +213,38 @@ Token Lexer::next() {
   if (c == '.' && cur < end && llvm::isDigit(*cur))
     return lexNumber(start);
   switch (c) {
-  case '(': return make(Tok::LParen, start);
-  case ')': return make(Tok::RParen, start);
-  case '[': return make(Tok::LBracket, start);
-  case ']': return make(Tok::RBracket, start);
-  case '{': return make(Tok::LBrace, start);
-  case '}': return make(Tok::RBrace, start);
-  case ',': return make(Tok::Comma, start);
-  case ':': return make(Tok::Colon, start);
-  case '=': return make(Tok::Equal, start);
-  case '+': return make(Tok::Plus, start);
-  case '-': return make(Tok::Minus, start);
-  case '*': return make(Tok::Star, start);
-  case '/': return make(Tok::Slash, start);
-  case '@': return make(Tok::At, start);
-  case '%': return make(Tok::Percent, start);
-  case '"': return lexString(start);
+  case '(':
+    return make(Tok::LParen, start);
+  case ')':
+    return make(Tok::RParen, start);
+  case '[':
+    return make(Tok::LBracket, start);
+  case ']':
+    return make(Tok::RBracket, start);
+  case '{':
+    return make(Tok::LBrace, start);
+  case '}':
+    return make(Tok::RBrace, start);
+  case ',':
+    return make(Tok::Comma, start);
+  case ':':
+    return make(Tok::Colon, start);
+  case '=':
+    return make(Tok::Equal, start);
+  case '+':
+    return make(Tok::Plus, start);
+  case '-':
+    return make(Tok::Minus, start);
+  case '*':
+    return make(Tok::Star, start);
+  case '/':
+    return make(Tok::Slash, start);
+  case '@':
+    return make(Tok::At, start);
+  case '%':
+    return make(Tok::Percent, start);
+  case '"':
+    return lexString(start);
   case '.':
     if (cur < end && *cur == '.') {
       ++cur;
@@ -205,8 +253,9 @@ Token Lexer::next() {
     break;
   }
   Token t = make(Tok::Error, start);
-  std::string shown = llvm::isPrint(c) ? std::string("'") + c + "'"
-                                       : "byte 0x" + llvm::utohexstr(uint8_t(c));
+  std::string shown = llvm::isPrint(c)
+                          ? std::string("'") + c + "'"
+                          : "byte 0x" + llvm::utohexstr(uint8_t(c));
   diags.error(t.loc(), "unexpected character " + shown, t.range());
   return t;
 }

@@ -1,4 +1,5 @@
-//===- Lexer.h - Tokens of the model language and textual IR -----*- C++ -*-===//
+//===- Lexer.h - Tokens of the model language and textual IR -----*- C++
+//-*-===//
 //
 // One lexer serves both languages: `.kiln` model files (comments start with
 // `#`) and `.kir` textual IR (comments start with `//`). It never reads past
@@ -20,18 +21,39 @@ enum class Tok {
   Float,
   String,
   // Punctuation.
-  LParen, RParen, LBracket, RBracket, LBrace, RBrace,
-  Comma, Colon, Equal, Plus, Minus, Star, Slash, At, Percent, DotDot,
+  LParen,
+  RParen,
+  LBracket,
+  RBracket,
+  LBrace,
+  RBrace,
+  Comma,
+  Colon,
+  Equal,
+  Plus,
+  Minus,
+  Star,
+  Slash,
+  At,
+  Percent,
+  DotDot,
   // Keywords of the model language.
-  KwLayer, KwModel, KwTrain, KwParam, KwLet, KwMinimize, KwReturn, KwFor,
+  KwLayer,
+  KwModel,
+  KwTrain,
+  KwParam,
+  KwLet,
+  KwMinimize,
+  KwReturn,
+  KwFor,
   KwIn,
 };
 
 struct Token {
   Tok kind = Tok::Eof;
   llvm::StringRef text;
-  int64_t intValue = 0;   ///< Tok::Int
-  double floatValue = 0;  ///< Tok::Float
+  int64_t intValue = 0;    ///< Tok::Int
+  double floatValue = 0;   ///< Tok::Float
   std::string stringValue; ///< Tok::String, unescaped
   llvm::SMLoc loc() const { return llvm::SMLoc::getFromPointer(text.data()); }
   llvm::SMRange range() const {

@@ -21,14 +21,22 @@ using namespace kiln;
 
 std::string Val::describe() const {
   switch (kind) {
-  case Error: return "an invalid value";
-  case None: return "nothing";
-  case Tensor: return node->type.str();
-  case Int: return "the integer " + std::to_string(i);
-  case Float: return "a number";
-  case Bool: return "a boolean";
-  case String: return "a string";
-  case List: return "a list";
+  case Error:
+    return "an invalid value";
+  case None:
+    return "nothing";
+  case Tensor:
+    return node->type.str();
+  case Int:
+    return "the integer " + std::to_string(i);
+  case Float:
+    return "a number";
+  case Bool:
+    return "a boolean";
+  case String:
+    return "a string";
+  case List:
+    return "a list";
   }
   return "";
 }
@@ -106,9 +114,15 @@ Val Elaborator::intArith(char op, int64_t a, int64_t b, llvm::SMLoc loc) {
   int64_t r = 0;
   bool overflow = false;
   switch (op) {
-  case '+': overflow = __builtin_add_overflow(a, b, &r); break;
-  case '-': overflow = __builtin_sub_overflow(a, b, &r); break;
-  case '*': overflow = __builtin_mul_overflow(a, b, &r); break;
+  case '+':
+    overflow = __builtin_add_overflow(a, b, &r);
+    break;
+  case '-':
+    overflow = __builtin_sub_overflow(a, b, &r);
+    break;
+  case '*':
+    overflow = __builtin_mul_overflow(a, b, &r);
+    break;
   case '/':
     if (b == 0) {
       diags.error(loc, "integer division by zero");
@@ -146,28 +160,37 @@ Val Elaborator::arith(Op op, const Val &a, const Val &b, llvm::SMLoc loc) {
         return intArith(ops[k], a.i, b.i, loc);
     double x = a.asDouble(), y = b.asDouble();
     switch (op) {
-    case Op::Add: return Val::number(x + y);
-    case Op::Sub: return Val::number(x - y);
-    case Op::Mul: return Val::number(x * y);
-    case Op::Div: return Val::number(x / y);
-    case Op::Pow: return Val::number(std::pow(x, y));
-    case Op::Maximum: return Val::number(std::max(x, y));
-    case Op::Minimum: return Val::number(std::min(x, y));
-    default: break;
+    case Op::Add:
+      return Val::number(x + y);
+    case Op::Sub:
+      return Val::number(x - y);
+    case Op::Mul:
+      return Val::number(x * y);
+    case Op::Div:
+      return Val::number(x / y);
+    case Op::Pow:
+      return Val::number(std::pow(x, y));
+    case Op::Maximum:
+      return Val::number(std::max(x, y));
+    case Op::Minimum:
+      return Val::number(std::min(x, y));
+    default:
+      break;
     }
   }
   for (const Val *v : {&a, &b})
     if (v->kind == Val::Tensor && !isFloat(v->node->type.dtype)) {
-      diags.error(loc, "'" + name + "' needs float tensors, got " +
-                           v->describe());
+      diags.error(loc,
+                  "'" + name + "' needs float tensors, got " + v->describe());
       return Val::error();
     }
   Shape sa = a.kind == Val::Tensor ? a.node->type.shape : Shape();
   Shape sb = b.kind == Val::Tensor ? b.node->type.shape : Shape();
   auto shape = broadcastShapes(sa, sb);
   if (!shape) {
-    diags.error(loc, "shapes " + a.describe() + " and " + b.describe() +
-                         " do not broadcast for '" + name + "'",
+    diags.error(loc,
+                "shapes " + a.describe() + " and " + b.describe() +
+                    " do not broadcast for '" + name + "'",
                 {a.range, b.range});
     return Val::error();
   }
@@ -185,8 +208,8 @@ std::string Elaborator::qualify(llvm::StringRef name) const {
 }
 
 Node *Elaborator::declareLeaf(Op kind, llvm::StringRef fullName,
-                              const TensorType &type,
-                              llvm::ArrayRef<Attr> init, llvm::SMLoc loc) {
+                              const TensorType &type, llvm::ArrayRef<Attr> init,
+                              llvm::SMLoc loc) {
   if (Node *existing = graph.findLeaf(kind, fullName)) {
     // The same name again means the same parameters: weight sharing.
     if (existing->type != type) {
@@ -219,14 +242,13 @@ std::optional<int64_t> Elaborator::evalDim(const Expr &e) {
   if (v.isError())
     return std::nullopt;
   if (v.kind != Val::Int) {
-    diags.error(e.range.Start, "a dimension must be an integer, got " +
-                                   v.describe(),
-                e.range);
+    diags.error(e.range.Start,
+                "a dimension must be an integer, got " + v.describe(), e.range);
     return std::nullopt;
   }
   if (v.i < 1) {
-    diags.error(e.range.Start, "dimension " + llvm::Twine(v.i) +
-                                   " must be at least 1",
+    diags.error(e.range.Start,
+                "dimension " + llvm::Twine(v.i) + " must be at least 1",
                 e.range);
     return std::nullopt;
   }
@@ -245,8 +267,9 @@ std::optional<TensorType> Elaborator::evalType(const TypeExpr &t) {
     return std::nullopt;
   auto numel = numElements(type.shape);
   if (!numel || *numel > kMaxElements) {
-    diags.error(t.range.Start, "the shape " + shapeStr(type.shape) +
-                                   " has more than 2^40 elements",
+    diags.error(t.range.Start,
+                "the shape " + shapeStr(type.shape) +
+                    " has more than 2^40 elements",
                 t.range);
     return std::nullopt;
   }
@@ -269,7 +292,8 @@ bool Elaborator::lowerModel(const FuncDecl &model,
   for (const Formal &a : model.formals) {
     if (a.type.kind != TypeExpr::Tensor) {
       diags.error(a.loc, "a model's arguments are its data and must be "
-                         "tensors; '" + a.name + "' is not");
+                         "tensors; '" +
+                             a.name + "' is not");
       continue;
     }
     for (const ExprPtr &d : a.type.dims)
@@ -287,12 +311,13 @@ bool Elaborator::lowerModel(const FuncDecl &model,
       continue;
     if (frames.back().vars.count(a.name) &&
         frames.back().vars[a.name].kind != Val::Error) {
-      diags.error(a.loc, "argument '" + a.name + "' has the name of a "
-                         "dimension");
+      diags.error(a.loc, "argument '" + a.name +
+                             "' has the name of a "
+                             "dimension");
       continue;
     }
-    auto n = graph.add(Op::Input, {}, {{"name", a.name}},
-                       diags.location(a.loc), *type);
+    auto n = graph.add(Op::Input, {}, {{"name", a.name}}, diags.location(a.loc),
+                       *type);
     if (!n) {
       diags.error(a.loc, llvm::toString(n.takeError()));
       continue;
@@ -342,9 +367,10 @@ void Elaborator::execStmt(const Stmt &s) {
       std::string hint = init.kind == ExprKind::Call
                              ? nearest(init.name, initNames())
                              : std::string();
-      diags.error(init.opLoc, "a parameter's initialiser must be one of " +
-                                  llvm::join(initNames(), ", ") +
-                                  (hint.empty() ? "" : "; did you mean '" + hint + "'?"),
+      diags.error(init.opLoc,
+                  "a parameter's initialiser must be one of " +
+                      llvm::join(initNames(), ", ") +
+                      (hint.empty() ? "" : "; did you mean '" + hint + "'?"),
                   init.range);
       return;
     }
@@ -357,8 +383,8 @@ void Elaborator::execStmt(const Stmt &s) {
       Val v = eval(e);
       if (v.isError() || !v.isNumber()) {
         if (!v.isError())
-          diags.error(e.range.Start, "'" + info->args[k].name +
-                                         "' must be a number", e.range);
+          diags.error(e.range.Start,
+                      "'" + info->args[k].name + "' must be a number", e.range);
         ok = false;
         return;
       }
@@ -378,8 +404,8 @@ void Elaborator::execStmt(const Stmt &s) {
       auto it = llvm::find_if(info->args,
                               [&](const InitArg &a) { return a.name == key; });
       if (it == info->args.end()) {
-        diags.error(init.kwargLocs[k], "'" + init.name +
-                                           "' has no argument '" + key + "'");
+        diags.error(init.kwargLocs[k],
+                    "'" + init.name + "' has no argument '" + key + "'");
         ok = false;
         continue;
       }
@@ -406,7 +432,8 @@ void Elaborator::execStmt(const Stmt &s) {
     bool isMin = s.kind == Stmt::Minimize;
     if (isMin && !inModel) {
       diags.error(s.loc, "'minimize' is allowed only in the model being "
-                         "compiled, not in layer '" + frame.func->name + "'");
+                         "compiled, not in layer '" +
+                             frame.func->name + "'");
       return;
     }
     Val v = eval(*s.value);
@@ -456,9 +483,10 @@ void Elaborator::execStmt(const Stmt &s) {
     if (hi.i > lo.i && __builtin_sub_overflow(hi.i, lo.i, &trips))
       trips = INT64_MAX;
     if (trips > kMaxLoopTrips) {
-      diags.error(s.loc, "this loop unrolls to " + llvm::Twine(trips) +
-                             " iterations; Kiln unrolls at most " +
-                             llvm::Twine(kMaxLoopTrips),
+      diags.error(s.loc,
+                  "this loop unrolls to " + llvm::Twine(trips) +
+                      " iterations; Kiln unrolls at most " +
+                      llvm::Twine(kMaxLoopTrips),
                   llvm::SMRange(s.value->range.Start, s.end->range.End));
       return;
     }
@@ -494,12 +522,12 @@ void Elaborator::unknownName(const Expr &e, bool isCall) {
   std::vector<llvm::StringRef> builtins = builtinNames();
   candidates.insert(candidates.end(), builtins.begin(), builtins.end());
   std::string hint = nearest(e.name, candidates);
-  diags.error(e.opLoc,
-              llvm::Twine(isCall ? "unknown function '" : "unknown name '") +
-                  e.name + "'" +
-                  (hint.empty() ? "" : "; did you mean '" + hint + "'?"),
-              llvm::SMRange(e.opLoc, llvm::SMLoc::getFromPointer(
-                                         e.opLoc.getPointer() + e.name.size())));
+  diags.error(
+      e.opLoc,
+      llvm::Twine(isCall ? "unknown function '" : "unknown name '") + e.name +
+          "'" + (hint.empty() ? "" : "; did you mean '" + hint + "'?"),
+      llvm::SMRange(e.opLoc, llvm::SMLoc::getFromPointer(e.opLoc.getPointer() +
+                                                         e.name.size())));
 }
 
 Val Elaborator::evalName(const Expr &e) {
@@ -515,10 +543,19 @@ Val Elaborator::evalName(const Expr &e) {
 Val Elaborator::eval(const Expr &e, llvm::StringRef instance) {
   Val v;
   switch (e.kind) {
-  case ExprKind::Name: v = evalName(e); break;
-  case ExprKind::Int: v = Val::integer(e.intValue); break;
-  case ExprKind::Float: v = Val::number(e.floatValue); break;
-  case ExprKind::String: v.kind = Val::String; v.s = e.name; break;
+  case ExprKind::Name:
+    v = evalName(e);
+    break;
+  case ExprKind::Int:
+    v = Val::integer(e.intValue);
+    break;
+  case ExprKind::Float:
+    v = Val::number(e.floatValue);
+    break;
+  case ExprKind::String:
+    v.kind = Val::String;
+    v.s = e.name;
+    break;
   case ExprKind::Unary: {
     Val a = eval(*e.args[0]);
     if (a.kind == Val::Int && a.i == INT64_MIN) {
@@ -535,9 +572,15 @@ Val Elaborator::eval(const Expr &e, llvm::StringRef instance) {
     }
     break;
   }
-  case ExprKind::Binary: v = evalBinary(e); break;
-  case ExprKind::Call: v = evalCall(e, instance); break;
-  case ExprKind::Index: v = evalIndex(e); break;
+  case ExprKind::Binary:
+    v = evalBinary(e);
+    break;
+  case ExprKind::Call:
+    v = evalCall(e, instance);
+    break;
+  case ExprKind::Index:
+    v = evalIndex(e);
+    break;
   case ExprKind::Slice:
     diags.error(e.range.Start, "a slice may appear only inside [...]");
     break;
@@ -559,11 +602,16 @@ Val Elaborator::evalBinary(const Expr &e) {
   if (a.isError() || b.isError())
     return Val::error();
   switch (e.op) {
-  case '+': return arith(Op::Add, a, b, e.opLoc);
-  case '-': return arith(Op::Sub, a, b, e.opLoc);
-  case '*': return arith(Op::Mul, a, b, e.opLoc);
-  case '/': return arith(Op::Div, a, b, e.opLoc);
-  default: break;
+  case '+':
+    return arith(Op::Add, a, b, e.opLoc);
+  case '-':
+    return arith(Op::Sub, a, b, e.opLoc);
+  case '*':
+    return arith(Op::Mul, a, b, e.opLoc);
+  case '/':
+    return arith(Op::Div, a, b, e.opLoc);
+  default:
+    break;
   }
   // '@': matrix product of two tensors.
   if (a.kind != Val::Tensor || b.kind != Val::Tensor) {
@@ -585,8 +633,8 @@ Val Elaborator::evalIndex(const Expr &e) {
   const TensorType &t = base.node->type;
   size_t items = e.args.size() - 1;
   if (int64_t(items) > t.rank()) {
-    diags.error(e.opLoc, "too many indices (" + llvm::Twine(items) +
-                             ") for " + t.str());
+    diags.error(e.opLoc,
+                "too many indices (" + llvm::Twine(items) + ") for " + t.str());
     return Val::error();
   }
   llvm::SmallVector<int64_t, 4> begin, end, step;
@@ -601,15 +649,17 @@ Val Elaborator::evalIndex(const Expr &e) {
       if (iv.isError())
         return iv;
       if (iv.kind != Val::Int) {
-        diags.error(item->range.Start, "an index must be an integer, got " +
-                                           iv.describe(), item->range);
+        diags.error(item->range.Start,
+                    "an index must be an integer, got " + iv.describe(),
+                    item->range);
         return Val::error();
       }
       int64_t i = iv.i < 0 ? iv.i + dim : iv.i;
       if (i < 0 || i >= dim) {
-        diags.error(item->range.Start, "index " + llvm::Twine(iv.i) +
-                                           " is out of range for axis " +
-                                           llvm::Twine(axis) + " of " + t.str(),
+        diags.error(item->range.Start,
+                    "index " + llvm::Twine(iv.i) +
+                        " is out of range for axis " + llvm::Twine(axis) +
+                        " of " + t.str(),
                     item->range);
         return Val::error();
       }
@@ -627,8 +677,8 @@ Val Elaborator::evalIndex(const Expr &e) {
       if (pv.isError())
         return pv;
       if (pv.kind != Val::Int) {
-        diags.error(item->args[p]->range.Start,
-                    "slice bounds must be integers", item->args[p]->range);
+        diags.error(item->args[p]->range.Start, "slice bounds must be integers",
+                    item->args[p]->range);
         return Val::error();
       }
       parts[p] = pv.i;
@@ -644,12 +694,14 @@ Val Elaborator::evalIndex(const Expr &e) {
       parts[p] = std::min(parts[p], dim);
     }
     if (parts[0] >= parts[1]) {
-      diags.error(item->range.Start, "the slice is empty on axis " +
-                                         llvm::Twine(axis) + " of " + t.str(),
+      diags.error(item->range.Start,
+                  "the slice is empty on axis " + llvm::Twine(axis) + " of " +
+                      t.str(),
                   item->range);
       return Val::error();
     }
-    begin.push_back(parts[0]), end.push_back(parts[1]), step.push_back(parts[2]);
+    begin.push_back(parts[0]), end.push_back(parts[1]),
+        step.push_back(parts[2]);
     kept.push_back((parts[1] - parts[0] + parts[2] - 1) / parts[2]);
     identity &= parts[0] == 0 && parts[1] == dim && parts[2] == 1;
   }
@@ -677,8 +729,8 @@ Val Elaborator::evalCall(const Expr &e, llvm::StringRef instance) {
   for (size_t i = 0; i < e.kwargs.size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (e.kwargs[i].first == e.kwargs[j].first) {
-        diags.error(e.kwargLocs[i], "argument '" + e.kwargs[i].first +
-                                        "' is given twice");
+        diags.error(e.kwargLocs[i],
+                    "argument '" + e.kwargs[i].first + "' is given twice");
         failed = true;
       }
   if (const FuncDecl *f = module.findFunc(e.name))
@@ -696,10 +748,9 @@ bool Elaborator::bindFormals(const FuncDecl &f, const Expr &call,
   std::vector<const Val *> bound(f.formals.size(), nullptr);
   std::vector<llvm::SMRange> where(f.formals.size());
   if (npos > f.formals.size()) {
-    diags.error(call.opLoc, "'" + f.name + "' takes " +
-                                llvm::Twine(f.formals.size()) +
-                                " arguments, but " + llvm::Twine(npos) +
-                                " were given");
+    diags.error(call.opLoc,
+                "'" + f.name + "' takes " + llvm::Twine(f.formals.size()) +
+                    " arguments, but " + llvm::Twine(npos) + " were given");
     return false;
   }
   for (size_t i = 0; i < npos; ++i)
@@ -709,8 +760,8 @@ bool Elaborator::bindFormals(const FuncDecl &f, const Expr &call,
     auto it = llvm::find_if(f.formals,
                             [&](const Formal &a) { return a.name == key; });
     if (it == f.formals.end()) {
-      diags.error(call.kwargLocs[k], "'" + f.name + "' has no argument '" +
-                                         key + "'");
+      diags.error(call.kwargLocs[k],
+                  "'" + f.name + "' has no argument '" + key + "'");
       return false;
     }
     size_t i = it - f.formals.begin();
@@ -732,15 +783,17 @@ bool Elaborator::bindFormals(const FuncDecl &f, const Expr &call,
     const Formal &a = f.formals[i];
     const Val &v = *bound[i];
     if (a.type.kind == TypeExpr::Int && v.kind != Val::Int) {
-      diags.error(where[i].Start, "argument '" + a.name + "' of '" + f.name +
-                                      "' must be an integer, got " +
-                                      v.describe(), where[i]);
+      diags.error(where[i].Start,
+                  "argument '" + a.name + "' of '" + f.name +
+                      "' must be an integer, got " + v.describe(),
+                  where[i]);
       return false;
     }
     if (a.type.kind == TypeExpr::Float && !v.isNumber()) {
-      diags.error(where[i].Start, "argument '" + a.name + "' of '" + f.name +
-                                      "' must be a number, got " +
-                                      v.describe(), where[i]);
+      diags.error(where[i].Start,
+                  "argument '" + a.name + "' of '" + f.name +
+                      "' must be a number, got " + v.describe(),
+                  where[i]);
       return false;
     }
     if (a.type.kind == TypeExpr::Tensor &&
@@ -749,8 +802,8 @@ bool Elaborator::bindFormals(const FuncDecl &f, const Expr &call,
       diags.error(where[i].Start,
                   "argument '" + a.name + "' of '" + f.name + "' must be " +
                       dtypeName(a.type.dtype) + " of rank " +
-                      llvm::Twine(a.type.dims.size()) + ", got " +
-                      v.describe(), where[i]);
+                      llvm::Twine(a.type.dims.size()) + ", got " + v.describe(),
+                  where[i]);
       return false;
     }
     callee.vars[a.name] = a.type.kind == TypeExpr::Float && v.kind == Val::Int

@@ -1,4 +1,5 @@
-//===- Lower.h - From the syntax tree to graph IR ----------------*- C++ -*-===//
+//===- Lower.h - From the syntax tree to graph IR ----------------*- C++
+//-*-===//
 //
 // Lowering elaborates one model: it binds dimension names, runs layer calls
 // (naming their parameters), unrolls loops and emits graph nodes with the

@@ -47,8 +47,9 @@ private:
     if (consume(k))
       return true;
     if (!tok.is(Tok::Error)) // the lexer has reported it
-      diags.error(tok.loc(), "expected " + tokName(k) + " " + context +
-                                 ", found " + describe(tok),
+      diags.error(tok.loc(),
+                  "expected " + tokName(k) + " " + context + ", found " +
+                      describe(tok),
                   tok.range());
     return false;
   }
@@ -88,6 +89,7 @@ private:
 
   ExprPtr parseExpr();
   ExprPtr parseTerm();
+  ExprPtr parseBinary(bool additive);
   ExprPtr parseUnary();
   ExprPtr parsePostfix();
   ExprPtr parsePrimary();
@@ -136,8 +138,9 @@ Module Parser::parseFile() {
         skipToTopLevel();
     } else {
       if (!tok.is(Tok::Error))
-        diags.error(tok.loc(), "expected 'layer', 'model' or 'train', found " +
-                                   describe(tok),
+        diags.error(tok.loc(),
+                    "expected 'layer', 'model' or 'train', found " +
+                        describe(tok),
                     tok.range());
       advance();
       skipToTopLevel();
@@ -187,8 +190,10 @@ bool Parser::parseFunc(FuncDecl &f) {
 bool Parser::parseType(TypeExpr &t) {
   t.range.Start = tok.loc();
   if (!tok.is(Tok::Ident)) {
-    diags.error(tok.loc(), "expected a type (f32[...], i32[...], int or "
-                           "float), found " + describe(tok),
+    diags.error(tok.loc(),
+                "expected a type (f32[...], i32[...], int or "
+                "float), found " +
+                    describe(tok),
                 tok.range());
     return false;
   }
@@ -200,8 +205,9 @@ bool Parser::parseType(TypeExpr &t) {
     return true;
   }
   if (name != "f32" && name != "i32") {
-    diags.error(tok.loc(), "unknown type '" + name +
-                               "'; expected f32[...], i32[...], int or float",
+    diags.error(tok.loc(),
+                "unknown type '" + name +
+                    "'; expected f32[...], i32[...], int or float",
                 tok.range());
     return false;
   }
@@ -292,8 +298,10 @@ bool Parser::parseStmt(Block &body) {
     break;
   default:
     if (!tok.is(Tok::Error))
-      diags.error(tok.loc(), "expected a statement (param, let, for, minimize "
-                             "or return), found " + describe(tok),
+      diags.error(tok.loc(),
+                  "expected a statement (param, let, for, minimize "
+                  "or return), found " +
+                      describe(tok),
                   tok.range());
     advance();
     return false;
@@ -328,32 +336,28 @@ ExprPtr Parser::parseExpr() {
   if (!enter(tok.loc()))
     return nullptr;
   DepthGuard guard{depth};
-  llvm::SMLoc start = tok.loc();
-  ExprPtr lhs = parseTerm();
-  while (lhs && (tok.is(Tok::Plus) || tok.is(Tok::Minus))) {
-    auto e = make(ExprKind::Binary, start);
-    e->op = tok.text[0];
-    e->opLoc = tok.loc();
-    advance();
-    ExprPtr rhs = parseTerm();
-    if (!rhs)
-      return nullptr;
-    e->args.push_back(std::move(lhs));
-    e->args.push_back(std::move(rhs));
-    lhs = finish(std::move(e));
-  }
-  return lhs;
+  return parseBinary(/*additive=*/true);
 }
 
-ExprPtr Parser::parseTerm() {
+ExprPtr Parser::parseTerm() { return parseBinary(/*additive=*/false); }
+
+/// Left-associative binary operators of one precedence level: additive
+/// (+ -, over terms) or multiplicative (* / @, over unary expressions).
+ExprPtr Parser::parseBinary(bool additive) {
   llvm::SMLoc start = tok.loc();
-  ExprPtr lhs = parseUnary();
-  while (lhs && (tok.is(Tok::Star) || tok.is(Tok::Slash) || tok.is(Tok::At))) {
+  auto operand = [&] { return additive ? parseTerm() : parseUnary(); };
+  auto isOp = [&] {
+    return additive
+               ? tok.is(Tok::Plus) || tok.is(Tok::Minus)
+               : tok.is(Tok::Star) || tok.is(Tok::Slash) || tok.is(Tok::At);
+  };
+  ExprPtr lhs = operand();
+  while (lhs && isOp()) {
     auto e = make(ExprKind::Binary, start);
     e->op = tok.text[0];
     e->opLoc = tok.loc();
     advance();
-    ExprPtr rhs = parseUnary();
+    ExprPtr rhs = operand();
     if (!rhs)
       return nullptr;
     e->args.push_back(std::move(lhs));
@@ -525,10 +529,18 @@ void printExpr(const Expr *e, llvm::raw_ostream &os) {
     return;
   }
   switch (e->kind) {
-  case ExprKind::Name: os << e->name; return;
-  case ExprKind::Int: os << e->intValue; return;
-  case ExprKind::Float: os << formatFloat(e->floatValue); return;
-  case ExprKind::String: os << '"' << e->name << '"'; return;
+  case ExprKind::Name:
+    os << e->name;
+    return;
+  case ExprKind::Int:
+    os << e->intValue;
+    return;
+  case ExprKind::Float:
+    os << formatFloat(e->floatValue);
+    return;
+  case ExprKind::String:
+    os << '"' << e->name << '"';
+    return;
   case ExprKind::Unary:
     os << "(neg ";
     printExpr(e->args[0].get(), os);
@@ -556,7 +568,9 @@ void printExpr(const Expr *e, llvm::raw_ostream &os) {
   case ExprKind::Index:
   case ExprKind::Slice:
   case ExprKind::List:
-    os << (e->kind == ExprKind::Index ? "(index" : e->kind == ExprKind::Slice ? "(slice" : "(list");
+    os << (e->kind == ExprKind::Index   ? "(index"
+           : e->kind == ExprKind::Slice ? "(slice"
+                                        : "(list");
     for (auto &a : e->args) {
       os << " ";
       printExpr(a.get(), os);
@@ -588,9 +602,15 @@ void printBlock(const Block &b, unsigned indent, llvm::raw_ostream &os) {
       printTypeExpr(s.type, os);
       os << " = ";
       break;
-    case Stmt::Let: os << "let " << s.name << " = "; break;
-    case Stmt::Minimize: os << "minimize "; break;
-    case Stmt::Return: os << "return "; break;
+    case Stmt::Let:
+      os << "let " << s.name << " = ";
+      break;
+    case Stmt::Minimize:
+      os << "minimize ";
+      break;
+    case Stmt::Return:
+      os << "return ";
+      break;
     case Stmt::For:
       os << "for " << s.name << " in ";
       printExpr(s.value.get(), os);

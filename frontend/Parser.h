@@ -1,4 +1,5 @@
-//===- Parser.h - The model language's parser --------------------*- C++ -*-===//
+//===- Parser.h - The model language's parser --------------------*- C++
+//-*-===//
 //
 // Recursive descent over the grammar in docs/language.md. Statements start
 // with keywords, so newlines carry no meaning. On an error the parser reports

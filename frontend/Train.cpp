@@ -6,8 +6,8 @@
 //===----------------------------------------------------------------------===//
 #include "frontend/Train.h"
 #include "llvm/ADT/StringExtras.h"
-#include <cmath>
 #include "llvm/ADT/StringSet.h"
+#include <cmath>
 
 using namespace kiln;
 
@@ -24,18 +24,37 @@ struct OptimizerInfo {
 
 const std::vector<OptimizerInfo> &optimizers() {
   static const std::vector<OptimizerInfo> table = {
-      {"sgd", {{"lr", std::nullopt}, {"momentum", 0.0}, {"dampening", 0.0},
-               {"weight_decay", 0.0}, {"nesterov", 0.0}}},
-      {"adam", {{"lr", 1e-3}, {"beta1", 0.9}, {"beta2", 0.999}, {"eps", 1e-8},
-                {"weight_decay", 0.0}}},
-      {"adamw", {{"lr", 1e-3}, {"beta1", 0.9}, {"beta2", 0.999}, {"eps", 1e-8},
-                 {"weight_decay", 1e-2}}},
-      {"rmsprop", {{"lr", 1e-2}, {"alpha", 0.99}, {"eps", 1e-8},
-                   {"weight_decay", 0.0}, {"momentum", 0.0}}},
-      {"adagrad", {{"lr", 1e-2}, {"lr_decay", 0.0}, {"weight_decay", 0.0},
-                   {"eps", 1e-10}}},
-      {"adadelta", {{"lr", 1.0}, {"rho", 0.9}, {"eps", 1e-6},
-                    {"weight_decay", 0.0}}},
+      {"sgd",
+       {{"lr", std::nullopt},
+        {"momentum", 0.0},
+        {"dampening", 0.0},
+        {"weight_decay", 0.0},
+        {"nesterov", 0.0}}},
+      {"adam",
+       {{"lr", 1e-3},
+        {"beta1", 0.9},
+        {"beta2", 0.999},
+        {"eps", 1e-8},
+        {"weight_decay", 0.0}}},
+      {"adamw",
+       {{"lr", 1e-3},
+        {"beta1", 0.9},
+        {"beta2", 0.999},
+        {"eps", 1e-8},
+        {"weight_decay", 1e-2}}},
+      {"rmsprop",
+       {{"lr", 1e-2},
+        {"alpha", 0.99},
+        {"eps", 1e-8},
+        {"weight_decay", 0.0},
+        {"momentum", 0.0}}},
+      {"adagrad",
+       {{"lr", 1e-2},
+        {"lr_decay", 0.0},
+        {"weight_decay", 0.0},
+        {"eps", 1e-10}}},
+      {"adadelta",
+       {{"lr", 1.0}, {"rho", 0.9}, {"eps", 1e-6}, {"weight_decay", 0.0}}},
   };
   return table;
 }
@@ -74,11 +93,14 @@ std::optional<double> Checker::number(const Expr &e) {
   return std::nullopt;
 }
 
-std::optional<int64_t> Checker::positiveInt(const TrainSetting &s, int64_t min) {
+std::optional<int64_t> Checker::positiveInt(const TrainSetting &s,
+                                            int64_t min) {
   const Expr &e = *s.value;
   if (e.kind != ExprKind::Int || e.intValue < min) {
-    diags.error(e.range.Start, "'" + s.key + "' must be an integer of at least " +
-                                   llvm::Twine(min), e.range);
+    diags.error(e.range.Start,
+                "'" + s.key + "' must be an integer of at least " +
+                    llvm::Twine(min),
+                e.range);
     return std::nullopt;
   }
   return e.intValue;
@@ -87,8 +109,10 @@ std::optional<int64_t> Checker::positiveInt(const TrainSetting &s, int64_t min) 
 bool Checker::data(const TrainSetting &s, TrainConfig &c) {
   const Expr &e = *s.value;
   if (e.kind != ExprKind::Call || e.name != "fashion_mnist") {
-    diags.error(e.range.Start, "unknown data source; Kiln provides "
-                               "fashion_mnist(dir = \"...\")", e.range);
+    diags.error(e.range.Start,
+                "unknown data source; Kiln provides "
+                "fashion_mnist(dir = \"...\")",
+                e.range);
     return false;
   }
   if (!e.args.empty()) {
@@ -102,8 +126,8 @@ bool Checker::data(const TrainSetting &s, TrainConfig &c) {
   for (size_t k = 0; k < e.kwargs.size(); ++k) {
     auto &[key, v] = e.kwargs[k];
     if (key != "dir") {
-      diags.error(e.kwargLocs[k], "fashion_mnist has no argument '" + key +
-                                      "'; it takes dir");
+      diags.error(e.kwargLocs[k],
+                  "fashion_mnist has no argument '" + key + "'; it takes dir");
       return false;
     }
     if (v->kind != ExprKind::String) {
@@ -125,11 +149,12 @@ bool Checker::optimizer(const TrainSetting &s, TrainConfig &c) {
     if (e.kind == ExprKind::Call && e.name == o.name)
       info = &o;
   if (!info) {
-    diags.error(e.opLoc, "unknown optimizer" +
-                             (e.kind == ExprKind::Call
-                                  ? " '" + e.name + "'" + suggest(e.name, names)
-                                  : std::string()) +
-                             "; Kiln provides " + llvm::join(names, ", "),
+    diags.error(e.opLoc,
+                "unknown optimizer" +
+                    (e.kind == ExprKind::Call
+                         ? " '" + e.name + "'" + suggest(e.name, names)
+                         : std::string()) +
+                    "; Kiln provides " + llvm::join(names, ", "),
                 e.range);
     return false;
   }
@@ -138,13 +163,15 @@ bool Checker::optimizer(const TrainSetting &s, TrainConfig &c) {
   auto set = [&](size_t i, const Expr &v) {
     auto x = number(v);
     if (!x) {
-      diags.error(v.range.Start, "'" + llvm::Twine(info->args[i].name) +
-                                     "' must be a number", v.range);
+      diags.error(v.range.Start,
+                  "'" + llvm::Twine(info->args[i].name) + "' must be a number",
+                  v.range);
       return false;
     }
     if (vals[i]) {
-      diags.error(v.range.Start, "'" + llvm::Twine(info->args[i].name) +
-                                     "' is given twice", v.range);
+      diags.error(v.range.Start,
+                  "'" + llvm::Twine(info->args[i].name) + "' is given twice",
+                  v.range);
       return false;
     }
     vals[i] = *x;
@@ -161,14 +188,16 @@ bool Checker::optimizer(const TrainSetting &s, TrainConfig &c) {
   for (size_t k = 0; k < e.kwargs.size(); ++k) {
     const std::string &key = e.kwargs[k].first;
     const ExprPtr &v = e.kwargs[k].second;
-    auto it = llvm::find_if(info->args, [&](const OptArg &a) { return key == a.name; });
+    auto it = llvm::find_if(info->args,
+                            [&](const OptArg &a) { return key == a.name; });
     if (it == info->args.end()) {
       std::vector<std::string> known;
       for (const OptArg &a : info->args)
         known.push_back(a.name);
-      diags.error(e.kwargLocs[k], llvm::Twine(info->name) + " has no argument '" +
-                                      key + "'" + suggest(key, known) +
-                                      " (it takes " + llvm::join(known, ", ") + ")");
+      diags.error(e.kwargLocs[k], llvm::Twine(info->name) +
+                                      " has no argument '" + key + "'" +
+                                      suggest(key, known) + " (it takes " +
+                                      llvm::join(known, ", ") + ")");
       return false;
     }
     if (!set(it - info->args.begin(), *v))
@@ -229,27 +258,26 @@ std::optional<TrainConfig> Checker::check(const Module &m, const TrainDecl &t) {
     if (s.key == "data")
       ok &= data(s, c);
     else if (s.key == "batch" || s.key == "epochs" || s.key == "seed") {
-      int64_t &field = s.key == "batch" ? c.batch
+      int64_t &field = s.key == "batch"    ? c.batch
                        : s.key == "epochs" ? c.epochs
                                            : c.seed;
       if (auto v = positiveInt(s, s.key == "seed" ? 0 : 1))
         field = *v;
       else
         ok = false;
-    }
-    else if (s.key == "optimizer")
+    } else if (s.key == "optimizer")
       ok &= optimizer(s, c);
     else {
       diags.error(s.loc, "unknown train setting '" + s.key + "'" +
-                             suggest(s.key, keys) + " (settings: " +
-                             llvm::join(keys, ", ") + ")");
+                             suggest(s.key, keys) +
+                             " (settings: " + llvm::join(keys, ", ") + ")");
       ok = false;
     }
   }
   for (const char *required : {"data", "batch", "optimizer"})
     if (!seen.count(required)) {
-      diags.error(t.loc, "train block for '" + t.model + "' needs '" +
-                             required + "'");
+      diags.error(t.loc,
+                  "train block for '" + t.model + "' needs '" + required + "'");
       ok = false;
     }
   if (!ok)
@@ -294,8 +322,10 @@ void kiln::checkDataFits(const TrainConfig &c, const Graph &g,
       got += (got.empty() ? "" : ", ") + n->stringAttr("name") + ": " +
              n->type.str();
     diags.error(c.dataLoc, "fashion_mnist feeds (images f32[" +
-                               llvm::Twine(c.batch) + ", 784 values], labels "
-                               "i32[" + llvm::Twine(c.batch) + "]), but model '" +
+                               llvm::Twine(c.batch) +
+                               ", 784 values], labels "
+                               "i32[" +
+                               llvm::Twine(c.batch) + "]), but model '" +
                                c.model + "' takes (" + got + ")");
   }
 }

@@ -1,4 +1,5 @@
-//===- Train.h - Train blocks ------------------------------------*- C++ -*-===//
+//===- Train.h - Train blocks ------------------------------------*- C++
+//-*-===//
 //
 // A train block names a model and its training settings: data, batch,
 // epochs, optimizer and seed. They are checked here (unknown keys, bad
@@ -24,7 +25,8 @@ struct TrainConfig {
   int64_t epochs = 1;
   int64_t seed = 0;
   std::string optimizer;
-  std::map<std::string, double> optimizerArgs; ///< every argument, defaults filled
+  std::map<std::string, double>
+      optimizerArgs; ///< every argument, defaults filled
 };
 
 /// The default folder of the Fashion-MNIST files (Debian's package).

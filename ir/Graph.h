@@ -1,4 +1,5 @@
-//===- Graph.h - Kiln's graph IR ---------------------------------*- C++ -*-===//
+//===- Graph.h - Kiln's graph IR ---------------------------------*- C++
+//-*-===//
 //
 // A Graph is a list of Nodes in topological order. Each Node is one SSA value:
 // an op applied to earlier nodes, with attributes, a result type and the

@@ -42,7 +42,9 @@ private:
                                tok.text + "'");
     return false;
   }
-  bool isIdent(llvm::StringRef s) const { return tok.is(Tok::Ident) && tok.text == s; }
+  bool isIdent(llvm::StringRef s) const {
+    return tok.is(Tok::Ident) && tok.text == s;
+  }
 
   std::unique_ptr<Graph> parseGraph();
   bool parseStatement(Graph &g);
@@ -144,8 +146,8 @@ bool IRParser::parseStatement(Graph &g) {
       return false;
     }
     if (isMin && (!v->type.shape.empty() || !isFloat(v->type.dtype))) {
-      diags.error(at, "the objective must be a float scalar, got " +
-                          v->type.str());
+      diags.error(at,
+                  "the objective must be a float scalar, got " + v->type.str());
       return false;
     }
     slot = v;
@@ -180,7 +182,8 @@ bool IRParser::parseStatement(Graph &g) {
     return true;
   }
   diags.error(at, "expected a statement ('%name = ...', 'update', 'minimize' "
-                  "or 'return'), found '" + tok.text + "'");
+                  "or 'return'), found '" +
+                      tok.text + "'");
   return false;
 }
 
@@ -284,7 +287,7 @@ std::optional<AttrValue> IRParser::parseAttrValue() {
   }
   if (isIdent("inf") || isIdent("nan")) {
     double v = tok.text == "inf" ? std::numeric_limits<double>::infinity()
-                                   : std::numeric_limits<double>::quiet_NaN();
+                                 : std::numeric_limits<double>::quiet_NaN();
     advance();
     return AttrValue(negative ? -v : v);
   }

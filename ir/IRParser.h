@@ -1,4 +1,5 @@
-//===- IRParser.h - Reading textual IR ---------------------------*- C++ -*-===//
+//===- IRParser.h - Reading textual IR ---------------------------*- C++
+//-*-===//
 //
 // Parses what printGraph writes (docs/ir.md has the grammar). Value names
 // may be any %number or %name; each node's declared type is checked against

@@ -52,6 +52,17 @@ llvm::Error kiln::expectRank(const Node &n, unsigned i, int64_t rank) {
   return llvm::Error::success();
 }
 
+llvm::Error kiln::checkShape(const Node &n, llvm::ArrayRef<int64_t> shape) {
+  auto numel = numElements(shape);
+  if (!numel || *numel > kMaxElements)
+    return makeError("shape " + shapeStr(shape) + " has too many elements");
+  for (int64_t d : shape)
+    if (d < 1)
+      return makeError("'" + n.info().mnemonic + "' shape " + shapeStr(shape) +
+                       " has a dimension below 1");
+  return llvm::Error::success();
+}
+
 Shape kiln::stridesOf(llvm::ArrayRef<int64_t> shape) {
   Shape s(shape.size());
   int64_t acc = 1;

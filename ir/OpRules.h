@@ -1,4 +1,5 @@
-//===- OpRules.h - Per-op rules: shape inference and evaluation --*- C++ -*-===//
+//===- OpRules.h - Per-op rules: shape inference and evaluation --*- C++
+//-*-===//
 //
 // Each op in Ops.def has a block of rules in ir/ops/<Family>.cpp: a shape
 // rule (which is also its verifier) and a reference evaluation in float32 and
@@ -23,7 +24,8 @@ struct EvalContext {
   const llvm::StringMap<Tensor> *leaves = nullptr;
   uint64_t seed = 0; ///< Dropout's randomness: seed and step.
   uint64_t step = 0;
-  std::string error; ///< Set by a rule that meets bad data (an id out of range).
+  std::string
+      error; ///< Set by a rule that meets bad data (an id out of range).
   void fail(const llvm::Twine &msg) {
     if (error.empty())
       error = msg.str();
@@ -69,6 +71,9 @@ llvm::Expected<TensorType> sameAsOperand(const Node &n);
 llvm::Expected<int64_t> normaliseAxis(const Node &n, int64_t axis,
                                       int64_t rank);
 llvm::Error expectFloat(const Node &n, unsigned operand);
+/// A shape every dimension of which is at least 1, with at most
+/// kMaxElements elements.
+llvm::Error checkShape(const Node &n, llvm::ArrayRef<int64_t> shape);
 llvm::Error expectRank(const Node &n, unsigned operand, int64_t rank);
 /// Row-major strides of a shape.
 Shape stridesOf(llvm::ArrayRef<int64_t> shape);

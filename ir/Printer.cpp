@@ -7,8 +7,8 @@
 #include "ir/Printer.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/Support/Format.h"
-#include <cmath>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 
@@ -87,7 +87,8 @@ void kiln::printGraph(const Graph &g, llvm::raw_ostream &os) {
 
 void kiln::printDot(const Graph &g, llvm::raw_ostream &os) {
   llvm::DenseMap<const Node *, unsigned> ids;
-  os << "digraph \"" << g.name << "\" {\n  node [shape=box, fontname=\"monospace\"];\n";
+  os << "digraph \"" << g.name
+     << "\" {\n  node [shape=box, fontname=\"monospace\"];\n";
   for (auto &np : g.nodes) {
     const Node &n = *np;
     unsigned id = ids.size();
@@ -97,7 +98,8 @@ void kiln::printDot(const Graph &g, llvm::raw_ostream &os) {
       os << " " << std::get<std::string>(*name);
     os << "\\n" << n.type.str() << "\"";
     if (n.info().flags & Leaf)
-      os << ", style=filled, fillcolor=" << (n.op == Op::Param ? "lightblue" : "lightgrey");
+      os << ", style=filled, fillcolor="
+         << (n.op == Op::Param ? "lightblue" : "lightgrey");
     os << "];\n";
     for (const Node *o : n.operands)
       os << "  n" << ids.lookup(o) << " -> n" << id << ";\n";

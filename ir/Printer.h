@@ -1,4 +1,5 @@
-//===- Printer.h - Textual IR and Graphviz output ----------------*- C++ -*-===//
+//===- Printer.h - Textual IR and Graphviz output ----------------*- C++
+//-*-===//
 //
 // The textual form numbers values %0, %1, ... in node order, so printing is
 // stable, and IRParser reads it back to a graph that prints identically.

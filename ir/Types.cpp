@@ -10,19 +10,27 @@ using namespace kiln;
 
 llvm::StringRef kiln::dtypeName(DType t) {
   switch (t) {
-  case DType::F32: return "f32";
-  case DType::F64: return "f64";
-  case DType::I32: return "i32";
-  case DType::I64: return "i64";
+  case DType::F32:
+    return "f32";
+  case DType::F64:
+    return "f64";
+  case DType::I32:
+    return "i32";
+  case DType::I64:
+    return "i64";
   }
   return "?";
 }
 
 std::optional<DType> kiln::parseDType(llvm::StringRef s) {
-  if (s == "f32") return DType::F32;
-  if (s == "f64") return DType::F64;
-  if (s == "i32") return DType::I32;
-  if (s == "i64") return DType::I64;
+  if (s == "f32")
+    return DType::F32;
+  if (s == "f64")
+    return DType::F64;
+  if (s == "i32")
+    return DType::I32;
+  if (s == "i64")
+    return DType::I64;
   return std::nullopt;
 }
 
@@ -42,7 +50,8 @@ std::optional<int64_t> kiln::numElements(llvm::ArrayRef<int64_t> shape) {
 std::string kiln::shapeStr(llvm::ArrayRef<int64_t> shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) {
-    if (i) s += ",";
+    if (i)
+      s += ",";
     s += std::to_string(shape[i]);
   }
   return s + "]";

@@ -20,7 +20,8 @@ llvm::Error kiln::verifyGraph(const Graph &g) {
       where = "%" + std::to_string(ids.lookup(n));
       if (n->loc.isKnown())
         where += (" (" + n->loc.file + ":" + llvm::Twine(n->loc.line) + ":" +
-                  llvm::Twine(n->loc.col) + ")").str();
+                  llvm::Twine(n->loc.col) + ")")
+                     .str();
       where += ": ";
     }
     all = llvm::joinErrors(std::move(all), makeError(where + msg));
@@ -40,7 +41,8 @@ llvm::Error kiln::verifyGraph(const Graph &g) {
       continue;
     }
     if (auto *name = n->findAttr("name"); name && (info.flags & Leaf))
-      if (auto *s = std::get_if<std::string>(name); s && !leafNames.insert(*s).second)
+      if (auto *s = std::get_if<std::string>(name);
+          s && !leafNames.insert(*s).second)
         fail(n, "the name '" + *s + "' is used by two leaves");
     auto type = opRules(n->op).shape(*n);
     if (!type)
@@ -49,8 +51,9 @@ llvm::Error kiln::verifyGraph(const Graph &g) {
       fail(n, "type " + n->type.str() + " does not match the inferred " +
                   type->str());
   }
-  if (g.objective && (!ids.count(g.objective) || !g.objective->type.shape.empty() ||
-                      !isFloat(g.objective->type.dtype)))
+  if (g.objective &&
+      (!ids.count(g.objective) || !g.objective->type.shape.empty() ||
+       !isFloat(g.objective->type.dtype)))
     fail(nullptr, "the objective must be a float scalar defined in the graph");
   if (g.output && !ids.count(g.output))
     fail(nullptr, "the output is not defined in the graph");
@@ -59,8 +62,8 @@ llvm::Error kiln::verifyGraph(const Graph &g) {
     if (!s)
       fail(nullptr, "update of unknown state '" + u.name + "'");
     else if (!ids.count(u.value) || u.value->type != s->type)
-      fail(nullptr, "update of state '" + u.name + "' must have type " +
-                        s->type.str());
+      fail(nullptr,
+           "update of state '" + u.name + "' must have type " + s->type.str());
   }
   return all;
 }

@@ -1,4 +1,5 @@
-//===- Verifier.h - Graph invariants -----------------------------*- C++ -*-===//
+//===- Verifier.h - Graph invariants -----------------------------*- C++
+//-*-===//
 //
 // A graph is valid when nodes are in topological order, every op's shape
 // rule accepts it and agrees with its recorded type, leaf names are unique,

@@ -8,8 +8,8 @@
 //  3. Erase the replaced nodes.
 //
 //===----------------------------------------------------------------------===//
-#include "passes/Passes.h"
 #include "ir/Printer.h"
+#include "passes/Passes.h"
 #include "llvm/ADT/DenseSet.h"
 #include <map>
 
@@ -38,7 +38,9 @@ bool kiln::runCSE(Graph &g) {
   llvm::DenseMap<Node *, Node *> replaced;
   std::map<std::string, Node *> seen;
   llvm::DenseSet<const Node *> keep;
-  auto resolve = [&](Node *n) { return replaced.lookup(n) ? replaced.lookup(n) : n; };
+  auto resolve = [&](Node *n) {
+    return replaced.lookup(n) ? replaced.lookup(n) : n;
+  };
   for (auto &np : g.nodes) {
     Node *n = np.get();
     ids[n] = unsigned(ids.size());

@@ -6,9 +6,9 @@
 // breaks the graph is caught at once and named.
 //
 //===----------------------------------------------------------------------===//
-#include "passes/Passes.h"
 #include "ir/Printer.h"
 #include "ir/Verifier.h"
+#include "passes/Passes.h"
 #include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/Timer.h"
@@ -29,12 +29,14 @@ llvm::Error kiln::runPipeline(Graph &g, llvm::StringRef pipeline,
   std::vector<const PassInfo *> passes;
   for (llvm::StringRef n : names) {
     n = n.trim();
-    auto it = llvm::find_if(kPasses, [&](const PassInfo &p) { return p.name == n; });
+    auto it =
+        llvm::find_if(kPasses, [&](const PassInfo &p) { return p.name == n; });
     if (it == std::end(kPasses)) {
       std::string known;
       for (const PassInfo &p : kPasses)
         known += (known.empty() ? "" : ", ") + p.name.str();
-      return makeError("unknown pass '" + n + "' (known passes: " + known + ")");
+      return makeError("unknown pass '" + n + "' (known passes: " + known +
+                       ")");
     }
     passes.push_back(it);
   }
@@ -54,8 +56,8 @@ llvm::Error kiln::runPipeline(Graph &g, llvm::StringRef pipeline,
     }
     if (opts.stats)
       llvm::errs() << "stats: " << p->name << ": " << before << " -> "
-                   << g.nodes.size() << " ops" << (changed ? "" : " (unchanged)")
-                   << "\n";
+                   << g.nodes.size() << " ops"
+                   << (changed ? "" : " (unchanged)") << "\n";
     if (auto e = verifyGraph(g))
       return makeError("the graph is invalid after pass '" + p->name +
                        "': " + llvm::toString(std::move(e)));
@@ -83,7 +85,8 @@ void kiln::replaceAllUses(Graph &g, Node *from, Node *to) {
       u.value = to;
 }
 
-void kiln::eraseNodesExcept(Graph &g, const llvm::DenseSet<const Node *> &keep) {
+void kiln::eraseNodesExcept(Graph &g,
+                            const llvm::DenseSet<const Node *> &keep) {
   llvm::erase_if(g.nodes, [&](const std::unique_ptr<Node> &n) {
     return !keep.contains(n.get());
   });

@@ -1,4 +1,5 @@
-//===- Passes.h - Graph passes and the pass manager --------------*- C++ -*-===//
+//===- Passes.h - Graph passes and the pass manager --------------*- C++
+//-*-===//
 //
 // A pass is `bool runX(Graph &)`, returning whether it changed the graph.
 // The pass manager runs a comma-separated pipeline with the instrumentation

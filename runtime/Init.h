@@ -1,4 +1,5 @@
-//===- Init.h - Parameter initialisers ---------------------------*- C++ -*-===//
+//===- Init.h - Parameter initialisers ---------------------------*- C++
+//-*-===//
 //
 // The initialisers a `param` may name (zeros, he_normal, ...), their
 // arguments and defaults, and how they fill a tensor. Defaults and fan rules

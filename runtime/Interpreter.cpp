@@ -39,7 +39,8 @@ kiln::interpret(const Graph &g, const llvm::StringMap<Tensor> &leaves,
       std::string where;
       if (n.loc.isKnown())
         where = (n.loc.file + ":" + llvm::Twine(n.loc.line) + ":" +
-                 llvm::Twine(n.loc.col) + ": ").str();
+                 llvm::Twine(n.loc.col) + ": ")
+                    .str();
       return makeError(where + ctx.error);
     }
   }

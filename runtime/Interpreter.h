@@ -1,4 +1,5 @@
-//===- Interpreter.h - The reference interpreter -----------------*- C++ -*-===//
+//===- Interpreter.h - The reference interpreter -----------------*- C++
+//-*-===//
 //
 // Evaluates a graph node by node with each op's reference rule (Eigen), in
 // float32 or float64. It is the oracle the JIT and the gradient checks are

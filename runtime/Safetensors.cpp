@@ -20,10 +20,14 @@ static constexpr uint64_t kMaxHeader = 100 << 20;
 
 static llvm::StringRef fileDType(DType t) {
   switch (t) {
-  case DType::F32: return "F32";
-  case DType::F64: return "F64";
-  case DType::I32: return "I32";
-  case DType::I64: return "I64";
+  case DType::F32:
+    return "F32";
+  case DType::F64:
+    return "F64";
+  case DType::I32:
+    return "I32";
+  case DType::I64:
+    return "I64";
   }
   return "";
 }
@@ -76,7 +80,8 @@ llvm::Expected<TensorMap> kiln::parseSafetensors(llvm::StringRef bytes,
     for (const json &d : sh) {
       if (!d.is_number_unsigned())
         return badEntry("shape has a dimension that is not a natural number");
-      shape.push_back(int64_t(std::min<uint64_t>(d.get<uint64_t>(), INT64_MAX)));
+      shape.push_back(
+          int64_t(std::min<uint64_t>(d.get<uint64_t>(), INT64_MAX)));
     }
     auto numel = numElements(shape);
     if (!numel || *numel > kMaxElements)
@@ -92,8 +97,10 @@ llvm::Expected<TensorMap> kiln::parseSafetensors(llvm::StringRef bytes,
     uint64_t want = uint64_t(*numel) * dtypeSize(*dtype);
     if (end - begin != want)
       return badEntry("shape " + shapeStr(shape) + " of " + fileDType(*dtype) +
-                      " needs " + llvm::Twine(want) + " bytes but data_offsets "
-                      "span " + llvm::Twine(end - begin));
+                      " needs " + llvm::Twine(want) +
+                      " bytes but data_offsets "
+                      "span " +
+                      llvm::Twine(end - begin));
     Tensor t(*dtype, shape);
     std::memcpy(t.raw(), data.data() + begin, want);
     out.emplace(name, std::move(t));
@@ -114,10 +121,10 @@ llvm::Error kiln::writeSafetensors(llvm::StringRef path,
   json header = json::object();
   uint64_t offset = 0;
   for (auto &[name, t] : tensors) {
-    header[name] = {{"dtype", fileDType(t.dtype()).str()},
-                    {"shape", std::vector<int64_t>(t.shape().begin(),
-                                                   t.shape().end())},
-                    {"data_offsets", {offset, offset + t.nbytes()}}};
+    header[name] = {
+        {"dtype", fileDType(t.dtype()).str()},
+        {"shape", std::vector<int64_t>(t.shape().begin(), t.shape().end())},
+        {"data_offsets", {offset, offset + t.nbytes()}}};
     offset += t.nbytes();
   }
   std::string text = header.dump();

@@ -1,4 +1,5 @@
-//===- Safetensors.h - Reading and writing .safetensors files ----*- C++ -*-===//
+//===- Safetensors.h - Reading and writing .safetensors files ----*- C++
+//-*-===//
 //
 // The format: a little-endian u64 header length, a JSON header mapping names
 // to {dtype, shape, data_offsets} (plus an optional "__metadata__" of strings),

@@ -17,10 +17,14 @@ Tensor::Tensor(DType dtype, llvm::ArrayRef<int64_t> shape)
 
 double Tensor::at(int64_t i) const {
   switch (dtype_) {
-  case DType::F32: return data<float>()[i];
-  case DType::F64: return data<double>()[i];
-  case DType::I32: return data<int32_t>()[i];
-  case DType::I64: return double(data<int64_t>()[i]);
+  case DType::F32:
+    return data<float>()[i];
+  case DType::F64:
+    return data<double>()[i];
+  case DType::I32:
+    return data<int32_t>()[i];
+  case DType::I64:
+    return double(data<int64_t>()[i]);
   }
   return 0;
 }
@@ -36,10 +40,18 @@ Tensor Tensor::fromValues(DType dtype, llvm::ArrayRef<int64_t> shape,
   Tensor t(dtype, shape);
   assert(int64_t(values.size()) == t.numel() && "value count != numel");
   switch (dtype) {
-  case DType::F32: fill<float>(t, values); break;
-  case DType::F64: fill<double>(t, values); break;
-  case DType::I32: fill<int32_t>(t, values); break;
-  case DType::I64: fill<int64_t>(t, values); break;
+  case DType::F32:
+    fill<float>(t, values);
+    break;
+  case DType::F64:
+    fill<double>(t, values);
+    break;
+  case DType::I32:
+    fill<int32_t>(t, values);
+    break;
+  case DType::I64:
+    fill<int64_t>(t, values);
+    break;
   }
   return t;
 }

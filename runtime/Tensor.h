@@ -55,18 +55,25 @@ private:
 };
 
 template <typename T> bool Tensor::matches() const {
-  if constexpr (std::is_same_v<T, float>) return dtype_ == DType::F32;
-  if constexpr (std::is_same_v<T, double>) return dtype_ == DType::F64;
-  if constexpr (std::is_same_v<T, int32_t>) return dtype_ == DType::I32;
-  if constexpr (std::is_same_v<T, int64_t>) return dtype_ == DType::I64;
+  if constexpr (std::is_same_v<T, float>)
+    return dtype_ == DType::F32;
+  if constexpr (std::is_same_v<T, double>)
+    return dtype_ == DType::F64;
+  if constexpr (std::is_same_v<T, int32_t>)
+    return dtype_ == DType::I32;
+  if constexpr (std::is_same_v<T, int64_t>)
+    return dtype_ == DType::I64;
   return false;
 }
 
 /// The dtype that holds C++ type T.
 template <typename T> constexpr DType dtypeOf() {
-  if constexpr (std::is_same_v<T, float>) return DType::F32;
-  if constexpr (std::is_same_v<T, double>) return DType::F64;
-  if constexpr (std::is_same_v<T, int32_t>) return DType::I32;
+  if constexpr (std::is_same_v<T, float>)
+    return DType::F32;
+  if constexpr (std::is_same_v<T, double>)
+    return DType::F64;
+  if constexpr (std::is_same_v<T, int32_t>)
+    return DType::I32;
   return DType::I64;
 }
 

@@ -38,21 +38,21 @@ static cl::opt<std::string> modelName("model", cl::desc("The model to use"),
                                       cl::sub(dumpCmd));
 
 enum class Stage { AST, IR, Grad, Opt, LLVM, Asm };
-static cl::opt<Stage> stage(
-    "stage", cl::desc("The stage to print"), cl::init(Stage::IR),
-    cl::values(clEnumValN(Stage::AST, "ast", "the syntax tree"),
-               clEnumValN(Stage::IR, "ir", "the graph IR"),
-               clEnumValN(Stage::Grad, "grad", "the training graph"),
-               clEnumValN(Stage::Opt, "opt", "after the pass pipeline"),
-               clEnumValN(Stage::LLVM, "llvm", "the LLVM module"),
-               clEnumValN(Stage::Asm, "asm", "native assembly")),
-    cl::sub(dumpCmd));
+static cl::opt<Stage>
+    stage("stage", cl::desc("The stage to print"), cl::init(Stage::IR),
+          cl::values(clEnumValN(Stage::AST, "ast", "the syntax tree"),
+                     clEnumValN(Stage::IR, "ir", "the graph IR"),
+                     clEnumValN(Stage::Grad, "grad", "the training graph"),
+                     clEnumValN(Stage::Opt, "opt", "after the pass pipeline"),
+                     clEnumValN(Stage::LLVM, "llvm", "the LLVM module"),
+                     clEnumValN(Stage::Asm, "asm", "native assembly")),
+          cl::sub(dumpCmd));
 enum class Format { Text, Dot };
-static cl::opt<Format> format(
-    "format", cl::desc("Output format"), cl::init(Format::Text),
-    cl::values(clEnumValN(Format::Text, "text", "textual IR"),
-               clEnumValN(Format::Dot, "dot", "Graphviz")),
-    cl::sub(dumpCmd), cl::sub(optCmd));
+static cl::opt<Format>
+    format("format", cl::desc("Output format"), cl::init(Format::Text),
+           cl::values(clEnumValN(Format::Text, "text", "textual IR"),
+                      clEnumValN(Format::Dot, "dot", "Graphviz")),
+           cl::sub(dumpCmd), cl::sub(optCmd));
 static cl::opt<std::string> mode("mode",
                                  cl::desc("Lower for 'train' or 'eval'"),
                                  cl::init("train"), cl::sub(dumpCmd));
@@ -68,8 +68,8 @@ static cl::list<std::string> printAfter("print-after",
                                         cl::value_desc("P"), cl::sub(optCmd));
 static cl::opt<bool> stats("stats", cl::desc("Print op counts per pass"),
                            cl::sub(optCmd));
-static cl::opt<bool> timePasses("time-passes",
-                                cl::desc("Time each pass"), cl::sub(optCmd));
+static cl::opt<bool> timePasses("time-passes", cl::desc("Time each pass"),
+                                cl::sub(optCmd));
 
 static int fail(const llvm::Twine &msg) {
   llvm::WithColor::error(llvm::errs(), "kiln") << msg << "\n";
@@ -81,10 +81,9 @@ static llvm::Expected<llvm::StringMap<int64_t>> parseDefines() {
   llvm::StringMap<int64_t> dims;
   for (llvm::StringRef d : defines) {
     auto [name, value] = d.split('=');
-    bool nameOk = !name.empty() && (llvm::isAlpha(name[0]) || name[0] == '_') &&
-                  llvm::all_of(name, [](char c) {
-                    return llvm::isAlnum(c) || c == '_';
-                  });
+    bool nameOk =
+        !name.empty() && (llvm::isAlpha(name[0]) || name[0] == '_') &&
+        llvm::all_of(name, [](char c) { return llvm::isAlnum(c) || c == '_'; });
     if (!nameOk || !d.contains('='))
       return makeError("-D '" + d + "': expected NAME=VALUE, as in -D N=4");
     int64_t v;
@@ -118,7 +117,8 @@ static std::unique_ptr<Loaded> loadModel(llvm::StringRef path) {
   checkModule(l->module, *l->diags);
   l->trains = checkTrainBlocks(l->module, *l->diags);
   if (!l->diags->hadError() &&
-      !llvm::any_of(l->module.funcs, [](const FuncDecl &f) { return f.isModel; }))
+      !llvm::any_of(l->module.funcs,
+                    [](const FuncDecl &f) { return f.isModel; }))
     l->diags->error(llvm::SMLoc::getFromPointer(
                         l->sm.getMemoryBuffer(id)->getBufferStart()),
                     "the file defines no model");
@@ -161,15 +161,15 @@ static const FuncDecl *selectModel(Loaded &l) {
   if (!modelName.empty()) {
     const FuncDecl *f = l.module.findFunc(modelName);
     if (!f || !f->isModel) {
-      fail("no model '" + modelName + "' in " + inputFile + " (models: " +
-           llvm::join(models, ", ") + ")");
+      fail("no model '" + modelName + "' in " + inputFile +
+           " (models: " + llvm::join(models, ", ") + ")");
       return nullptr;
     }
     return f;
   }
   if (models.size() != 1) {
-    fail(inputFile + " defines " + llvm::Twine(models.size()) +
-         " models (" + llvm::join(models, ", ") + "); choose one with --model");
+    fail(inputFile + " defines " + llvm::Twine(models.size()) + " models (" +
+         llvm::join(models, ", ") + "); choose one with --model");
     return nullptr;
   }
   return l.module.findFunc(models[0]);
@@ -189,7 +189,8 @@ static int runCheck() {
   return l->diags->hadError() ? 1 : 0;
 }
 
-static const char *const stageNames[] = {"ast", "ir", "grad", "opt", "llvm", "asm"};
+static const char *const stageNames[] = {"ast", "ir",   "grad",
+                                         "opt", "llvm", "asm"};
 
 static int runDump() {
   auto defs = parseDefines();

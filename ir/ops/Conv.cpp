@@ -1,4 +1,5 @@
-//===- Conv.cpp - 2-D convolution and pooling ------------------------------===//
+//===- Conv.cpp - 2-D convolution and pooling
+//------------------------------===//
 //
 // NCHW images, OIHW weights, square windows with {stride} and zero {pad}, as
 // torch.nn.functional.conv2d / max_pool2d / avg_pool2d. Max pooling pads
@@ -64,7 +65,8 @@ llvm::Expected<TensorType> shapeConv2d(const Node &n) {
 }
 
 template <typename T>
-using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using RowMajor =
+    Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 template <typename T>
 void evalConv2d(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
@@ -87,7 +89,8 @@ void evalConv2d(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
             for (int64_t ow = 0; ow < OW; ++ow) {
               int64_t ih = oh * s - p + kh, iw = ow * s - p + kw;
               bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
-              cols(row, oh * OW + ow) = inside ? x[(c * H + ih) * W + iw] : T(0);
+              cols(row, oh * OW + ow) =
+                  inside ? x[(c * H + ih) * W + iw] : T(0);
             }
         }
     Eigen::Map<RowMajor<T>> y(out.data<T>() + b * O * OH * OW, O, OH * OW);

@@ -14,7 +14,8 @@ using namespace kiln;
 
 namespace {
 
-template <typename T> using Vec = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <typename T>
+using Vec = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
 template <typename T>
 using CVec = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 
@@ -46,7 +47,9 @@ void evalUnary(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
                EvalContext &) {
   F f(n);
   Vec<T>(out.data<T>(), out.numel()) =
-      CVec<T>(in[0]->data<T>(), out.numel()).unaryExpr([&](T x) { return f(x); });
+      CVec<T>(in[0]->data<T>(), out.numel()).unaryExpr([&](T x) {
+        return f(x);
+      });
 }
 
 template <typename F, typename T>
@@ -112,7 +115,7 @@ struct EluF {
 // add, sub, mul, div, pow
 SCALAR_FN2(AddF, a + b)
 SCALAR_FN2(SubF, a - b)
-SCALAR_FN2(MulF, a * b)
+SCALAR_FN2(MulF, a *b)
 SCALAR_FN2(DivF, a / b)
 SCALAR_FN2(PowF, std::pow(a, b))
 // maximum, minimum: NaN propagates, as torch.maximum.
@@ -124,8 +127,11 @@ SCALAR_FN2(MinimumF, std::isnan(a) || a < b ? a : b)
 
 } // namespace
 
-#define UNARY(E, F) t[size_t(Op::E)] = {shapeUnary, &evalUnary<F, float>, &evalUnary<F, double>}
-#define BINARY(E, F) t[size_t(Op::E)] = {shapeBinary, &evalBinary<F, float>, &evalBinary<F, double>}
+#define UNARY(E, F)                                                            \
+  t[size_t(Op::E)] = {shapeUnary, &evalUnary<F, float>, &evalUnary<F, double>}
+#define BINARY(E, F)                                                           \
+  t[size_t(Op::E)] = {shapeBinary, &evalBinary<F, float>,                      \
+                      &evalBinary<F, double>}
 
 void kiln::registerElementwiseRules(RuleTable &t) {
   UNARY(Neg, NegF);

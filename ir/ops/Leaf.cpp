@@ -11,17 +11,6 @@ using namespace kiln;
 
 namespace {
 
-llvm::Error checkLeafType(const Node &n) {
-  auto numel = numElements(n.type.shape);
-  if (!numel || *numel > kMaxElements)
-    return makeError("shape " + shapeStr(n.type.shape) + " has too many elements");
-  for (int64_t d : n.type.shape)
-    if (d < 1)
-      return makeError("dimension " + llvm::Twine(d) + " in shape " +
-                       shapeStr(n.type.shape) + " must be at least 1");
-  return llvm::Error::success();
-}
-
 // input "x", param "fc1.w" {init, ...}, state "bn.running_mean" {init}.
 llvm::Expected<TensorType> shapeNamedLeaf(const Node &n) {
   auto name = n.getString("name");
@@ -29,7 +18,7 @@ llvm::Expected<TensorType> shapeNamedLeaf(const Node &n) {
     return name.takeError();
   if (name->empty())
     return makeError("'" + n.info().mnemonic + "' needs a non-empty name");
-  if (auto e = checkLeafType(n))
+  if (auto e = checkShape(n, n.type.shape))
     return std::move(e);
   if (n.op == Op::Input)
     return n.type;
@@ -44,7 +33,8 @@ template <typename T>
 void evalNamedLeaf(const Node &n, llvm::ArrayRef<const Tensor *>, Tensor &out,
                    EvalContext &ctx) {
   std::string name = n.stringAttr("name");
-  auto it = ctx.leaves ? ctx.leaves->find(name) : llvm::StringMap<Tensor>::const_iterator();
+  auto it = ctx.leaves ? ctx.leaves->find(name)
+                       : llvm::StringMap<Tensor>::const_iterator();
   if (!ctx.leaves || it == ctx.leaves->end()) {
     ctx.fail("no value for " + n.info().mnemonic + " '" + name + "'");
     return;
@@ -63,7 +53,7 @@ llvm::Expected<TensorType> shapeConstant(const Node &n) {
   auto v = n.getFloat("value");
   if (!v)
     return v.takeError();
-  if (auto e = checkLeafType(n))
+  if (auto e = checkShape(n, n.type.shape))
     return std::move(e);
   return n.type;
 }

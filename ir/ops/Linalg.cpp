@@ -1,4 +1,5 @@
-//===- Linalg.cpp - Matrix product -----------------------------------------===//
+//===- Linalg.cpp - Matrix product
+//-----------------------------------------===//
 //
 // matmul: [..., M, K] @ [..., K, N] -> [..., M, N]. The batch dimensions of
 // the two operands are equal, or the right operand is a plain matrix shared
@@ -26,9 +27,8 @@ llvm::Expected<TensorType> shapeMatMul(const Node &n) {
     return fail("both operands need at least two dimensions");
   if (a.shape[a.rank() - 1] != b.shape[b.rank() - 2])
     return fail("the inner dimensions differ");
-  if (b.rank() != 2 &&
-      llvm::ArrayRef<int64_t>(a.shape).drop_back(2) !=
-          llvm::ArrayRef<int64_t>(b.shape).drop_back(2))
+  if (b.rank() != 2 && llvm::ArrayRef<int64_t>(a.shape).drop_back(2) !=
+                           llvm::ArrayRef<int64_t>(b.shape).drop_back(2))
     return fail("the batch dimensions differ");
   TensorType t{a.dtype, a.shape};
   t.shape.back() = b.shape.back();
@@ -36,7 +36,8 @@ llvm::Expected<TensorType> shapeMatMul(const Node &n) {
 }
 
 template <typename T>
-using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using RowMajor =
+    Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 template <typename T>
 void evalMatMul(const Node &, llvm::ArrayRef<const Tensor *> in, Tensor &out,
@@ -47,8 +48,8 @@ void evalMatMul(const Node &, llvm::ArrayRef<const Tensor *> in, Tensor &out,
   bool sharedB = bs.size() == 2;
   for (int64_t i = 0; i < batches; ++i) {
     Eigen::Map<const RowMajor<T>> a(in[0]->data<T>() + i * m * k, m, k);
-    Eigen::Map<const RowMajor<T>> b(in[1]->data<T>() + (sharedB ? 0 : i * k * n),
-                                    k, n);
+    Eigen::Map<const RowMajor<T>> b(
+        in[1]->data<T>() + (sharedB ? 0 : i * k * n), k, n);
     Eigen::Map<RowMajor<T>> c(out.data<T>() + i * m * n, m, n);
     c.noalias() = a * b;
   }

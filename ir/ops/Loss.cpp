@@ -19,7 +19,8 @@ llvm::Expected<TensorType> shapeCrossEntropy(const Node &n) {
   if (z.rank() != 2 || !isFloat(z.dtype) || y.dtype != DType::I32 ||
       y.shape != Shape{z.shape[0]})
     return makeError("cross_entropy needs logits [N, C] and i32 labels [N], "
-                     "got " + z.str() + " and " + y.str());
+                     "got " +
+                     z.str() + " and " + y.str());
   auto ls = n.getFloat("label_smoothing");
   if (!ls)
     return ls.takeError();
@@ -89,7 +90,8 @@ void evalMSE(const Node &, llvm::ArrayRef<const Tensor *> in, Tensor &out,
 } // namespace
 
 void kiln::registerLossRules(RuleTable &t) {
-  t[size_t(Op::CrossEntropy)] = {shapeCrossEntropy, KILN_EVAL(evalCrossEntropy)};
+  t[size_t(Op::CrossEntropy)] = {shapeCrossEntropy,
+                                 KILN_EVAL(evalCrossEntropy)};
   t[size_t(Op::BCEWithLogits)] = {shapePairLoss, KILN_EVAL(evalBCEWithLogits)};
   t[size_t(Op::MSE)] = {shapePairLoss, KILN_EVAL(evalMSE)};
 }

@@ -81,9 +81,10 @@ llvm::Expected<TensorType> shapeBatchNorm(const Node &n) {
   TensorType c{x.dtype, {x.shape[1]}};
   for (unsigned i = 1; i < 5; ++i)
     if (n.operands[i]->type != c)
-      return makeError("batch_norm of " + x.str() + " needs gamma, beta and "
-                       "running statistics of type " + c.str() + ", got " +
-                       n.operands[i]->type.str());
+      return makeError("batch_norm of " + x.str() +
+                       " needs gamma, beta and "
+                       "running statistics of type " +
+                       c.str() + ", got " + n.operands[i]->type.str());
   if (auto e = checkMode(n))
     return std::move(e);
   auto eps = n.getFloat("eps");
@@ -137,8 +138,10 @@ llvm::Expected<TensorType> shapeLayerNorm(const Node &n) {
   TensorType d{x.dtype, {x.shape.back()}};
   for (unsigned i = 1; i < 3; ++i)
     if (n.operands[i]->type != d)
-      return makeError("layer_norm of " + x.str() + " needs gamma and beta of "
-                       "type " + d.str() + ", got " + n.operands[i]->type.str());
+      return makeError("layer_norm of " + x.str() +
+                       " needs gamma and beta of "
+                       "type " +
+                       d.str() + ", got " + n.operands[i]->type.str());
   auto eps = n.getFloat("eps");
   if (!eps)
     return eps.takeError();
@@ -206,7 +209,8 @@ void evalDropout(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
     std::copy_n(x, out.numel(), y);
     return;
   }
-  uint64_t key = mix(mix(ctx.seed ^ mix(uint64_t(n.intAttr("seed")))) ^ ctx.step);
+  uint64_t key =
+      mix(mix(ctx.seed ^ mix(uint64_t(n.intAttr("seed")))) ^ ctx.step);
   T scale = T(1 / (1 - p));
   for (int64_t i = 0; i < out.numel(); ++i) {
     double u = double(mix(key ^ uint64_t(i)) >> 11) * 0x1.0p-53;

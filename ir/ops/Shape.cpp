@@ -11,17 +11,6 @@ using namespace kiln;
 
 namespace {
 
-llvm::Error checkShape(const Node &n, llvm::ArrayRef<int64_t> shape) {
-  auto numel = numElements(shape);
-  if (!numel || *numel > kMaxElements)
-    return makeError("shape " + shapeStr(shape) + " has too many elements");
-  for (int64_t d : shape)
-    if (d < 1)
-      return makeError("'" + n.info().mnemonic + "' shape " + shapeStr(shape) +
-                       " has a dimension below 1");
-  return llvm::Error::success();
-}
-
 // broadcast {shape}: NumPy rules, operand aligned to the right.
 llvm::Expected<TensorType> shapeBroadcast(const Node &n) {
   auto shape = n.getInts("shape");
@@ -103,8 +92,7 @@ llvm::Expected<TensorType> shapeSlice(const Node &n) {
   auto step = n.getInts("step");
   if (!begin || !end || !step)
     return llvm::joinErrors(
-        llvm::joinErrors(begin.takeError(), end.takeError()),
-        step.takeError());
+        llvm::joinErrors(begin.takeError(), end.takeError()), step.takeError());
   const TensorType &a = n.operands[0]->type;
   if (int64_t(begin->size()) != a.rank() || int64_t(end->size()) != a.rank() ||
       int64_t(step->size()) != a.rank())
@@ -153,8 +141,7 @@ llvm::Expected<TensorType> shapeConcat(const Node &n) {
       ok = d == *axis || o.shape[d] == t.shape[d];
     if (!ok)
       return makeError("cannot concatenate " + n.operands[0]->type.str() +
-                       " and " + o.str() + " along axis " +
-                       llvm::Twine(*axis));
+                       " and " + o.str() + " along axis " + llvm::Twine(*axis));
     t.shape[*axis] += o.shape[*axis];
   }
   return t;
@@ -163,7 +150,8 @@ llvm::Expected<TensorType> shapeConcat(const Node &n) {
 template <typename T>
 void evalConcat(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
                 EvalContext &) {
-  int64_t axis = llvm::cantFail(normaliseAxis(n, n.intAttr("axis"), out.rank()));
+  int64_t axis =
+      llvm::cantFail(normaliseAxis(n, n.intAttr("axis"), out.rank()));
   // Rows above the axis; each operand contributes a contiguous chunk per row.
   int64_t outer = 1;
   for (int64_t d = 0; d < axis; ++d)

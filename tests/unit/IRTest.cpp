@@ -41,7 +41,8 @@ TEST(IR, PrintsWithStableNumberingAndRoundTrips) {
   ASSERT_TRUE(g) << src.errors;
   std::string once = print(*g);
   EXPECT_NE(once.find("  %2 = matmul %0, %1 : f32[2,4] loc(\"m.kiln\":3:9)\n"),
-            std::string::npos) << once;
+            std::string::npos)
+      << once;
   EXPECT_NE(once.find("{value = -1.5e-07}"), std::string::npos) << once;
   test::Source again(once);
   auto g2 = test::parseGraph(again);
@@ -65,7 +66,8 @@ TEST(IR, ParserRefusesADeclaredTypeThatDisagrees) {
   EXPECT_FALSE(test::parseGraph(src));
   EXPECT_NE(src.errors.find("test:3:18: error: declared type f32[3,2] does not "
                             "match the inferred type f32[2,3]"),
-            std::string::npos) << src.errors;
+            std::string::npos)
+      << src.errors;
 }
 
 TEST(IR, ParserReportsSeveralErrors) {
@@ -88,7 +90,9 @@ TEST(IR, VerifierCatchesABrokenGraph) {
   ASSERT_TRUE(bool(err));
   std::string msg = llvm::toString(std::move(err));
   EXPECT_NE(msg.find("%2 (m.kiln:3:9): type f32[4,2] does not match the "
-                     "inferred f32[2,4]"), std::string::npos) << msg;
+                     "inferred f32[2,4]"),
+            std::string::npos)
+      << msg;
 }
 
 TEST(Passes, CSEMergesAndDCERemoves) {

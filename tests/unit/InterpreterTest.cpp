@@ -6,11 +6,11 @@
 // the end fails if an op has no case here.
 //
 //===----------------------------------------------------------------------===//
+#include "runtime/Interpreter.h"
 #include "TestUtil.h"
 #include "ir/OpRules.h"
-#include "runtime/Interpreter.h"
-#include <gtest/gtest.h>
 #include <cmath>
+#include <gtest/gtest.h>
 #include <set>
 
 using namespace kiln;
@@ -45,17 +45,35 @@ std::string binaryIR(const char *op) {
 
 std::vector<Case> cases() {
   const double e = 2.718281828459045;
-  auto a2 = [](double x, double y) { return std::pair{std::string("a"), f32({2}, {x, y})}; };
-  auto b2 = [](double x, double y) { return std::pair{std::string("b"), f32({2}, {x, y})}; };
+  auto a2 = [](double x, double y) {
+    return std::pair{std::string("a"), f32({2}, {x, y})};
+  };
+  auto b2 = [](double x, double y) {
+    return std::pair{std::string("b"), f32({2}, {x, y})};
+  };
   auto m23 = std::pair{std::string("a"), f32({2, 3}, {1, 2, 3, 4, 5, 6})};
-  auto img = std::pair{std::string("a"), f32({1, 1, 4, 4}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16})};
+  auto img = std::pair{std::string("a"),
+                       f32({1, 1, 4, 4}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+                                          13, 14, 15, 16})};
   const char *m23In = "%a = input {name = \"a\"} : f32[2,3]\n";
   const char *imgIn = "%a = input {name = \"a\"} : f32[1,1,4,4]\n";
   return {
-      {Op::Constant, "%out = constant {value = 2.5} : f32[2]\nreturn %out", {}, {2.5, 2.5}},
-      {Op::Input, "%out = input {name = \"a\"} : f32[2]\nreturn %out", {a2(1, 2)}, {1, 2}},
-      {Op::Param, "%out = param {init = \"zeros\", name = \"a\"} : f32[2]\nreturn %out", {a2(3, 4)}, {3, 4}},
-      {Op::State, "%out = state {init = \"ones\", name = \"a\"} : f32[2]\nreturn %out", {a2(5, 6)}, {5, 6}},
+      {Op::Constant,
+       "%out = constant {value = 2.5} : f32[2]\nreturn %out",
+       {},
+       {2.5, 2.5}},
+      {Op::Input,
+       "%out = input {name = \"a\"} : f32[2]\nreturn %out",
+       {a2(1, 2)},
+       {1, 2}},
+      {Op::Param,
+       "%out = param {init = \"zeros\", name = \"a\"} : f32[2]\nreturn %out",
+       {a2(3, 4)},
+       {3, 4}},
+      {Op::State,
+       "%out = state {init = \"ones\", name = \"a\"} : f32[2]\nreturn %out",
+       {a2(5, 6)},
+       {5, 6}},
       {Op::Neg, unaryIR("neg"), {a2(1, -2)}, {-1, 2}},
       {Op::Exp, unaryIR("exp"), {a2(0, 1)}, {1, e}},
       {Op::Log, unaryIR("log"), {a2(1, e)}, {0, 1}},
@@ -64,10 +82,19 @@ std::vector<Case> cases() {
       {Op::Tanh, unaryIR("tanh"), {a2(0, 1)}, {0, 0.7615941559557649}},
       {Op::Sigmoid, unaryIR("sigmoid"), {a2(0, 2)}, {0.5, 0.8807970779778823}},
       {Op::Relu, unaryIR("relu"), {a2(-1, 2)}, {0, 2}},
-      {Op::LeakyRelu, unaryIR("leaky_relu", " {slope = 0.1}"), {a2(-2, 3)}, {-0.2, 3}},
-      {Op::Elu, unaryIR("elu", " {alpha = 1.0}"), {a2(-1, 2)}, {-0.6321205588285577, 2}},
+      {Op::LeakyRelu,
+       unaryIR("leaky_relu", " {slope = 0.1}"),
+       {a2(-2, 3)},
+       {-0.2, 3}},
+      {Op::Elu,
+       unaryIR("elu", " {alpha = 1.0}"),
+       {a2(-1, 2)},
+       {-0.6321205588285577, 2}},
       {Op::Gelu, unaryIR("gelu"), {a2(0, 1)}, {0, 0.8413447460685429}},
-      {Op::Softplus, unaryIR("softplus"), {a2(0, 30)}, {0.6931471805599453, 30}},
+      {Op::Softplus,
+       unaryIR("softplus"),
+       {a2(0, 30)},
+       {0.6931471805599453, 30}},
       {Op::Add, binaryIR("add"), {a2(1, 2), b2(3, 4)}, {4, 6}},
       {Op::Sub, binaryIR("sub"), {a2(1, 2), b2(3, 4)}, {-2, -2}},
       {Op::Mul, binaryIR("mul"), {a2(1, 2), b2(3, 4)}, {3, 8}},
@@ -75,82 +102,188 @@ std::vector<Case> cases() {
       {Op::Pow, binaryIR("pow"), {a2(2, 3), b2(3, 2)}, {8, 9}},
       {Op::Maximum, binaryIR("maximum"), {a2(1, 5), b2(3, 2)}, {3, 5}},
       {Op::Minimum, binaryIR("minimum"), {a2(1, 5), b2(3, 2)}, {1, 2}},
-      {Op::Broadcast, "%a = input {name = \"a\"} : f32[2]\n%out = broadcast %a {shape = [2,2]} : f32[2,2]\nreturn %out",
-       {a2(1, 2)}, {1, 2, 1, 2}},
-      {Op::Reshape, std::string(m23In) + "%out = reshape %a {shape = [3,2]} : f32[3,2]\nreturn %out", {m23}, {1, 2, 3, 4, 5, 6}},
-      {Op::Transpose, std::string(m23In) + "%out = transpose %a {perm = [1,0]} : f32[3,2]\nreturn %out", {m23}, {1, 4, 2, 5, 3, 6}},
-      {Op::Slice, std::string(m23In) + "%out = slice %a {begin = [0,0], end = [2,3], step = [1,2]} : f32[2,2]\nreturn %out",
-       {m23}, {1, 3, 4, 6}},
-      {Op::Slice, std::string(m23In) + "%out = slice %a {begin = [1,1], end = [2,3], step = [1,1]} : f32[1,2]\nreturn %out",
-       {m23}, {5, 6}},
-      {Op::Concat, std::string(m23In) + "%out = concat %a, %a {axis = 1} : f32[2,6]\nreturn %out",
-       {m23}, {1, 2, 3, 1, 2, 3, 4, 5, 6, 4, 5, 6}},
-      {Op::Concat, std::string(m23In) + "%out = concat %a, %a {axis = 0} : f32[4,3]\nreturn %out",
-       {m23}, {1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6}},
-      {Op::Sum, std::string(m23In) + "%out = sum %a {axes = [1], keepdims = 0} : f32[2]\nreturn %out", {m23}, {6, 15}},
-      {Op::Mean, std::string(m23In) + "%out = mean %a {axes = [0], keepdims = 1} : f32[1,3]\nreturn %out", {m23}, {2.5, 3.5, 4.5}},
-      {Op::Max, std::string(m23In) + "%out = max %a {axes = [], keepdims = 0} : f32[]\nreturn %out", {m23}, {6}},
-      {Op::Max, std::string(m23In) + "%out = max %a {axes = [-1], keepdims = 0} : f32[2]\nreturn %out", {m23}, {3, 6}},
-      {Op::MatMul, "%a = input {name = \"a\"} : f32[2,2]\n%b = input {name = \"b\"} : f32[2,2]\n"
-                   "%out = matmul %a, %b : f32[2,2]\nreturn %out",
-       {{"a", f32({2, 2}, {1, 2, 3, 4})}, {"b", f32({2, 2}, {5, 6, 7, 8})}}, {19, 22, 43, 50}},
-      {Op::MatMul, "%a = input {name = \"a\"} : f32[2,1,2]\n%b = input {name = \"b\"} : f32[2,1]\n"
-                   "%out = matmul %a, %b : f32[2,1,1]\nreturn %out",
-       {{"a", f32({2, 1, 2}, {1, 2, 3, 4})}, {"b", f32({2, 1}, {10, 1})}}, {12, 34}},
-      {Op::Conv2d, "%a = input {name = \"a\"} : f32[1,1,3,3]\n%w = input {name = \"w\"} : f32[1,1,2,2]\n"
-                   "%out = conv2d %a, %w {pad = 0, stride = 1} : f32[1,1,2,2]\nreturn %out",
-       {{"a", f32({1, 1, 3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9})}, {"w", f32({1, 1, 2, 2}, {1, 0, 0, 1})}},
+      {Op::Broadcast,
+       "%a = input {name = \"a\"} : f32[2]\n%out = broadcast %a {shape = "
+       "[2,2]} : f32[2,2]\nreturn %out",
+       {a2(1, 2)},
+       {1, 2, 1, 2}},
+      {Op::Reshape,
+       std::string(m23In) +
+           "%out = reshape %a {shape = [3,2]} : f32[3,2]\nreturn %out",
+       {m23},
+       {1, 2, 3, 4, 5, 6}},
+      {Op::Transpose,
+       std::string(m23In) +
+           "%out = transpose %a {perm = [1,0]} : f32[3,2]\nreturn %out",
+       {m23},
+       {1, 4, 2, 5, 3, 6}},
+      {Op::Slice,
+       std::string(m23In) + "%out = slice %a {begin = [0,0], end = [2,3], step "
+                            "= [1,2]} : f32[2,2]\nreturn %out",
+       {m23},
+       {1, 3, 4, 6}},
+      {Op::Slice,
+       std::string(m23In) + "%out = slice %a {begin = [1,1], end = [2,3], step "
+                            "= [1,1]} : f32[1,2]\nreturn %out",
+       {m23},
+       {5, 6}},
+      {Op::Concat,
+       std::string(m23In) +
+           "%out = concat %a, %a {axis = 1} : f32[2,6]\nreturn %out",
+       {m23},
+       {1, 2, 3, 1, 2, 3, 4, 5, 6, 4, 5, 6}},
+      {Op::Concat,
+       std::string(m23In) +
+           "%out = concat %a, %a {axis = 0} : f32[4,3]\nreturn %out",
+       {m23},
+       {1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6}},
+      {Op::Sum,
+       std::string(m23In) +
+           "%out = sum %a {axes = [1], keepdims = 0} : f32[2]\nreturn %out",
+       {m23},
+       {6, 15}},
+      {Op::Mean,
+       std::string(m23In) +
+           "%out = mean %a {axes = [0], keepdims = 1} : f32[1,3]\nreturn %out",
+       {m23},
+       {2.5, 3.5, 4.5}},
+      {Op::Max,
+       std::string(m23In) +
+           "%out = max %a {axes = [], keepdims = 0} : f32[]\nreturn %out",
+       {m23},
+       {6}},
+      {Op::Max,
+       std::string(m23In) +
+           "%out = max %a {axes = [-1], keepdims = 0} : f32[2]\nreturn %out",
+       {m23},
+       {3, 6}},
+      {Op::MatMul,
+       "%a = input {name = \"a\"} : f32[2,2]\n%b = input {name = \"b\"} : "
+       "f32[2,2]\n"
+       "%out = matmul %a, %b : f32[2,2]\nreturn %out",
+       {{"a", f32({2, 2}, {1, 2, 3, 4})}, {"b", f32({2, 2}, {5, 6, 7, 8})}},
+       {19, 22, 43, 50}},
+      {Op::MatMul,
+       "%a = input {name = \"a\"} : f32[2,1,2]\n%b = input {name = \"b\"} : "
+       "f32[2,1]\n"
+       "%out = matmul %a, %b : f32[2,1,1]\nreturn %out",
+       {{"a", f32({2, 1, 2}, {1, 2, 3, 4})}, {"b", f32({2, 1}, {10, 1})}},
+       {12, 34}},
+      {Op::Conv2d,
+       "%a = input {name = \"a\"} : f32[1,1,3,3]\n%w = input {name = \"w\"} : "
+       "f32[1,1,2,2]\n"
+       "%out = conv2d %a, %w {pad = 0, stride = 1} : f32[1,1,2,2]\nreturn %out",
+       {{"a", f32({1, 1, 3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9})},
+        {"w", f32({1, 1, 2, 2}, {1, 0, 0, 1})}},
        {6, 8, 12, 14}},
-      {Op::Conv2d, "%a = input {name = \"a\"} : f32[1,1,3,3]\n%w = input {name = \"w\"} : f32[1,1,2,2]\n"
-                   "%out = conv2d %a, %w {pad = 1, stride = 2} : f32[1,1,2,2]\nreturn %out",
-       {{"a", f32({1, 1, 3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9})}, {"w", f32({1, 1, 2, 2}, {1, 0, 0, 1})}},
+      {Op::Conv2d,
+       "%a = input {name = \"a\"} : f32[1,1,3,3]\n%w = input {name = \"w\"} : "
+       "f32[1,1,2,2]\n"
+       "%out = conv2d %a, %w {pad = 1, stride = 2} : f32[1,1,2,2]\nreturn %out",
+       {{"a", f32({1, 1, 3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9})},
+        {"w", f32({1, 1, 2, 2}, {1, 0, 0, 1})}},
        {1, 3, 7, 14}},
-      {Op::MaxPool2d, std::string(imgIn) + "%out = max_pool2d %a {pad = 0, size = 2, stride = 2} : f32[1,1,2,2]\nreturn %out",
-       {img}, {6, 8, 14, 16}},
-      {Op::AvgPool2d, std::string(imgIn) + "%out = avg_pool2d %a {pad = 0, size = 2, stride = 2} : f32[1,1,2,2]\nreturn %out",
-       {img}, {3.5, 5.5, 11.5, 13.5}},
-      {Op::Softmax, unaryIR("softmax", " {axis = -1}"), {a2(0, std::log(3.0))}, {0.25, 0.75}},
-      {Op::LogSoftmax, unaryIR("log_softmax", " {axis = 0}"), {a2(0, std::log(3.0))},
+      {Op::MaxPool2d,
+       std::string(imgIn) + "%out = max_pool2d %a {pad = 0, size = 2, stride = "
+                            "2} : f32[1,1,2,2]\nreturn %out",
+       {img},
+       {6, 8, 14, 16}},
+      {Op::AvgPool2d,
+       std::string(imgIn) + "%out = avg_pool2d %a {pad = 0, size = 2, stride = "
+                            "2} : f32[1,1,2,2]\nreturn %out",
+       {img},
+       {3.5, 5.5, 11.5, 13.5}},
+      {Op::Softmax,
+       unaryIR("softmax", " {axis = -1}"),
+       {a2(0, std::log(3.0))},
+       {0.25, 0.75}},
+      {Op::LogSoftmax,
+       unaryIR("log_softmax", " {axis = 0}"),
+       {a2(0, std::log(3.0))},
        {-1.3862943611198906, -0.2876820724517809}},
-      {Op::BatchNorm, "%a = input {name = \"a\"} : f32[2,1]\n%g = input {name = \"g\"} : f32[1]\n"
-                      "%b = input {name = \"b\"} : f32[1]\n%m = input {name = \"m\"} : f32[1]\n"
-                      "%v = input {name = \"v\"} : f32[1]\n"
-                      "%out = batch_norm %a, %g, %b, %m, %v {eps = 1e-05, mode = \"train\", momentum = 0.1} : f32[2,1]\nreturn %out",
-       {{"a", f32({2, 1}, {1, 3})}, {"g", f32({1}, {2})}, {"b", f32({1}, {1})}, {"m", f32({1}, {0})}, {"v", f32({1}, {1})}},
+      {Op::BatchNorm,
+       "%a = input {name = \"a\"} : f32[2,1]\n%g = input {name = \"g\"} : "
+       "f32[1]\n"
+       "%b = input {name = \"b\"} : f32[1]\n%m = input {name = \"m\"} : "
+       "f32[1]\n"
+       "%v = input {name = \"v\"} : f32[1]\n"
+       "%out = batch_norm %a, %g, %b, %m, %v {eps = 1e-05, mode = \"train\", "
+       "momentum = 0.1} : f32[2,1]\nreturn %out",
+       {{"a", f32({2, 1}, {1, 3})},
+        {"g", f32({1}, {2})},
+        {"b", f32({1}, {1})},
+        {"m", f32({1}, {0})},
+        {"v", f32({1}, {1})}},
        {-0.9999900000749995, 2.9999900000749995}},
-      {Op::BatchNorm, "%a = input {name = \"a\"} : f32[2,1]\n%g = input {name = \"g\"} : f32[1]\n"
-                      "%b = input {name = \"b\"} : f32[1]\n%m = input {name = \"m\"} : f32[1]\n"
-                      "%v = input {name = \"v\"} : f32[1]\n"
-                      "%out = batch_norm %a, %g, %b, %m, %v {eps = 1e-05, mode = \"eval\", momentum = 0.1} : f32[2,1]\nreturn %out",
-       {{"a", f32({2, 1}, {1, 3})}, {"g", f32({1}, {2})}, {"b", f32({1}, {1})}, {"m", f32({1}, {0})}, {"v", f32({1}, {1})}},
+      {Op::BatchNorm,
+       "%a = input {name = \"a\"} : f32[2,1]\n%g = input {name = \"g\"} : "
+       "f32[1]\n"
+       "%b = input {name = \"b\"} : f32[1]\n%m = input {name = \"m\"} : "
+       "f32[1]\n"
+       "%v = input {name = \"v\"} : f32[1]\n"
+       "%out = batch_norm %a, %g, %b, %m, %v {eps = 1e-05, mode = \"eval\", "
+       "momentum = 0.1} : f32[2,1]\nreturn %out",
+       {{"a", f32({2, 1}, {1, 3})},
+        {"g", f32({1}, {2})},
+        {"b", f32({1}, {1})},
+        {"m", f32({1}, {0})},
+        {"v", f32({1}, {1})}},
        {2.9999900000749995, 6.999970000224998}},
-      {Op::LayerNorm, "%a = input {name = \"a\"} : f32[1,2]\n%g = input {name = \"g\"} : f32[2]\n"
-                      "%b = input {name = \"b\"} : f32[2]\n"
-                      "%out = layer_norm %a, %g, %b {eps = 1e-05} : f32[1,2]\nreturn %out",
-       {{"a", f32({1, 2}, {1, 3})}, {"g", f32({2}, {1, 1})}, {"b", f32({2}, {0, 0})}},
+      {Op::LayerNorm,
+       "%a = input {name = \"a\"} : f32[1,2]\n%g = input {name = \"g\"} : "
+       "f32[2]\n"
+       "%b = input {name = \"b\"} : f32[2]\n"
+       "%out = layer_norm %a, %g, %b {eps = 1e-05} : f32[1,2]\nreturn %out",
+       {{"a", f32({1, 2}, {1, 3})},
+        {"g", f32({2}, {1, 1})},
+        {"b", f32({2}, {0, 0})}},
        {-0.9999950000374997, 0.9999950000374997}},
-      {Op::Dropout, unaryIR("dropout", " {mode = \"eval\", p = 0.5, seed = 0}"), {a2(1, 2)}, {1, 2}},
-      {Op::Embedding, "%a = input {name = \"a\"} : i32[2]\n%t = input {name = \"t\"} : f32[3,2]\n"
-                      "%out = embedding %a, %t : f32[2,2]\nreturn %out",
-       {{"a", i32({2}, {2, 0})}, {"t", f32({3, 2}, {1, 2, 3, 4, 5, 6})}}, {5, 6, 1, 2}},
-      {Op::OneHot, "%a = input {name = \"a\"} : i32[2]\n%out = one_hot %a {classes = 3} : f32[2,3]\nreturn %out",
-       {{"a", i32({2}, {1, 0})}}, {0, 1, 0, 1, 0, 0}},
-      {Op::CrossEntropy, "%a = input {name = \"a\"} : f32[1,2]\n%y = input {name = \"y\"} : i32[1]\n"
-                         "%out = cross_entropy %a, %y {label_smoothing = 0.0} : f32[]\nreturn %out",
-       {{"a", f32({1, 2}, {0, std::log(3.0)})}, {"y", i32({1}, {1})}}, {0.2876820724517809}},
-      {Op::CrossEntropy, "%a = input {name = \"a\"} : f32[1,2]\n%y = input {name = \"y\"} : i32[1]\n"
-                         "%out = cross_entropy %a, %y {label_smoothing = 0.1} : f32[]\nreturn %out",
-       {{"a", f32({1, 2}, {0, std::log(3.0)})}, {"y", i32({1}, {1})}}, {0.3426126868851864}},
-      {Op::BCEWithLogits, "%a = input {name = \"a\"} : f32[2]\n%b = input {name = \"b\"} : f32[2]\n"
-                          "%out = binary_cross_entropy_with_logits %a, %b : f32[]\nreturn %out",
-       {a2(0, 2), b2(1, 0)}, {1.410037595801459}},
-      {Op::MSE, "%a = input {name = \"a\"} : f32[2]\n%b = input {name = \"b\"} : f32[2]\n"
-                "%out = mse %a, %b : f32[]\nreturn %out",
-       {a2(1, 2), b2(3, 5)}, {6.5}},
+      {Op::Dropout,
+       unaryIR("dropout", " {mode = \"eval\", p = 0.5, seed = 0}"),
+       {a2(1, 2)},
+       {1, 2}},
+      {Op::Embedding,
+       "%a = input {name = \"a\"} : i32[2]\n%t = input {name = \"t\"} : "
+       "f32[3,2]\n"
+       "%out = embedding %a, %t : f32[2,2]\nreturn %out",
+       {{"a", i32({2}, {2, 0})}, {"t", f32({3, 2}, {1, 2, 3, 4, 5, 6})}},
+       {5, 6, 1, 2}},
+      {Op::OneHot,
+       "%a = input {name = \"a\"} : i32[2]\n%out = one_hot %a {classes = 3} : "
+       "f32[2,3]\nreturn %out",
+       {{"a", i32({2}, {1, 0})}},
+       {0, 1, 0, 1, 0, 0}},
+      {Op::CrossEntropy,
+       "%a = input {name = \"a\"} : f32[1,2]\n%y = input {name = \"y\"} : "
+       "i32[1]\n"
+       "%out = cross_entropy %a, %y {label_smoothing = 0.0} : f32[]\nreturn "
+       "%out",
+       {{"a", f32({1, 2}, {0, std::log(3.0)})}, {"y", i32({1}, {1})}},
+       {0.2876820724517809}},
+      {Op::CrossEntropy,
+       "%a = input {name = \"a\"} : f32[1,2]\n%y = input {name = \"y\"} : "
+       "i32[1]\n"
+       "%out = cross_entropy %a, %y {label_smoothing = 0.1} : f32[]\nreturn "
+       "%out",
+       {{"a", f32({1, 2}, {0, std::log(3.0)})}, {"y", i32({1}, {1})}},
+       {0.3426126868851864}},
+      {Op::BCEWithLogits,
+       "%a = input {name = \"a\"} : f32[2]\n%b = input {name = \"b\"} : "
+       "f32[2]\n"
+       "%out = binary_cross_entropy_with_logits %a, %b : f32[]\nreturn %out",
+       {a2(0, 2), b2(1, 0)},
+       {1.410037595801459}},
+      {Op::MSE,
+       "%a = input {name = \"a\"} : f32[2]\n%b = input {name = \"b\"} : "
+       "f32[2]\n"
+       "%out = mse %a, %b : f32[]\nreturn %out",
+       {a2(1, 2), b2(3, 5)},
+       {6.5}},
   };
 }
 
-std::vector<double> run(const Case &c, DType precision, std::string *error = nullptr) {
+std::vector<double> run(const Case &c, DType precision,
+                        std::string *error = nullptr) {
   test::Source src("graph @t {\n" + c.ir + "\n}\n");
   auto g = test::parseGraph(src);
   EXPECT_TRUE(g) << src.errors;
@@ -187,7 +320,8 @@ TEST_P(OpCase, MatchesHandComputedValues) {
   ASSERT_EQ(got.size(), c.expected.size());
   double tol = precision == DType::F64 ? 1e-12 : 2e-6;
   for (size_t i = 0; i < got.size(); ++i)
-    EXPECT_NEAR(got[i], c.expected[i], tol * std::max(1.0, std::abs(c.expected[i])))
+    EXPECT_NEAR(got[i], c.expected[i],
+                tol * std::max(1.0, std::abs(c.expected[i])))
         << "element " << i;
 }
 
@@ -213,11 +347,13 @@ TEST(OpTable, EveryOpHasAnInterpreterCase) {
 
 TEST(Interpreter, DropoutZeroesAboutPAndScalesTheRest) {
   test::Source src("graph @t {\n%a = input {name = \"a\"} : f32[10000]\n"
-                   "%out = dropout %a {mode = \"train\", p = 0.25, seed = 7} : f32[10000]\n}\n");
+                   "%out = dropout %a {mode = \"train\", p = 0.25, seed = 7} : "
+                   "f32[10000]\n}\n");
   auto g = test::parseGraph(src);
   ASSERT_TRUE(g) << src.errors;
   llvm::StringMap<Tensor> leaves;
-  leaves["a"] = Tensor::fromValues(DType::F32, {10000}, std::vector<double>(10000, 3.0));
+  leaves["a"] =
+      Tensor::fromValues(DType::F32, {10000}, std::vector<double>(10000, 3.0));
   auto first = interpret(*g, leaves, {DType::F32, /*seed=*/1, /*step=*/0});
   auto again = interpret(*g, leaves, {DType::F32, 1, 0});
   auto next = interpret(*g, leaves, {DType::F32, 1, 1});
@@ -243,31 +379,48 @@ TEST(Interpreter, MissingAndMisshapedBindingsAreErrors) {
   EXPECT_NE(error.find("no value for input 'a'"), std::string::npos) << error;
   c.inputs = {{"a", f32({3}, {1, 2, 3})}};
   run(c, DType::F32, &error);
-  EXPECT_NE(error.find("input 'a' must have shape [2], got [3]"), std::string::npos) << error;
+  EXPECT_NE(error.find("input 'a' must have shape [2], got [3]"),
+            std::string::npos)
+      << error;
 }
 
 TEST(Interpreter, OutOfRangeIdsAreErrors) {
-  Case c{Op::Embedding, "%a = input {name = \"a\"} : i32[1]\n%t = input {name = \"t\"} : f32[3,2]\n"
-                        "%out = embedding %a, %t : f32[1,2] loc(\"m.kiln\":4:9)\nreturn %out",
-         {{"a", i32({1}, {3})}, {"t", f32({3, 2}, {1, 2, 3, 4, 5, 6})}}, {}};
+  Case c{Op::Embedding,
+         "%a = input {name = \"a\"} : i32[1]\n%t = input {name = \"t\"} : "
+         "f32[3,2]\n"
+         "%out = embedding %a, %t : f32[1,2] loc(\"m.kiln\":4:9)\nreturn %out",
+         {{"a", i32({1}, {3})}, {"t", f32({3, 2}, {1, 2, 3, 4, 5, 6})}},
+         {}};
   std::string error;
   run(c, DType::F64, &error);
-  EXPECT_EQ(error, "m.kiln:4:9: embedding id 3 is out of range for a table of 3 rows");
-  c = {Op::CrossEntropy, "%a = input {name = \"a\"} : f32[1,2]\n%y = input {name = \"y\"} : i32[1]\n"
-                         "%out = cross_entropy %a, %y {label_smoothing = 0.0} : f32[]\nreturn %out",
-       {{"a", f32({1, 2}, {0, 1})}, {"y", i32({1}, {-1})}}, {}};
+  EXPECT_EQ(error,
+            "m.kiln:4:9: embedding id 3 is out of range for a table of 3 rows");
+  c = {Op::CrossEntropy,
+       "%a = input {name = \"a\"} : f32[1,2]\n%y = input {name = \"y\"} : "
+       "i32[1]\n"
+       "%out = cross_entropy %a, %y {label_smoothing = 0.0} : f32[]\nreturn "
+       "%out",
+       {{"a", f32({1, 2}, {0, 1})}, {"y", i32({1}, {-1})}},
+       {}};
   run(c, DType::F32, &error);
   EXPECT_EQ(error, "label -1 is out of range for 2 classes");
 }
 
 TEST(Interpreter, StableLossesStayFiniteAtExtremeLogits) {
-  Case ce{Op::CrossEntropy, "%a = input {name = \"a\"} : f32[1,2]\n%y = input {name = \"y\"} : i32[1]\n"
-                            "%out = cross_entropy %a, %y {label_smoothing = 0.0} : f32[]\nreturn %out",
-          {{"a", f32({1, 2}, {1e4, -1e4})}, {"y", i32({1}, {1})}}, {}};
+  Case ce{Op::CrossEntropy,
+          "%a = input {name = \"a\"} : f32[1,2]\n%y = input {name = \"y\"} : "
+          "i32[1]\n"
+          "%out = cross_entropy %a, %y {label_smoothing = 0.0} : f32[]\nreturn "
+          "%out",
+          {{"a", f32({1, 2}, {1e4, -1e4})}, {"y", i32({1}, {1})}},
+          {}};
   EXPECT_NEAR(run(ce, DType::F32)[0], 2e4, 1);
-  Case bce{Op::BCEWithLogits, "%a = input {name = \"a\"} : f32[2]\n%b = input {name = \"b\"} : f32[2]\n"
-                              "%out = binary_cross_entropy_with_logits %a, %b : f32[]\nreturn %out",
-           {{"a", f32({2}, {1e4, -1e4})}, {"b", f32({2}, {0, 1})}}, {}};
+  Case bce{
+      Op::BCEWithLogits,
+      "%a = input {name = \"a\"} : f32[2]\n%b = input {name = \"b\"} : f32[2]\n"
+      "%out = binary_cross_entropy_with_logits %a, %b : f32[]\nreturn %out",
+      {{"a", f32({2}, {1e4, -1e4})}, {"b", f32({2}, {0, 1})}},
+      {}};
   EXPECT_NEAR(run(bce, DType::F32)[0], 1e4, 1);
 }
 

@@ -12,7 +12,8 @@ using namespace kiln;
 
 namespace {
 
-std::vector<Tok> kinds(llvm::StringRef text, Lexer::Mode mode = Lexer::Mode::Model) {
+std::vector<Tok> kinds(llvm::StringRef text,
+                       Lexer::Mode mode = Lexer::Mode::Model) {
   test::Source src(text);
   Lexer lex(src.sm.getMemoryBuffer(src.id)->getBuffer(), src.diags, mode);
   std::vector<Tok> out;
@@ -25,9 +26,9 @@ TEST(Lexer, NumbersRangesAndKeywords) {
   EXPECT_EQ(kinds("for t in 0..T"),
             (std::vector<Tok>{Tok::KwFor, Tok::Ident, Tok::KwIn, Tok::Int,
                               Tok::DotDot, Tok::Ident}));
-  EXPECT_EQ(kinds("1.5 2e-3 7 x@w # comment"),
-            (std::vector<Tok>{Tok::Float, Tok::Float, Tok::Int, Tok::Ident,
-                              Tok::At, Tok::Ident}));
+  EXPECT_EQ(kinds("1.5 2e-3 .5 7 x@w # comment"),
+            (std::vector<Tok>{Tok::Float, Tok::Float, Tok::Float, Tok::Int,
+                              Tok::Ident, Tok::At, Tok::Ident}));
   // In IR mode `//` starts a comment and keywords are plain names.
   EXPECT_EQ(kinds("return %0 // x", Lexer::Mode::IR),
             (std::vector<Tok>{Tok::Ident, Tok::Percent, Tok::Int}));
@@ -40,16 +41,18 @@ TEST(Lexer, BadBytesAreErrorsNotCrashes) {
   while (!lex.next().is(Tok::Eof)) {
   }
   EXPECT_EQ(src.diags.errorCount(), 3u);
-  EXPECT_NE(src.errors.find("unexpected character byte 0x1"), std::string::npos) << src.errors;
+  EXPECT_NE(src.errors.find("unexpected character byte 0x1"), std::string::npos)
+      << src.errors;
   EXPECT_NE(src.errors.find("byte 0xFF"), std::string::npos) << src.errors;
 }
 
 TEST(Parser, BuildsTheTree) {
-  test::Source src("layer d(x: f32[N, I], out: int) {\n"
-                   "  param w: f32[I, out] = normal(std = 0.1)\n"
-                   "  return x @ w + -1\n}\n"
-                   "model m(x: f32[N, 4]) {\n  for t in 0..3 { let x = d(x, 4) }\n"
-                   "  return x[:, 1:3]\n}\n");
+  test::Source src(
+      "layer d(x: f32[N, I], out: int) {\n"
+      "  param w: f32[I, out] = normal(std = 0.1)\n"
+      "  return x @ w + -1\n}\n"
+      "model m(x: f32[N, 4]) {\n  for t in 0..3 { let x = d(x, 4) }\n"
+      "  return x[:, 1:3]\n}\n");
   Module m = parseModule(src.id, src.diags);
   ASSERT_FALSE(src.diags.hadError()) << src.errors;
   ASSERT_EQ(m.funcs.size(), 2u);
@@ -78,8 +81,10 @@ TEST(Parser, DeepNestingIsRefusedNotACrash) {
   test::Source src(deep);
   parseModule(src.id, src.diags);
   EXPECT_NE(src.errors.find("nesting is deeper than 256 levels"),
-            std::string::npos) << src.errors.substr(0, 300);
-  test::Source minus("model m(x: f32[2]) { return " + std::string(100000, '-') + "x }");
+            std::string::npos)
+      << src.errors.substr(0, 300);
+  test::Source minus("model m(x: f32[2]) { return " + std::string(100000, '-') +
+                     "x }");
   parseModule(minus.id, minus.diags);
   EXPECT_NE(minus.errors.find("nesting is deeper"), std::string::npos);
 }

@@ -86,29 +86,36 @@ TEST(Safetensors, MalformedFilesAreErrorsNamingTheFile) {
   EXPECT_TRUE(has(parseError(fileBytes("{}", "").substr(0, 8) + "x"),
                   "header length 2 does not fit"));
   EXPECT_TRUE(has(parseError(fileBytes("{not json", "")), "not a JSON object"));
-  EXPECT_TRUE(has(parseError(fileBytes(
-                      R"({"t":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]}})", "ab")),
-                  "tensor 't': unsupported dtype 'BF16'"));
-  EXPECT_TRUE(has(parseError(fileBytes(
-                      R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", "abcd")),
-                  "tensor 't': data_offsets [0, 8] are outside the 4-byte data section"));
-  EXPECT_TRUE(has(parseError(fileBytes(
-                      R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", "abcdefgh")),
-                  "tensor 't': shape [3] of F32 needs 12 bytes but data_offsets span 8"));
-  EXPECT_TRUE(has(parseError(fileBytes(
-                      R"({"t":{"dtype":"F32","shape":[-1],"data_offsets":[0,0]}})", "")),
-                  "not a natural number"));
+  EXPECT_TRUE(has(
+      parseError(fileBytes(
+          R"({"t":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]}})", "ab")),
+      "tensor 't': unsupported dtype 'BF16'"));
+  EXPECT_TRUE(has(
+      parseError(fileBytes(
+          R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", "abcd")),
+      "tensor 't': data_offsets [0, 8] are outside the 4-byte data section"));
+  EXPECT_TRUE(has(
+      parseError(
+          fileBytes(R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})",
+                    "abcdefgh")),
+      "tensor 't': shape [3] of F32 needs 12 bytes but data_offsets span 8"));
+  EXPECT_TRUE(has(
+      parseError(fileBytes(
+          R"({"t":{"dtype":"F32","shape":[-1],"data_offsets":[0,0]}})", "")),
+      "not a natural number"));
   EXPECT_TRUE(has(parseError(fileBytes(R"({"t":{"dtype":"F32"}})", "")),
                   "needs dtype, shape and data_offsets"));
   // Metadata is allowed and skipped.
-  EXPECT_EQ(parseError(fileBytes(R"({"__metadata__":{"format":"pt"}})", "")), "");
+  EXPECT_EQ(parseError(fileBytes(R"({"__metadata__":{"format":"pt"}})", "")),
+            "");
 }
 
 TEST(Safetensors, MissingFileNamesIt) {
   auto r = readSafetensors("/nonexistent/params.safetensors");
   ASSERT_FALSE(bool(r));
-  EXPECT_NE(llvm::toString(r.takeError()).find("/nonexistent/params.safetensors"),
-            std::string::npos);
+  EXPECT_NE(
+      llvm::toString(r.takeError()).find("/nonexistent/params.safetensors"),
+      std::string::npos);
 }
 
 } // namespace

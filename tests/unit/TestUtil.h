@@ -1,4 +1,5 @@
-//===- TestUtil.h - Helpers shared by the unit tests -------------*- C++ -*-===//
+//===- TestUtil.h - Helpers shared by the unit tests -------------*- C++
+//-*-===//
 //
 // Parse textual IR or model source from a string, capturing diagnostics.
 //
