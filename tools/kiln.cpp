@@ -14,6 +14,7 @@
 #include "ir/Verifier.h"
 #include "passes/Passes.h"
 #include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -125,6 +126,30 @@ static std::unique_ptr<Loaded> loadModel(llvm::StringRef path) {
   return l;
 }
 
+static void collectNames(const Expr &e, llvm::StringSet<> &out) {
+  if (e.kind == ExprKind::Name)
+    out.insert(e.name);
+  for (const ExprPtr &a : e.args)
+    if (a)
+      collectNames(*a, out);
+}
+
+/// Warns about -D bindings that no model's arguments mention (a typo).
+static void warnUnusedDefines(const Module &m,
+                              const llvm::StringMap<int64_t> &defs) {
+  llvm::StringSet<> used;
+  for (const FuncDecl &f : m.funcs)
+    if (f.isModel)
+      for (const Formal &a : f.formals)
+        for (const ExprPtr &d : a.type.dims)
+          collectNames(*d, used);
+  for (auto &kv : defs)
+    if (!used.contains(kv.getKey()))
+      llvm::WithColor::warning(llvm::errs(), "kiln")
+          << "-D " << kv.getKey() << "=" << kv.getValue() << ": no model in "
+          << inputFile << " has a dimension named '" << kv.getKey() << "'\n";
+}
+
 /// Lowers one model with -D bindings over its train block's batch.
 static std::unique_ptr<Graph> lower(Loaded &l, const FuncDecl &model,
                                     const llvm::StringMap<int64_t> &defs,
@@ -182,6 +207,7 @@ static int runCheck() {
   auto l = loadModel(inputFile);
   if (!l)
     return 1;
+  warnUnusedDefines(l->module, *defs);
   if (!l->diags->hadError())
     for (const FuncDecl &f : l->module.funcs)
       if (f.isModel && (modelName.empty() || f.name == modelName))
@@ -201,6 +227,7 @@ static int runDump() {
   auto l = loadModel(inputFile);
   if (!l || l->diags->hadError())
     return 1;
+  warnUnusedDefines(l->module, *defs);
   if (stage == Stage::AST) {
     printAST(l->module, llvm::outs());
     return 0;
