@@ -346,6 +346,8 @@ const std::vector<Builtin> &builtins() {
       {"relu", {{"x"}}, unary(Op::Relu)},
       {"gelu", {{"x"}}, unary(Op::Gelu)},
       {"softplus", {{"x"}}, unary(Op::Softplus)},
+      {"erf", {{"x"}}, unary(Op::Erf)},
+      {"stop_gradient", {{"x"}}, unary(Op::StopGradient)},
       {"leaky_relu",
        {{"x"}, {"slope", number(0.01)}},
        [](Args &a) {

@@ -68,6 +68,49 @@ template <typename T>
 using RowMajor =
     Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+/// One image's geometry for im2col and col2im.
+struct Geometry {
+  int64_t C, H, W, K, OH, OW, stride, pad;
+};
+
+/// cols[(c, kh, kw), (oh, ow)] = x[c, oh*s - p + kh, ow*s - p + kw], or
+/// `padValue` outside the image.
+template <typename T>
+void im2col(const Geometry &g, const T *x, T padValue, T *cols) {
+  int64_t P = g.OH * g.OW;
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t kh = 0; kh < g.K; ++kh)
+      for (int64_t kw = 0; kw < g.K; ++kw) {
+        T *row = cols + ((c * g.K + kh) * g.K + kw) * P;
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+          for (int64_t ow = 0; ow < g.OW; ++ow) {
+            int64_t ih = oh * g.stride - g.pad + kh;
+            int64_t iw = ow * g.stride - g.pad + kw;
+            bool inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
+            row[oh * g.OW + ow] =
+                inside ? x[(c * g.H + ih) * g.W + iw] : padValue;
+          }
+      }
+}
+
+/// The adjoint of im2col: adds each column entry back into its pixel.
+template <typename T> void col2im(const Geometry &g, const T *cols, T *x) {
+  int64_t P = g.OH * g.OW;
+  std::fill_n(x, g.C * g.H * g.W, T(0));
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t kh = 0; kh < g.K; ++kh)
+      for (int64_t kw = 0; kw < g.K; ++kw) {
+        const T *row = cols + ((c * g.K + kh) * g.K + kw) * P;
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+          for (int64_t ow = 0; ow < g.OW; ++ow) {
+            int64_t ih = oh * g.stride - g.pad + kh;
+            int64_t iw = ow * g.stride - g.pad + kw;
+            if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W)
+              x[(c * g.H + ih) * g.W + iw] += row[oh * g.OW + ow];
+          }
+      }
+}
+
 template <typename T>
 void evalConv2d(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
                 EvalContext &) {
@@ -75,24 +118,11 @@ void evalConv2d(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
                           ys = out.shape();
   int64_t N = xs[0], C = xs[1], H = xs[2], W = xs[3];
   int64_t O = ws[0], K = ws[2], OH = ys[2], OW = ys[3];
-  int64_t s = n.intAttr("stride"), p = n.intAttr("pad");
-  // cols[(c, kh, kw), (oh, ow)]
+  Geometry g{C, H, W, K, OH, OW, n.intAttr("stride"), n.intAttr("pad")};
   RowMajor<T> cols(C * K * K, OH * OW);
   Eigen::Map<const RowMajor<T>> w(in[1]->data<T>(), O, C * K * K);
   for (int64_t b = 0; b < N; ++b) {
-    const T *x = in[0]->data<T>() + b * C * H * W;
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t kh = 0; kh < K; ++kh)
-        for (int64_t kw = 0; kw < K; ++kw) {
-          int64_t row = (c * K + kh) * K + kw;
-          for (int64_t oh = 0; oh < OH; ++oh)
-            for (int64_t ow = 0; ow < OW; ++ow) {
-              int64_t ih = oh * s - p + kh, iw = ow * s - p + kw;
-              bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
-              cols(row, oh * OW + ow) =
-                  inside ? x[(c * H + ih) * W + iw] : T(0);
-            }
-        }
+    im2col(g, in[0]->data<T>() + b * C * H * W, T(0), cols.data());
     Eigen::Map<RowMajor<T>> y(out.data<T>() + b * O * OH * OW, O, OH * OW);
     y.noalias() = w * cols;
   }
@@ -151,10 +181,82 @@ void evalPool(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
       }
 }
 
+// unfold2d {size, stride, pad, value}: x [N, C, H, W] -> [N, C*K*K, OH*OW],
+// padding with `value` (0 for convolution, -inf for max pooling).
+llvm::Expected<TensorType> shapeUnfold(const Node &n) {
+  auto pooled = shapePool(n);
+  if (!pooled)
+    return pooled.takeError();
+  if (auto v = n.getFloat("value"); !v)
+    return v.takeError();
+  const Shape &x = n.operands[0]->type.shape;
+  int64_t k = n.intAttr("size");
+  return TensorType{pooled->dtype,
+                    {x[0], x[1] * k * k, pooled->shape[2] * pooled->shape[3]}};
+}
+
+template <typename T>
+void evalUnfold(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
+                EvalContext &) {
+  llvm::ArrayRef<int64_t> xs = in[0]->shape();
+  int64_t k = n.intAttr("size"), s = n.intAttr("stride"), p = n.intAttr("pad");
+  int64_t OH = (xs[2] + 2 * p - k) / s + 1, OW = (xs[3] + 2 * p - k) / s + 1;
+  Geometry g{xs[1], xs[2], xs[3], k, OH, OW, s, p};
+  int64_t image = xs[1] * xs[2] * xs[3], cols = out.numel() / xs[0];
+  for (int64_t b = 0; b < xs[0]; ++b)
+    im2col(g, in[0]->data<T>() + b * image, T(n.floatAttr("value")),
+           out.data<T>() + b * cols);
+}
+
+// fold2d {size, stride, pad, shape = [H, W]}: [N, C*K*K, OH*OW] -> [N, C, H, W],
+// adding overlapping entries: unfold2d's adjoint.
+llvm::Expected<TensorType> shapeFold(const Node &n) {
+  const TensorType &c = n.operands[0]->type;
+  if (auto e = expectFloat(n, 0))
+    return std::move(e);
+  if (auto e = expectRank(n, 0, 3))
+    return std::move(e);
+  auto hw = n.getInts("shape");
+  auto size = n.getInt("size");
+  if (!hw || !size)
+    return llvm::joinErrors(hw.takeError(), size.takeError());
+  auto win = windowOf(n, *size);
+  if (!win)
+    return win.takeError();
+  if (hw->size() != 2 || *size < 1 || c.shape[1] % (*size * *size))
+    return makeError("fold2d of " + c.str() + " needs shape [H, W] and rows "
+                     "divisible by size^2");
+  auto oh = outExtent(n, (*hw)[0], *win);
+  if (!oh)
+    return oh.takeError();
+  auto ow = outExtent(n, (*hw)[1], *win);
+  if (!ow)
+    return ow.takeError();
+  if (*oh * *ow != c.shape[2])
+    return makeError("fold2d of " + c.str() + " to " + shapeStr(*hw) +
+                     " needs " + llvm::Twine(*oh * *ow) + " columns");
+  return TensorType{c.dtype,
+                    {c.shape[0], c.shape[1] / (*size * *size), (*hw)[0], (*hw)[1]}};
+}
+
+template <typename T>
+void evalFold(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
+              EvalContext &) {
+  llvm::ArrayRef<int64_t> ys = out.shape();
+  int64_t k = n.intAttr("size"), s = n.intAttr("stride"), p = n.intAttr("pad");
+  int64_t OH = (ys[2] + 2 * p - k) / s + 1, OW = (ys[3] + 2 * p - k) / s + 1;
+  Geometry g{ys[1], ys[2], ys[3], k, OH, OW, s, p};
+  int64_t image = ys[1] * ys[2] * ys[3], cols = in[0]->numel() / ys[0];
+  for (int64_t b = 0; b < ys[0]; ++b)
+    col2im(g, in[0]->data<T>() + b * cols, out.data<T>() + b * image);
+}
+
 } // namespace
 
 void kiln::registerConvRules(RuleTable &t) {
   t[size_t(Op::Conv2d)] = {shapeConv2d, KILN_EVAL(evalConv2d)};
   t[size_t(Op::MaxPool2d)] = {shapePool, KILN_EVAL(evalPool)};
   t[size_t(Op::AvgPool2d)] = {shapePool, KILN_EVAL(evalPool)};
+  t[size_t(Op::Unfold2d)] = {shapeUnfold, KILN_EVAL(evalUnfold)};
+  t[size_t(Op::Fold2d)] = {shapeFold, KILN_EVAL(evalFold)};
 }

@@ -95,6 +95,13 @@ SCALAR_FN(GeluF, T(0.5) * a * (T(1) + std::erf(a * T(M_SQRT1_2))))
 // softplus: log(1 + e^a), linear above 20 as torch.nn.functional.softplus.
 SCALAR_FN(SoftplusF, a > T(20) ? a : std::log1p(std::exp(a)))
 
+// erf
+SCALAR_FN(ErfF, std::erf(a))
+// step: a > 0 ? 1 : 0 (0 at 0 and for NaN)
+SCALAR_FN(StepF, a > T(0) ? T(1) : T(0))
+// stop_gradient: the identity; autodiff sends nothing through it.
+SCALAR_FN(StopGradientF, a)
+
 // leaky_relu {slope}: a >= 0 ? a : slope * a
 struct LeakyReluF {
   double slope;
@@ -122,6 +129,9 @@ SCALAR_FN2(PowF, std::pow(a, b))
 SCALAR_FN2(MaximumF, std::isnan(a) || a > b ? a : b)
 SCALAR_FN2(MinimumF, std::isnan(a) || a < b ? a : b)
 
+// equal: a == b ? 1 : 0
+SCALAR_FN2(EqualF, a == b ? T(1) : T(0))
+
 #undef SCALAR_FN
 #undef SCALAR_FN2
 
@@ -146,6 +156,9 @@ void kiln::registerElementwiseRules(RuleTable &t) {
   UNARY(Elu, EluF);
   UNARY(Gelu, GeluF);
   UNARY(Softplus, SoftplusF);
+  UNARY(Erf, ErfF);
+  UNARY(Step, StepF);
+  UNARY(StopGradient, StopGradientF);
   BINARY(Add, AddF);
   BINARY(Sub, SubF);
   BINARY(Mul, MulF);
@@ -153,4 +166,5 @@ void kiln::registerElementwiseRules(RuleTable &t) {
   BINARY(Pow, PowF);
   BINARY(Maximum, MaximumF);
   BINARY(Minimum, MinimumF);
+  BINARY(Equal, EqualF);
 }

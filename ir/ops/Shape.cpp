@@ -165,6 +165,55 @@ void evalConcat(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
     }
 }
 
+// pad {low, high, interior}: zeros around (low, high) and between (interior)
+// the elements of each axis, as XLA's Pad; the adjoint of a strided slice.
+llvm::Expected<TensorType> shapePad(const Node &n) {
+  auto low = n.getInts("low");
+  auto high = n.getInts("high");
+  auto interior = n.getInts("interior");
+  if (!low || !high || !interior)
+    return llvm::joinErrors(
+        llvm::joinErrors(low.takeError(), high.takeError()),
+        interior.takeError());
+  const TensorType &a = n.operands[0]->type;
+  if (int64_t(low->size()) != a.rank() || int64_t(high->size()) != a.rank() ||
+      int64_t(interior->size()) != a.rank())
+    return makeError("pad of " + a.str() + " needs low, high and interior for " +
+                     llvm::Twine(a.rank()) + " axes");
+  TensorType t{a.dtype, {}};
+  for (int64_t i = 0; i < a.rank(); ++i) {
+    int64_t lo = (*low)[i], hi = (*high)[i], in = (*interior)[i];
+    if (lo < 0 || hi < 0 || in < 0)
+      return makeError("pad amounts must be at least 0");
+    int64_t d = a.shape[i], size = 0;
+    if (__builtin_mul_overflow(d - 1, in + 1, &size) ||
+        __builtin_add_overflow(size, 1 + lo + hi, &size))
+      return makeError("pad of " + a.str() + " overflows");
+    t.shape.push_back(size);
+  }
+  if (auto e = checkShape(n, t.shape))
+    return std::move(e);
+  return t;
+}
+
+template <typename T>
+void evalPad(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
+             EvalContext &) {
+  Shape outStrides = stridesOf(out.shape()), strides;
+  auto low = n.intsAttr("low"), interior = n.intsAttr("interior");
+  int64_t base = 0;
+  for (size_t i = 0; i < outStrides.size(); ++i) {
+    base += low[i] * outStrides[i];
+    strides.push_back((interior[i] + 1) * outStrides[i]);
+  }
+  std::vector<int64_t> dest = stridedOffsets(in[0]->shape(), strides, base);
+  size_t elem = dtypeSize(out.dtype());
+  auto *src = static_cast<const char *>(in[0]->raw());
+  auto *dst = static_cast<char *>(out.raw());
+  for (size_t i = 0; i < dest.size(); ++i)
+    std::memcpy(dst + dest[i] * elem, src + i * elem, elem);
+}
+
 } // namespace
 
 void kiln::registerShapeRules(RuleTable &t) {
@@ -173,4 +222,5 @@ void kiln::registerShapeRules(RuleTable &t) {
   t[size_t(Op::Transpose)] = {shapeTranspose, KILN_EVAL(evalTranspose)};
   t[size_t(Op::Slice)] = {shapeSlice, KILN_EVAL(evalSlice)};
   t[size_t(Op::Concat)] = {shapeConcat, KILN_EVAL(evalConcat)};
+  t[size_t(Op::Pad)] = {shapePad, KILN_EVAL(evalPad)};
 }
