@@ -156,3 +156,15 @@ Node *Graph::findLeaf(Op kind, llvm::StringRef name) const {
           return n.get();
   return nullptr;
 }
+
+std::vector<Node **> Graph::roots() {
+  std::vector<Node **> r;
+  for (Node **n : {&objective, &output})
+    if (*n)
+      r.push_back(n);
+  for (StateUpdate &u : updates)
+    r.push_back(&u.value);
+  for (NamedGradient &gr : gradients)
+    r.push_back(&gr.value);
+  return r;
+}

@@ -99,11 +99,14 @@ public:
   std::string stringAttr(llvm::StringRef name) const;
 };
 
-/// A state buffer's new value after a training step.
+/// A value recorded under a name: a state buffer's new value after a
+/// training step (`update`), or the gradient of a parameter or input
+/// (`gradient`).
 struct StateUpdate {
   std::string name;
   Node *value;
 };
+using NamedGradient = StateUpdate;
 
 class Graph {
 public:
@@ -112,6 +115,12 @@ public:
   Node *objective = nullptr;                ///< `minimize`, or null.
   Node *output = nullptr;                   ///< `return`, or null.
   std::vector<StateUpdate> updates;
+  /// d objective / d leaf, for each parameter (and requested input), after
+  /// autodiff.
+  std::vector<NamedGradient> gradients;
+
+  /// Every value the graph exposes: objective, output, updates, gradients.
+  std::vector<Node **> roots();
 
   /// Infers the type of a new node from its op, operands and attributes and
   /// appends it. Leaf nodes must be given their type.

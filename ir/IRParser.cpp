@@ -153,36 +153,43 @@ bool IRParser::parseStatement(Graph &g) {
     slot = v;
     return true;
   }
-  if (isIdent("update")) {
+  if (isIdent("update") || isIdent("gradient")) {
+    // update "state", %v | gradient "param or input", %v
+    bool isUpdate = tok.text == "update";
+    llvm::StringRef what = isUpdate ? "state" : "gradient";
     advance();
     if (!tok.is(Tok::String)) {
-      diags.error(tok.loc(), "expected the state's name as a string");
+      diags.error(tok.loc(), "expected the " + what + "'s name as a string");
       return false;
     }
     std::string name = tok.stringValue;
     llvm::SMLoc nameLoc = tok.loc();
     advance();
-    if (!expect(Tok::Comma, "after the state's name"))
+    if (!expect(Tok::Comma, "after the name"))
       return false;
     Node *v = parseValueRef();
     if (!v)
       return false;
-    Node *state = g.findLeaf(Op::State, name);
-    if (!state) {
-      diags.error(nameLoc, "update of unknown state '" + name + "'");
+    Node *leaf = isUpdate ? g.findLeaf(Op::State, name)
+                          : g.findLeaf(Op::Param, name);
+    if (!leaf && !isUpdate)
+      leaf = g.findLeaf(Op::Input, name);
+    if (!leaf) {
+      diags.error(nameLoc, isUpdate ? "update of unknown state '" + name + "'"
+                                    : "gradient of unknown parameter or input '" +
+                                          name + "'");
       return false;
     }
-    if (state->type != v->type) {
-      diags.error(at, "update of state '" + name + "' of type " +
-                          state->type.str() + " with a value of type " +
-                          v->type.str());
+    if (leaf->type != v->type) {
+      diags.error(at, what + " '" + name + "' of type " + leaf->type.str() +
+                          " given a value of type " + v->type.str());
       return false;
     }
-    g.updates.push_back({name, v});
+    (isUpdate ? g.updates : g.gradients).push_back({name, v});
     return true;
   }
-  diags.error(at, "expected a statement ('%name = ...', 'update', 'minimize' "
-                  "or 'return'), found '" +
+  diags.error(at, "expected a statement ('%name = ...', 'update', 'gradient', "
+                  "'minimize' or 'return'), found '" +
                       tok.text + "'");
   return false;
 }

@@ -10,6 +10,7 @@
 #ifndef KILN_IR_OPRULES_H
 #define KILN_IR_OPRULES_H
 
+#include "ir/Grad.h"
 #include "ir/Graph.h"
 #include "runtime/Tensor.h"
 #include "llvm/ADT/StringMap.h"
@@ -46,6 +47,7 @@ struct OpRules {
   ShapeFn shape = nullptr;
   EvalFn<float> evalF32 = nullptr;
   EvalFn<double> evalF64 = nullptr;
+  GradFn grad = nullptr;
 };
 
 /// The rules of an op (members are null where a rule is missing).

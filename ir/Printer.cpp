@@ -78,6 +78,11 @@ void kiln::printGraph(const Graph &g, llvm::raw_ostream &os) {
     printString(u.name, os);
     os << ", " << ref(u.value) << "\n";
   }
+  for (const NamedGradient &gr : g.gradients) {
+    os << "  gradient ";
+    printString(gr.name, os);
+    os << ", " << ref(gr.value) << "\n";
+  }
   if (g.objective)
     os << "  minimize " << ref(g.objective) << "\n";
   if (g.output)
@@ -113,5 +118,8 @@ void kiln::printDot(const Graph &g, llvm::raw_ostream &os) {
   for (const StateUpdate &u : g.updates)
     os << "  \"" << u.name << "\" [shape=oval];\n  n" << ids.lookup(u.value)
        << " -> \"" << u.name << "\";\n";
+  for (const NamedGradient &gr : g.gradients)
+    os << "  \"d " << gr.name << "\" [shape=oval];\n  n"
+       << ids.lookup(gr.value) << " -> \"d " << gr.name << "\";\n";
   os << "}\n";
 }

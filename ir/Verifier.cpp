@@ -65,5 +65,15 @@ llvm::Error kiln::verifyGraph(const Graph &g) {
       fail(nullptr,
            "update of state '" + u.name + "' must have type " + s->type.str());
   }
+  for (const NamedGradient &gr : g.gradients) {
+    Node *leaf = g.findLeaf(Op::Param, gr.name);
+    if (!leaf)
+      leaf = g.findLeaf(Op::Input, gr.name);
+    if (!leaf)
+      fail(nullptr, "gradient of unknown parameter or input '" + gr.name + "'");
+    else if (!ids.count(gr.value) || gr.value->type != leaf->type)
+      fail(nullptr, "gradient of '" + gr.name + "' must have type " +
+                        leaf->type.str());
+  }
   return all;
 }

@@ -56,11 +56,8 @@ bool kiln::runCSE(Graph &g) {
   }
   if (replaced.empty())
     return false;
-  for (Node **root : {&g.objective, &g.output})
-    if (*root)
-      *root = resolve(*root);
-  for (StateUpdate &u : g.updates)
-    u.value = resolve(u.value);
+  for (Node **root : g.roots())
+    *root = resolve(*root);
   eraseNodesExcept(g, keep);
   return true;
 }

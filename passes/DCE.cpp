@@ -15,11 +15,8 @@ using namespace kiln;
 
 bool kiln::runDCE(Graph &g) {
   llvm::DenseSet<const Node *> live;
-  for (Node *root : {g.objective, g.output})
-    if (root)
-      live.insert(root);
-  for (const StateUpdate &u : g.updates)
-    live.insert(u.value);
+  for (Node **root : g.roots())
+    live.insert(*root);
   for (auto &n : g.nodes)
     if (n->op == Op::Input || n->op == Op::Param || n->op == Op::State)
       live.insert(n.get());

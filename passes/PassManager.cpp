@@ -76,13 +76,9 @@ void kiln::replaceAllUses(Graph &g, Node *from, Node *to) {
     for (Node *&o : n->operands)
       if (o == from)
         o = to;
-  if (g.objective == from)
-    g.objective = to;
-  if (g.output == from)
-    g.output = to;
-  for (StateUpdate &u : g.updates)
-    if (u.value == from)
-      u.value = to;
+  for (Node **root : g.roots())
+    if (*root == from)
+      *root = to;
 }
 
 void kiln::eraseNodesExcept(Graph &g,

@@ -12,7 +12,11 @@
 #include "ir/IRParser.h"
 #include "ir/Printer.h"
 #include "ir/Verifier.h"
+#include "passes/Autodiff.h"
 #include "passes/Passes.h"
+#include "runtime/Gradients.h"
+#include "llvm/Support/Format.h"
+#include <random>
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/CommandLine.h"
@@ -26,17 +30,58 @@ namespace cl = llvm::cl;
 static cl::SubCommand checkCmd("check", "Parse and verify a model file");
 static cl::SubCommand dumpCmd("dump", "Print a model at a pipeline stage");
 static cl::SubCommand optCmd("opt", "Run passes on textual IR");
+static cl::SubCommand gradCmd("grad",
+                              "Evaluate the objective and its gradients");
+static cl::SubCommand initCmd("init", "Write initial parameters (and random "
+                                      "inputs) as safetensors");
 
 static cl::opt<std::string> inputFile(cl::Positional, cl::desc("<file>"),
                                       cl::Required, cl::sub(checkCmd),
-                                      cl::sub(dumpCmd), cl::sub(optCmd));
+                                      cl::sub(dumpCmd), cl::sub(optCmd),
+                                      cl::sub(gradCmd), cl::sub(initCmd));
 static cl::list<std::string> defines("D", cl::Prefix,
                                      cl::desc("Bind a dimension: -D N=4"),
                                      cl::value_desc("NAME=VALUE"),
-                                     cl::sub(checkCmd), cl::sub(dumpCmd));
+                                     cl::sub(checkCmd), cl::sub(dumpCmd),
+                                     cl::sub(gradCmd), cl::sub(initCmd));
 static cl::opt<std::string> modelName("model", cl::desc("The model to use"),
                                       cl::value_desc("name"), cl::sub(checkCmd),
-                                      cl::sub(dumpCmd));
+                                      cl::sub(dumpCmd), cl::sub(gradCmd),
+                                      cl::sub(initCmd));
+static cl::list<std::string>
+    wrt("wrt", cl::CommaSeparated,
+        cl::desc("Also differentiate with respect to these inputs"),
+        cl::value_desc("input,..."), cl::sub(dumpCmd), cl::sub(gradCmd));
+
+static cl::opt<std::string> paramsFile("params",
+                                       cl::desc("Parameters (safetensors)"),
+                                       cl::value_desc("P.safetensors"),
+                                       cl::sub(gradCmd));
+static cl::opt<std::string> inputsFile("inputs",
+                                       cl::desc("Inputs (safetensors); with "
+                                                "init: write random inputs"),
+                                       cl::value_desc("I.safetensors"),
+                                       cl::sub(gradCmd), cl::sub(initCmd));
+static cl::opt<std::string> outputFile("o", cl::desc("Output file"),
+                                       cl::value_desc("file"), cl::Required,
+                                       cl::sub(gradCmd), cl::sub(initCmd));
+enum class Backend { JIT, Interp };
+static cl::opt<Backend> backend(
+    "backend", cl::desc("How to evaluate"), cl::init(Backend::Interp),
+    cl::values(clEnumValN(Backend::JIT, "jit", "compiled code (not yet)"),
+               clEnumValN(Backend::Interp, "interp",
+                          "the reference interpreter")),
+    cl::sub(gradCmd));
+static cl::opt<bool> checkGrad(
+    "check-grad",
+    cl::desc("Compare gradients with float64 central differences"),
+    cl::sub(gradCmd));
+static cl::opt<uint64_t> seed("seed", cl::desc("Random seed"), cl::init(0),
+                              cl::sub(initCmd));
+static cl::opt<int> intMax("int-max",
+                           cl::desc("Random integer inputs lie in [0, K)"),
+                           cl::value_desc("K"), cl::init(10),
+                           cl::sub(initCmd));
 
 enum class Stage { AST, IR, Grad, Opt, LLVM, Asm };
 static cl::opt<Stage>
@@ -215,6 +260,14 @@ static int runCheck() {
   return l->diags->hadError() ? 1 : 0;
 }
 
+/// Differentiates a lowered model and tidies the result (`--stage=grad`).
+static llvm::Error makeTrainingGraph(Graph &g) {
+  std::vector<std::string> inputs(wrt.begin(), wrt.end());
+  if (auto e = differentiate(g, inputs))
+    return e;
+  return runPipeline(g, "simplify,cse,dce", {}, llvm::nulls());
+}
+
 static const char *const stageNames[] = {"ast", "ir",   "grad",
                                          "opt", "llvm", "asm"};
 
@@ -232,16 +285,19 @@ static int runDump() {
     printAST(l->module, llvm::outs());
     return 0;
   }
-  if (stage != Stage::IR)
+  if (stage != Stage::IR && stage != Stage::Grad)
     return fail(llvm::Twine("--stage=") + stageNames[int(stage.getValue())] +
-                " is not available yet: this build lowers to graph IR only "
-                "(stages: ast, ir)");
+                " is not available yet: this build stops at the training "
+                "graph (stages: ast, ir, grad)");
   const FuncDecl *model = selectModel(*l);
   if (!model)
     return 1;
   auto g = lower(*l, *model, *defs, mode == "train");
   if (!g || l->diags->hadError())
     return 1;
+  if (stage == Stage::Grad)
+    if (auto e = makeTrainingGraph(*g))
+      return fail(llvm::toString(std::move(e)));
   if (format == Format::Dot)
     printDot(*g, llvm::outs());
   else
@@ -278,6 +334,96 @@ static int runOpt() {
   return 0;
 }
 
+static int runGrad() {
+  auto defs = parseDefines();
+  if (!defs)
+    return fail(llvm::toString(defs.takeError()));
+  if (backend == Backend::JIT)
+    return fail("--backend=jit is not available yet (it comes with the LLVM "
+                "code generator); use --backend=interp");
+  if (paramsFile.empty() || inputsFile.empty())
+    return fail("grad needs --params P.safetensors and --inputs I.safetensors");
+  auto l = loadModel(inputFile);
+  if (!l || l->diags->hadError())
+    return 1;
+  warnUnusedDefines(l->module, *defs);
+  const FuncDecl *model = selectModel(*l);
+  if (!model)
+    return 1;
+  auto forward = lower(*l, *model, *defs, /*trainMode=*/true);
+  auto training = lower(*l, *model, *defs, /*trainMode=*/true);
+  if (!forward || !training || l->diags->hadError())
+    return 1;
+  if (auto e = makeTrainingGraph(*training))
+    return fail(llvm::toString(std::move(e)));
+  auto params = readSafetensors(paramsFile);
+  if (!params)
+    return fail(llvm::toString(params.takeError()));
+  auto inputs = readSafetensors(inputsFile);
+  if (!inputs)
+    return fail(llvm::toString(inputs.takeError()));
+  auto leaves = bindLeaves(*training, *params, *inputs);
+  if (!leaves)
+    return fail(llvm::toString(leaves.takeError()));
+  auto grads = evaluateGradients(*training, *leaves);
+  if (!grads)
+    return fail(llvm::toString(grads.takeError()));
+  if (auto e = writeSafetensors(outputFile, *grads))
+    return fail(llvm::toString(std::move(e)));
+  if (!checkGrad)
+    return 0;
+  auto checks = checkGradients(*forward, *training, *leaves);
+  if (!checks)
+    return fail(llvm::toString(checks.takeError()));
+  bool ok = true;
+  for (const GradCheck &c : *checks) {
+    bool pass = c.worst <= 1e-4;
+    ok &= pass;
+    llvm::outs() << llvm::format("%-32s worst relative error %.2e over %lld "
+                                 "elements%s\n",
+                                 c.name.c_str(), c.worst, (long long)c.checked,
+                                 pass ? "" : "  FAILED (> 1e-4)");
+  }
+  return ok ? 0 : 1;
+}
+
+static int runInit() {
+  auto defs = parseDefines();
+  if (!defs)
+    return fail(llvm::toString(defs.takeError()));
+  auto l = loadModel(inputFile);
+  if (!l || l->diags->hadError())
+    return 1;
+  warnUnusedDefines(l->module, *defs);
+  const FuncDecl *model = selectModel(*l);
+  if (!model)
+    return 1;
+  auto g = lower(*l, *model, *defs, /*trainMode=*/true);
+  if (!g || l->diags->hadError())
+    return 1;
+  if (auto e = writeSafetensors(outputFile, initialParams(*g, seed)))
+    return fail(llvm::toString(std::move(e)));
+  if (inputsFile.empty())
+    return 0;
+  if (intMax < 1)
+    return fail("--int-max must be at least 1");
+  // Random inputs: floats uniform in [0, 1), integers uniform in [0, K).
+  std::mt19937_64 rng(seed + 1);
+  TensorMap inputs;
+  for (Node *in : g->leaves(Op::Input)) {
+    Tensor t(in->type.dtype, in->type.shape);
+    for (int64_t i = 0; i < t.numel(); ++i)
+      if (in->type.dtype == DType::I32)
+        t.data<int32_t>()[i] = int32_t(rng() % uint64_t(intMax));
+      else
+        t.data<float>()[i] = float(double(rng() >> 11) * 0x1.0p-53);
+    inputs[in->stringAttr("name")] = std::move(t);
+  }
+  if (auto e = writeSafetensors(inputsFile, inputs))
+    return fail(llvm::toString(std::move(e)));
+  return 0;
+}
+
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   cl::ParseCommandLineOptions(argc, argv,
@@ -288,5 +434,10 @@ int main(int argc, char **argv) {
     return runDump();
   if (optCmd)
     return runOpt();
-  return fail("expected a command: check, dump or opt (see kiln --help)");
+  if (gradCmd)
+    return runGrad();
+  if (initCmd)
+    return runInit();
+  return fail("expected a command: check, dump, opt, grad or init (see kiln "
+              "--help)");
 }

@@ -251,6 +251,70 @@ void evalFold(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
     col2im(g, in[0]->data<T>() + b * cols, out.data<T>() + b * image);
 }
 
+//===-- Gradient rules ---------------------------------------------------===//
+// Convolution and pooling differentiate through unfold2d/fold2d (im2col and
+// its adjoint), which are each other's gradients.
+using Operands = llvm::MutableArrayRef<Node *>;
+
+Node *unfold(GradBuilder &b, Node *x, int64_t size, int64_t stride,
+             int64_t pad, double value) {
+  return b.op(Op::Unfold2d, {x},
+              {{"size", size}, {"stride", stride}, {"pad", pad}, {"value", value}});
+}
+Node *fold(GradBuilder &b, Node *cols, const Shape &image, int64_t size,
+           int64_t stride, int64_t pad) {
+  return b.op(Op::Fold2d, {cols},
+              {{"size", size},
+               {"stride", stride},
+               {"pad", pad},
+               {"shape", llvm::SmallVector<int64_t, 4>{image[2], image[3]}}});
+}
+
+// y = W @ unfold(x) per image, with W = w as [O, C*K*K].
+void gradConv2d(GradBuilder &b, Node &n, Node *g, Operands d) {
+  Node *x = n.operands[0], *w = n.operands[1];
+  const Shape &xs = x->type.shape, &ws = w->type.shape, &ys = n.type.shape;
+  int64_t N = xs[0], O = ws[0], CKK = ws[1] * ws[2] * ws[3], P = ys[2] * ys[3];
+  int64_t k = ws[2], s = n.intAttr("stride"), p = n.intAttr("pad");
+  Node *g3 = b.reshape(g, {N, O, P});
+  Node *cols = unfold(b, x, k, s, p, 0);
+  Node *dW = b.op(Op::MatMul, {g3, b.transposeLast2(cols)}); // [N, O, CKK]
+  d[1] = b.reshape(b.sum(dW, {0}, false), ws);
+  Node *wT = b.broadcastTo(b.transposeLast2(b.reshape(w, {O, CKK})), {N, CKK, O});
+  d[0] = fold(b, b.op(Op::MatMul, {wT, g3}), xs, k, s, p);
+}
+
+// Pooling: the window values as [N, C, K*K, P]; the gradient of each output
+// goes back through its window.
+void gradPool(GradBuilder &b, Node &n, Node *g, Operands d) {
+  Node *x = n.operands[0];
+  const Shape &xs = x->type.shape, &ys = n.type.shape;
+  int64_t k = n.intAttr("size"), s = n.intAttr("stride"), p = n.intAttr("pad");
+  int64_t N = xs[0], C = xs[1], P = ys[2] * ys[3];
+  Shape windows{N, C, k * k, P};
+  Node *gw = b.broadcastTo(b.reshape(g, {N, C, 1, P}), windows);
+  Node *cols;
+  if (n.op == Op::AvgPool2d) {
+    cols = b.scale(gw, 1.0 / double(k * k));
+  } else {
+    // The maximum's gradient is shared by the window's tied maxima (PyTorch
+    // sends it to the first; the two agree wherever the maximum is unique).
+    Node *u = b.reshape(unfold(b, x, k, s, p, -INFINITY), windows);
+    Node *mask = b.op(Op::Equal, {u, b.broadcastTo(b.reshape(&n, {N, C, 1, P}), windows)});
+    Node *ties = b.broadcastTo(b.sum(mask, {2}, true), windows);
+    cols = b.div(b.mul(gw, mask), ties);
+  }
+  d[0] = fold(b, b.reshape(cols, {N, C * k * k, P}), xs, k, s, p);
+}
+
+void gradUnfold(GradBuilder &b, Node &n, Node *g, Operands d) {
+  d[0] = fold(b, g, n.operands[0]->type.shape, n.intAttr("size"),
+              n.intAttr("stride"), n.intAttr("pad"));
+}
+void gradFold(GradBuilder &b, Node &n, Node *g, Operands d) {
+  d[0] = unfold(b, g, n.intAttr("size"), n.intAttr("stride"), n.intAttr("pad"), 0);
+}
+
 } // namespace
 
 void kiln::registerConvRules(RuleTable &t) {
@@ -259,4 +323,9 @@ void kiln::registerConvRules(RuleTable &t) {
   t[size_t(Op::AvgPool2d)] = {shapePool, KILN_EVAL(evalPool)};
   t[size_t(Op::Unfold2d)] = {shapeUnfold, KILN_EVAL(evalUnfold)};
   t[size_t(Op::Fold2d)] = {shapeFold, KILN_EVAL(evalFold)};
+  t[size_t(Op::Conv2d)].grad = gradConv2d;
+  t[size_t(Op::MaxPool2d)].grad = gradPool;
+  t[size_t(Op::AvgPool2d)].grad = gradPool;
+  t[size_t(Op::Unfold2d)].grad = gradUnfold;
+  t[size_t(Op::Fold2d)].grad = gradFold;
 }

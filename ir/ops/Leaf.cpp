@@ -75,4 +75,7 @@ void kiln::registerLeafRules(RuleTable &t) {
   t[size_t(Op::Param)] = {shapeNamedLeaf, KILN_EVAL(evalNamedLeaf)};
   t[size_t(Op::State)] = {shapeNamedLeaf, KILN_EVAL(evalNamedLeaf)};
   t[size_t(Op::Constant)] = {shapeConstant, KILN_EVAL(evalConstant)};
+  // Leaves end the backward walk: autodiff reads their gradients.
+  for (Op op : {Op::Input, Op::Param, Op::State, Op::Constant})
+    t[size_t(op)].grad = noGradient;
 }

@@ -55,8 +55,24 @@ void evalMatMul(const Node &, llvm::ArrayRef<const Tensor *> in, Tensor &out,
   }
 }
 
+// d(a @ b) = g @ b^T and a^T @ g; a shared right matrix sums over the batch
+// (by folding the batch into the rows).
+void gradMatMul(GradBuilder &b, Node &n, Node *g,
+                llvm::MutableArrayRef<Node *> d) {
+  Node *a = n.operands[0], *w = n.operands[1];
+  d[0] = b.op(Op::MatMul, {g, b.transposeLast2(w)});
+  if (w->type.rank() == 2 && a->type.rank() > 2) {
+    int64_t k = a->type.shape.back(), cols = w->type.shape.back();
+    int64_t rows = *numElements(a->type.shape) / k;
+    Node *a2 = b.reshape(a, {rows, k}), *g2 = b.reshape(g, {rows, cols});
+    d[1] = b.op(Op::MatMul, {b.transposeLast2(a2), g2});
+  } else {
+    d[1] = b.op(Op::MatMul, {b.transposeLast2(a), g});
+  }
+}
+
 } // namespace
 
 void kiln::registerLinalgRules(RuleTable &t) {
-  t[size_t(Op::MatMul)] = {shapeMatMul, KILN_EVAL(evalMatMul)};
+  t[size_t(Op::MatMul)] = {shapeMatMul, KILN_EVAL(evalMatMul), gradMatMul};
 }

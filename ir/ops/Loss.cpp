@@ -87,11 +87,52 @@ void evalMSE(const Node &, llvm::ArrayRef<const Tensor *> in, Tensor &out,
   out.data<T>()[0] = total / T(in[0]->numel());
 }
 
+//===-- Gradient rules ---------------------------------------------------===//
+using Operands = llvm::MutableArrayRef<Node *>;
+
+/// g (a scalar) / count, spread over `shape`.
+Node *meanGrad(GradBuilder &b, Node *g, llvm::ArrayRef<int64_t> shape) {
+  double count = double(*numElements(shape));
+  return b.broadcastTo(b.scale(g, 1 / count), shape);
+}
+
+// cross_entropy: (softmax(z) - target) * g / N, where the target puts
+// 1 - e on the label and e / C on every class. Finite for any logits.
+void gradCrossEntropy(GradBuilder &b, Node &n, Node *g, Operands d) {
+  Node *z = n.operands[0];
+  const Shape &shape = z->type.shape;
+  int64_t c = shape[1];
+  double eps = n.floatAttr("label_smoothing");
+  Node *p = b.op(Op::Softmax, {z}, {{"axis", int64_t(-1)}});
+  Node *target = b.op(Op::OneHot, {n.operands[1]}, {{"classes", c}});
+  if (eps != 0)
+    target = b.add(b.scale(target, 1 - eps), b.constant(eps / double(c), shape));
+  Node *perRow = b.broadcastTo(b.scale(g, 1 / double(shape[0])), shape);
+  d[0] = b.mul(b.sub(p, target), perRow);
+}
+
+// binary_cross_entropy_with_logits: (sigmoid(z) - t) and -z, times g / n.
+void gradBCEWithLogits(GradBuilder &b, Node &n, Node *g, Operands d) {
+  Node *z = n.operands[0], *t = n.operands[1];
+  Node *scale = meanGrad(b, g, z->type.shape);
+  d[0] = b.mul(b.sub(b.op(Op::Sigmoid, {z}), t), scale);
+  d[1] = b.mul(b.neg(z), scale);
+}
+
+// mse: 2 (a - b) g / n, and its negation.
+void gradMSE(GradBuilder &b, Node &n, Node *g, Operands d) {
+  Node *diff = b.sub(n.operands[0], n.operands[1]);
+  d[0] = b.mul(b.scale(diff, 2), meanGrad(b, g, diff->type.shape));
+  d[1] = b.neg(d[0]);
+}
+
 } // namespace
 
 void kiln::registerLossRules(RuleTable &t) {
   t[size_t(Op::CrossEntropy)] = {shapeCrossEntropy,
-                                 KILN_EVAL(evalCrossEntropy)};
-  t[size_t(Op::BCEWithLogits)] = {shapePairLoss, KILN_EVAL(evalBCEWithLogits)};
-  t[size_t(Op::MSE)] = {shapePairLoss, KILN_EVAL(evalMSE)};
+                                 KILN_EVAL(evalCrossEntropy),
+                                  gradCrossEntropy};
+  t[size_t(Op::BCEWithLogits)] = {shapePairLoss, KILN_EVAL(evalBCEWithLogits),
+                                   gradBCEWithLogits};
+  t[size_t(Op::MSE)] = {shapePairLoss, KILN_EVAL(evalMSE), gradMSE};
 }

@@ -272,6 +272,109 @@ void evalOneHot(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
   }
 }
 
+//===-- Gradient rules ---------------------------------------------------===//
+using Operands = llvm::MutableArrayRef<Node *>;
+
+void gradSoftmax(GradBuilder &b, Node &n, Node *g, Operands d) {
+  int64_t axis = llvm::cantFail(normaliseAxis(n, n.intAttr("axis"), n.type.rank()));
+  const Shape &shape = n.type.shape;
+  if (n.op == Op::Softmax) {
+    // y * (g - sum(g * y))
+    Node *dot = b.broadcastTo(b.sum(b.mul(g, &n), {axis}, true), shape);
+    d[0] = b.mul(&n, b.sub(g, dot));
+  } else {
+    // g - softmax * sum(g), with softmax = exp(log_softmax)
+    Node *total = b.broadcastTo(b.sum(g, {axis}, true), shape);
+    d[0] = b.sub(g, b.mul(b.op(Op::Exp, {&n}), total));
+  }
+}
+
+/// The gradient of normalising x over `axes` with scale gamma: the standard
+/// batch/layer norm backward, written with means so it is one formula:
+///   dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
+/// `stats` false: mean and rstd are constants (batch norm in eval mode).
+void gradNormalize(GradBuilder &b, Node *x, Node *g, Node *gammaB, Node *mean,
+                   Node *rstd, llvm::ArrayRef<int64_t> axes, bool stats,
+                   Node *&dx, Node *&xhat) {
+  const Shape &shape = x->type.shape;
+  Node *rstdB = b.broadcastTo(rstd, shape);
+  xhat = b.mul(b.sub(x, b.broadcastTo(mean, shape)), rstdB);
+  Node *dxhat = b.mul(g, gammaB);
+  if (!stats) {
+    dx = b.mul(dxhat, rstdB);
+    return;
+  }
+  Node *m1 = b.broadcastTo(b.mean(dxhat, axes, true), shape);
+  Node *m2 = b.broadcastTo(b.mean(b.mul(dxhat, xhat), axes, true), shape);
+  dx = b.mul(rstdB, b.sub(b.sub(dxhat, m1), b.mul(xhat, m2)));
+}
+
+/// 1 / sqrt(var + eps)
+Node *inverseStd(GradBuilder &b, Node *var, double eps) {
+  Node *root = b.op(Op::Sqrt, {b.add(var, b.constant(eps, var->type.shape))});
+  return b.div(b.constant(1, var->type.shape), root);
+}
+
+void gradBatchNorm(GradBuilder &b, Node &n, Node *g, Operands d) {
+  Node *x = n.operands[0];
+  const Shape &shape = x->type.shape;
+  llvm::SmallVector<int64_t, 4> axes;
+  Shape channel(shape.size(), 1);
+  channel[1] = shape[1];
+  for (int64_t i = 0; i < int64_t(shape.size()); ++i)
+    if (i != 1)
+      axes.push_back(i);
+  double eps = n.floatAttr("eps");
+  bool train = n.stringAttr("mode") == "train";
+  Node *mean, *rstd;
+  if (train) {
+    mean = b.mean(x, axes, true);
+    Node *xc = b.sub(x, b.broadcastTo(mean, shape));
+    rstd = inverseStd(b, b.mean(b.mul(xc, xc), axes, true), eps);
+  } else {
+    mean = b.reshape(n.operands[3], channel);
+    rstd = b.reshape(inverseStd(b, n.operands[4], eps), channel);
+  }
+  Node *gammaB = b.broadcastTo(b.reshape(n.operands[1], channel), shape);
+  Node *xhat;
+  gradNormalize(b, x, g, gammaB, mean, rstd, axes, train, d[0], xhat);
+  d[1] = b.sum(b.mul(g, xhat), axes, false);
+  d[2] = b.sum(g, axes, false);
+}
+
+void gradLayerNorm(GradBuilder &b, Node &n, Node *g, Operands d) {
+  Node *x = n.operands[0];
+  const Shape &shape = x->type.shape;
+  int64_t last = shape.size() - 1;
+  Node *mean = b.mean(x, {last}, true);
+  Node *xc = b.sub(x, b.broadcastTo(mean, shape));
+  Node *rstd = inverseStd(b, b.mean(b.mul(xc, xc), {last}, true), n.floatAttr("eps"));
+  Node *xhat;
+  gradNormalize(b, x, g, b.broadcastTo(n.operands[1], shape), mean, rstd,
+                {last}, true, d[0], xhat);
+  llvm::SmallVector<int64_t, 4> rows;
+  for (int64_t i = 0; i < last; ++i)
+    rows.push_back(i);
+  d[1] = b.sum(b.mul(g, xhat), rows, false);
+  d[2] = b.sum(g, rows, false);
+}
+
+// dropout: the same mask (same seed and step) applied to the gradient.
+void gradDropout(GradBuilder &b, Node &n, Node *g, Operands d) {
+  d[0] = n.stringAttr("mode") == "eval" ? g
+                                        : b.op(Op::Dropout, {g}, n.attrs);
+}
+
+// embedding: each row of the table collects the gradients of its ids,
+// one_hot(ids)^T @ g.
+void gradEmbedding(GradBuilder &b, Node &n, Node *g, Operands d) {
+  Node *ids = n.operands[0];
+  int64_t v = n.operands[1]->type.shape[0], dim = n.operands[1]->type.shape[1];
+  int64_t m = *numElements(ids->type.shape);
+  Node *oh = b.reshape(b.op(Op::OneHot, {ids}, {{"classes", v}}), {m, v});
+  d[1] = b.op(Op::MatMul, {b.transposeLast2(oh), b.reshape(g, {m, dim})});
+}
+
 } // namespace
 
 void kiln::registerNetworkRules(RuleTable &t) {
@@ -281,5 +384,11 @@ void kiln::registerNetworkRules(RuleTable &t) {
   t[size_t(Op::LayerNorm)] = {shapeLayerNorm, KILN_EVAL(evalLayerNorm)};
   t[size_t(Op::Dropout)] = {shapeDropout, KILN_EVAL(evalDropout)};
   t[size_t(Op::Embedding)] = {shapeEmbedding, KILN_EVAL(evalEmbedding)};
-  t[size_t(Op::OneHot)] = {shapeOneHot, KILN_EVAL(evalOneHot)};
+  t[size_t(Op::OneHot)] = {shapeOneHot, KILN_EVAL(evalOneHot), noGradient};
+  t[size_t(Op::Softmax)].grad = gradSoftmax;
+  t[size_t(Op::LogSoftmax)].grad = gradSoftmax;
+  t[size_t(Op::BatchNorm)].grad = gradBatchNorm;
+  t[size_t(Op::LayerNorm)].grad = gradLayerNorm;
+  t[size_t(Op::Dropout)].grad = gradDropout;
+  t[size_t(Op::Embedding)].grad = gradEmbedding;
 }

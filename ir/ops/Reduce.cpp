@@ -94,9 +94,39 @@ void evalReduce(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
   }
 }
 
+/// The reduced value g, reshaped with kept axes and broadcast to x's shape.
+Node *spread(GradBuilder &b, Node &n, Node *g) {
+  Shape axes = llvm::cantFail(reducedAxes(n));
+  Shape kept(n.operands[0]->type.shape);
+  for (int64_t a : axes)
+    kept[a] = 1;
+  return b.broadcastTo(b.reshape(g, kept), n.operands[0]->type.shape);
+}
+
+void gradSum(GradBuilder &b, Node &n, Node *g, llvm::MutableArrayRef<Node *> d) {
+  d[0] = spread(b, n, g);
+}
+void gradMean(GradBuilder &b, Node &n, Node *g, llvm::MutableArrayRef<Node *> d) {
+  double count = double(*numElements(n.operands[0]->type.shape)) /
+                 double(*numElements(n.type.shape));
+  d[0] = b.scale(spread(b, n, g), 1 / count);
+}
+// max: the gradient is shared equally by the elements equal to the maximum,
+// as torch.amax.
+void gradMax(GradBuilder &b, Node &n, Node *g, llvm::MutableArrayRef<Node *> d) {
+  Node *x = n.operands[0];
+  Node *mask = b.op(Op::Equal, {x, spread(b, n, &n)});
+  Shape axes = llvm::cantFail(reducedAxes(n));
+  Node *ties = b.broadcastTo(b.sum(mask, axes, true), x->type.shape);
+  d[0] = b.div(b.mul(spread(b, n, g), mask), ties);
+}
+
 } // namespace
 
 void kiln::registerReduceRules(RuleTable &t) {
   for (Op op : {Op::Sum, Op::Mean, Op::Max})
     t[size_t(op)] = {shapeReduce, KILN_EVAL(evalReduce)};
+  t[size_t(Op::Sum)].grad = gradSum;
+  t[size_t(Op::Mean)].grad = gradMean;
+  t[size_t(Op::Max)].grad = gradMax;
 }

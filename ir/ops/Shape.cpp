@@ -214,6 +214,62 @@ void evalPad(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
     std::memcpy(dst + dest[i] * elem, src + i * elem, elem);
 }
 
+//===-- Gradient rules ---------------------------------------------------===//
+using Operands = llvm::MutableArrayRef<Node *>;
+
+void gradBroadcast(GradBuilder &b, Node &n, Node *g, Operands d) {
+  d[0] = b.sumTo(g, n.operands[0]->type.shape);
+}
+void gradReshape(GradBuilder &b, Node &n, Node *g, Operands d) {
+  d[0] = b.reshape(g, n.operands[0]->type.shape);
+}
+void gradTranspose(GradBuilder &b, Node &n, Node *g, Operands d) {
+  auto perm = n.intsAttr("perm");
+  llvm::SmallVector<int64_t, 4> inverse(perm.size());
+  for (size_t i = 0; i < perm.size(); ++i)
+    inverse[perm[i]] = i;
+  d[0] = b.transpose(g, inverse);
+}
+// slice -> pad with zeros where the slice did not read, between strided
+// elements too.
+void gradSlice(GradBuilder &b, Node &n, Node *g, Operands d) {
+  auto begin = n.intsAttr("begin"), step = n.intsAttr("step");
+  llvm::SmallVector<int64_t, 4> high, interior;
+  const Shape &in = n.operands[0]->type.shape;
+  for (size_t i = 0; i < in.size(); ++i) {
+    int64_t last = begin[i] + (n.type.shape[i] - 1) * step[i];
+    high.push_back(in[i] - 1 - last);
+    interior.push_back(step[i] - 1);
+  }
+  d[0] = b.op(Op::Pad, {g}, {{"low", begin}, {"high", high}, {"interior", interior}});
+}
+// pad -> the strided slice that reads the original elements back.
+void gradPad(GradBuilder &b, Node &n, Node *g, Operands d) {
+  auto low = n.intsAttr("low"), interior = n.intsAttr("interior");
+  llvm::SmallVector<int64_t, 4> end, step;
+  const Shape &in = n.operands[0]->type.shape;
+  for (size_t i = 0; i < in.size(); ++i) {
+    step.push_back(interior[i] + 1);
+    end.push_back(low[i] + (in[i] - 1) * step.back() + 1);
+  }
+  d[0] = b.op(Op::Slice, {g}, {{"begin", low}, {"end", end}, {"step", step}});
+}
+// concat -> one slice per operand.
+void gradConcat(GradBuilder &b, Node &n, Node *g, Operands d) {
+  int64_t axis =
+      llvm::cantFail(normaliseAxis(n, n.intAttr("axis"), n.type.rank()));
+  int64_t offset = 0;
+  for (size_t i = 0; i < n.operands.size(); ++i) {
+    const Shape &s = n.operands[i]->type.shape;
+    llvm::SmallVector<int64_t, 4> begin(s.size(), 0), end(s.begin(), s.end()),
+        step(s.size(), 1);
+    begin[axis] = offset;
+    end[axis] = offset + s[axis];
+    offset += s[axis];
+    d[i] = b.op(Op::Slice, {g}, {{"begin", begin}, {"end", end}, {"step", step}});
+  }
+}
+
 } // namespace
 
 void kiln::registerShapeRules(RuleTable &t) {
@@ -223,4 +279,10 @@ void kiln::registerShapeRules(RuleTable &t) {
   t[size_t(Op::Slice)] = {shapeSlice, KILN_EVAL(evalSlice)};
   t[size_t(Op::Concat)] = {shapeConcat, KILN_EVAL(evalConcat)};
   t[size_t(Op::Pad)] = {shapePad, KILN_EVAL(evalPad)};
+  t[size_t(Op::Broadcast)].grad = gradBroadcast;
+  t[size_t(Op::Reshape)].grad = gradReshape;
+  t[size_t(Op::Transpose)].grad = gradTranspose;
+  t[size_t(Op::Slice)].grad = gradSlice;
+  t[size_t(Op::Pad)].grad = gradPad;
+  t[size_t(Op::Concat)].grad = gradConcat;
 }

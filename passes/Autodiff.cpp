@@ -1,0 +1,94 @@
+//===- Autodiff.cpp - Reverse-mode differentiation of a graph -------------===//
+//
+// Reverse mode over the node list:
+//  1. Mark the nodes that depend on a differentiated leaf (not through
+//     stop_gradient, and never integer-valued ones).
+//  2. Seed the objective's gradient with 1.
+//  3. Walk the nodes backwards from the objective; each marked node with a
+//     gradient asks its op's rule for its operands' gradients, and several
+//     uses of one value add up (fan-out, shared weights).
+// Backward nodes carry the location of the forward node they differentiate.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/Autodiff.h"
+#include "ir/OpRules.h"
+#include "passes/Passes.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/DenseSet.h"
+
+using namespace kiln;
+
+std::vector<Node *> kiln::buildGradients(Graph &g, Node *objective,
+                                         llvm::ArrayRef<Node *> wrt) {
+  size_t end = 0;
+  while (g.nodes[end].get() != objective)
+    ++end;
+  llvm::DenseSet<const Node *> needed(wrt.begin(), wrt.end());
+  for (size_t i = 0; i <= end; ++i) {
+    Node *n = g.nodes[i].get();
+    if (n->op == Op::StopGradient || !isFloat(n->type.dtype))
+      continue;
+    if (llvm::any_of(n->operands, [&](Node *o) { return needed.contains(o); }))
+      needed.insert(n);
+  }
+  llvm::DenseMap<Node *, Node *> grad;
+  if (needed.contains(objective)) {
+    GradBuilder seed(g, *objective);
+    grad[objective] = seed.constant(1, {});
+  }
+  for (size_t i = end + 1; i-- > 0;) {
+    Node *n = g.nodes[i].get();
+    Node *gn = grad.lookup(n);
+    if (!gn || (n->info().flags & Leaf))
+      continue;
+    GradBuilder b(g, *n);
+    llvm::SmallVector<Node *, 4> operandGrads(n->operands.size(), nullptr);
+    opRules(n->op).grad(b, *n, gn, operandGrads);
+    for (size_t k = 0; k < n->operands.size(); ++k) {
+      Node *o = n->operands[k], *d = operandGrads[k];
+      if (!d || !needed.contains(o))
+        continue;
+      Node *&acc = grad[o];
+      acc = acc ? b.add(acc, d) : d;
+    }
+  }
+  std::vector<Node *> out;
+  for (Node *w : wrt) {
+    Node *d = grad.lookup(w);
+    if (!d) {
+      GradBuilder b(g, *w);
+      d = b.constant(0, w->type.shape);
+    }
+    out.push_back(d);
+  }
+  return out;
+}
+
+llvm::Error kiln::differentiate(Graph &g, llvm::ArrayRef<std::string> wrtInputs) {
+  if (!g.objective)
+    return makeError("graph @" + g.name +
+                     " has no objective ('minimize') to differentiate");
+  if (!g.gradients.empty())
+    return makeError("graph @" + g.name + " already has gradients");
+  std::vector<Node *> wrt = g.leaves(Op::Param);
+  for (const std::string &name : wrtInputs) {
+    Node *in = g.findLeaf(Op::Input, name);
+    if (!in)
+      return makeError("--wrt names no input of @" + g.name + ": '" + name + "'");
+    if (!isFloat(in->type.dtype))
+      return makeError("input '" + name + "' is " + in->type.str() +
+                       "; integer inputs have no gradient");
+    wrt.push_back(in);
+  }
+  std::vector<Node *> grads = buildGradients(g, g.objective, wrt);
+  for (size_t i = 0; i < wrt.size(); ++i)
+    g.gradients.push_back({wrt[i]->stringAttr("name"), grads[i]});
+  return llvm::Error::success();
+}
+
+bool kiln::runAutodiff(Graph &g) {
+  if (!g.objective || !g.gradients.empty())
+    return false;
+  llvm::cantFail(differentiate(g));
+  return true;
+}
