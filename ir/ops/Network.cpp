@@ -340,6 +340,16 @@ void gradBatchNorm(GradBuilder &b, Node &n, Node *g, Operands d) {
   gradNormalize(b, x, g, gammaB, mean, rstd, axes, train, d[0], xhat);
   d[1] = b.sum(b.mul(g, xhat), axes, false);
   d[2] = b.sum(g, axes, false);
+  if (train)
+    return; // the running statistics do not affect the output
+  // In eval mode y = (x - m) * rstd(v) * gamma + beta:
+  //   dm = -sum(g gamma rstd), dv = sum(g gamma (x - m)) * -rstd^3 / 2.
+  Node *dxhat = b.mul(g, gammaB);
+  Node *rstdC = b.reshape(rstd, {shape[1]});
+  d[3] = b.neg(b.mul(b.sum(dxhat, axes, false), rstdC));
+  Node *xc = b.sub(x, b.broadcastTo(mean, shape));
+  Node *cube = b.mul(rstdC, b.mul(rstdC, rstdC));
+  d[4] = b.mul(b.sum(b.mul(dxhat, xc), axes, false), b.scale(cube, -0.5));
 }
 
 void gradLayerNorm(GradBuilder &b, Node &n, Node *g, Operands d) {
