@@ -4,7 +4,7 @@
 //  1. x * 1, 1 * x, x / 1, x + 0, 0 + x, x - 0  ->  x
 //  2. transpose(transpose(x)) that composes to the identity  ->  x;
 //     reshape(reshape(x))  ->  one reshape; a reshape to x's own shape -> x
-// Constants count through broadcasts (broadcast of a constant 1 is a 1).
+// Constants count through broadcasts and reshapes (a broadcast 1 is a 1).
 // DCE then removes what the rewrites left unused.
 //
 //===----------------------------------------------------------------------===//
@@ -15,9 +15,9 @@ using namespace kiln;
 
 namespace {
 
-/// The value of a splat constant, seen through broadcasts.
+/// The value of a splat constant, seen through broadcasts and reshapes.
 std::optional<double> splatValue(const Node *n) {
-  while (n->op == Op::Broadcast)
+  while (n->op == Op::Broadcast || n->op == Op::Reshape)
     n = n->operands[0];
   if (n->op == Op::Constant)
     return n->floatAttr("value");
