@@ -32,7 +32,8 @@ Node *GradBuilder::constant(double v, llvm::ArrayRef<int64_t> shape) {
 Node *GradBuilder::reshape(Node *a, llvm::ArrayRef<int64_t> shape) {
   if (a->type.shape == shape)
     return a;
-  return op(Op::Reshape, {a}, {{"shape", llvm::SmallVector<int64_t, 4>(shape)}});
+  return op(Op::Reshape, {a},
+            {{"shape", llvm::SmallVector<int64_t, 4>(shape)}});
 }
 
 Node *GradBuilder::broadcastTo(Node *a, llvm::ArrayRef<int64_t> shape) {

@@ -170,14 +170,15 @@ bool IRParser::parseStatement(Graph &g) {
     Node *v = parseValueRef();
     if (!v)
       return false;
-    Node *leaf = isUpdate ? g.findLeaf(Op::State, name)
-                          : g.findLeaf(Op::Param, name);
+    Node *leaf =
+        isUpdate ? g.findLeaf(Op::State, name) : g.findLeaf(Op::Param, name);
     if (!leaf && !isUpdate)
       leaf = g.findLeaf(Op::Input, name);
     if (!leaf) {
-      diags.error(nameLoc, isUpdate ? "update of unknown state '" + name + "'"
-                                    : "gradient of unknown parameter or input '" +
-                                          name + "'");
+      diags.error(nameLoc, isUpdate
+                               ? "update of unknown state '" + name + "'"
+                               : "gradient of unknown parameter or input '" +
+                                     name + "'");
       return false;
     }
     if (leaf->type != v->type) {

@@ -119,7 +119,7 @@ void kiln::printDot(const Graph &g, llvm::raw_ostream &os) {
     os << "  \"" << u.name << "\" [shape=oval];\n  n" << ids.lookup(u.value)
        << " -> \"" << u.name << "\";\n";
   for (const NamedGradient &gr : g.gradients)
-    os << "  \"d " << gr.name << "\" [shape=oval];\n  n"
-       << ids.lookup(gr.value) << " -> \"d " << gr.name << "\";\n";
+    os << "  \"d " << gr.name << "\" [shape=oval];\n  n" << ids.lookup(gr.value)
+       << " -> \"d " << gr.name << "\";\n";
   os << "}\n";
 }

@@ -72,8 +72,8 @@ llvm::Error kiln::verifyGraph(const Graph &g) {
     if (!leaf)
       fail(nullptr, "gradient of unknown parameter or input '" + gr.name + "'");
     else if (!ids.count(gr.value) || gr.value->type != leaf->type)
-      fail(nullptr, "gradient of '" + gr.name + "' must have type " +
-                        leaf->type.str());
+      fail(nullptr,
+           "gradient of '" + gr.name + "' must have type " + leaf->type.str());
   }
   return all;
 }

@@ -64,7 +64,8 @@ std::vector<Node *> kiln::buildGradients(Graph &g, Node *objective,
   return out;
 }
 
-llvm::Error kiln::differentiate(Graph &g, llvm::ArrayRef<std::string> wrtInputs) {
+llvm::Error kiln::differentiate(Graph &g,
+                                llvm::ArrayRef<std::string> wrtInputs) {
   if (!g.objective)
     return makeError("graph @" + g.name +
                      " has no objective ('minimize') to differentiate");
@@ -74,7 +75,8 @@ llvm::Error kiln::differentiate(Graph &g, llvm::ArrayRef<std::string> wrtInputs)
   for (const std::string &name : wrtInputs) {
     Node *in = g.findLeaf(Op::Input, name);
     if (!in)
-      return makeError("--wrt names no input of @" + g.name + ": '" + name + "'");
+      return makeError("--wrt names no input of @" + g.name + ": '" + name +
+                       "'");
     if (!isFloat(in->type.dtype))
       return makeError("input '" + name + "' is " + in->type.str() +
                        "; integer inputs have no gradient");

@@ -1,4 +1,5 @@
-//===- Autodiff.h - Reverse-mode differentiation of a graph ------*- C++ -*-===//
+//===- Autodiff.h - Reverse-mode differentiation of a graph ------*- C++
+//-*-===//
 //
 // Builds the training graph: the objective's gradient with respect to every
 // parameter (and requested inputs), as ordinary ops appended to the graph.

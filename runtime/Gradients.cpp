@@ -73,14 +73,16 @@ static size_t indexOf(const Graph &g, const Node *n) {
 
 llvm::Expected<TensorMap>
 kiln::evaluateGradients(const Graph &training,
-                        const llvm::StringMap<Tensor> &leaves, DType precision) {
+                        const llvm::StringMap<Tensor> &leaves,
+                        DType precision) {
   if (!training.objective)
     return makeError("the graph has no objective");
   auto values = interpret(training, leaves, {precision});
   if (!values)
     return values.takeError();
   TensorMap out;
-  out["loss"] = (*values)[indexOf(training, training.objective)].cast(DType::F32);
+  out["loss"] =
+      (*values)[indexOf(training, training.objective)].cast(DType::F32);
   for (const NamedGradient &gr : training.gradients)
     out[gr.name] = (*values)[indexOf(training, gr.value)].cast(DType::F32);
   return out;
@@ -131,8 +133,8 @@ kiln::checkGradients(const Graph &forward, const Graph &training,
       if (!down)
         return down.takeError();
       double fd = (*up - *down) / (2 * h), an = a.at(i);
-      double err = std::abs(an - fd) /
-                   std::max({std::abs(an), std::abs(fd), 1e-4});
+      double err =
+          std::abs(an - fd) / std::max({std::abs(an), std::abs(fd), 1e-4});
       c.worst = std::max(c.worst, err);
       ++c.checked;
     }

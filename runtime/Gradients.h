@@ -1,4 +1,5 @@
-//===- Gradients.h - Evaluating and checking gradients -----------*- C++ -*-===//
+//===- Gradients.h - Evaluating and checking gradients -----------*- C++
+//-*-===//
 //
 // What `kiln grad` runs: bind parameters and inputs from files to a graph's
 // leaves (checking names, shapes and dtypes), evaluate the loss and the
@@ -25,14 +26,14 @@ TensorMap initialParams(const Graph &g, uint64_t seed);
 
 /// Evaluates a training graph: `loss` plus one f32 tensor per gradient,
 /// under the parameter's (or input's) name.
-llvm::Expected<TensorMap> evaluateGradients(const Graph &training,
-                                            const llvm::StringMap<Tensor> &leaves,
-                                            DType precision = DType::F32);
+llvm::Expected<TensorMap>
+evaluateGradients(const Graph &training, const llvm::StringMap<Tensor> &leaves,
+                  DType precision = DType::F32);
 
 struct GradCheck {
   std::string name;
-  int64_t checked = 0;     ///< elements compared
-  double worst = 0;        ///< worst relative error
+  int64_t checked = 0; ///< elements compared
+  double worst = 0;    ///< worst relative error
 };
 
 /// Compares the training graph's gradients (in float64) with central

@@ -15,14 +15,14 @@
 #include "passes/Autodiff.h"
 #include "passes/Passes.h"
 #include "runtime/Gradients.h"
-#include "llvm/Support/Format.h"
-#include <random>
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/CommandLine.h"
+#include "llvm/Support/Format.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/WithColor.h"
+#include <random>
 
 using namespace kiln;
 namespace cl = llvm::cl;
@@ -72,16 +72,15 @@ static cl::opt<Backend> backend(
                clEnumValN(Backend::Interp, "interp",
                           "the reference interpreter")),
     cl::sub(gradCmd));
-static cl::opt<bool> checkGrad(
-    "check-grad",
-    cl::desc("Compare gradients with float64 central differences"),
-    cl::sub(gradCmd));
+static cl::opt<bool>
+    checkGrad("check-grad",
+              cl::desc("Compare gradients with float64 central differences"),
+              cl::sub(gradCmd));
 static cl::opt<uint64_t> seed("seed", cl::desc("Random seed"), cl::init(0),
                               cl::sub(initCmd));
 static cl::opt<int> intMax("int-max",
                            cl::desc("Random integer inputs lie in [0, K)"),
-                           cl::value_desc("K"), cl::init(10),
-                           cl::sub(initCmd));
+                           cl::value_desc("K"), cl::init(10), cl::sub(initCmd));
 
 enum class Stage { AST, IR, Grad, Opt, LLVM, Asm };
 static cl::opt<Stage>
@@ -268,32 +267,53 @@ static llvm::Error makeTrainingGraph(Graph &g) {
   return runPipeline(g, "simplify,cse,dce", {}, llvm::nulls());
 }
 
+/// The model file with -D bindings, parsed and checked, and the model chosen
+/// by --model; null after reporting errors.
+struct Opened {
+  std::unique_ptr<Loaded> file;
+  llvm::StringMap<int64_t> defs;
+  const FuncDecl *model = nullptr;
+  /// Lowers the chosen model; null after reporting errors.
+  std::unique_ptr<Graph> lowerIt(bool trainMode) {
+    auto g = lower(*file, *model, defs, trainMode);
+    return g && !file->diags->hadError() ? std::move(g) : nullptr;
+  }
+};
+
+static std::optional<Opened> openModel(bool needModel = true) {
+  auto defs = parseDefines();
+  if (!defs) {
+    fail(llvm::toString(defs.takeError()));
+    return std::nullopt;
+  }
+  Opened o{loadModel(inputFile), std::move(*defs)};
+  if (!o.file || o.file->diags->hadError())
+    return std::nullopt;
+  warnUnusedDefines(o.file->module, o.defs);
+  if (needModel && !(o.model = selectModel(*o.file)))
+    return std::nullopt;
+  return o;
+}
+
 static const char *const stageNames[] = {"ast", "ir",   "grad",
                                          "opt", "llvm", "asm"};
 
 static int runDump() {
-  auto defs = parseDefines();
-  if (!defs)
-    return fail(llvm::toString(defs.takeError()));
   if (mode != "train" && mode != "eval")
     return fail("--mode must be 'train' or 'eval'");
-  auto l = loadModel(inputFile);
-  if (!l || l->diags->hadError())
-    return 1;
-  warnUnusedDefines(l->module, *defs);
-  if (stage == Stage::AST) {
-    printAST(l->module, llvm::outs());
-    return 0;
-  }
-  if (stage != Stage::IR && stage != Stage::Grad)
+  if (stage != Stage::AST && stage != Stage::IR && stage != Stage::Grad)
     return fail(llvm::Twine("--stage=") + stageNames[int(stage.getValue())] +
                 " is not available yet: this build stops at the training "
                 "graph (stages: ast, ir, grad)");
-  const FuncDecl *model = selectModel(*l);
-  if (!model)
+  auto o = openModel(/*needModel=*/stage != Stage::AST);
+  if (!o)
     return 1;
-  auto g = lower(*l, *model, *defs, mode == "train");
-  if (!g || l->diags->hadError())
+  if (stage == Stage::AST) {
+    printAST(o->file->module, llvm::outs());
+    return 0;
+  }
+  auto g = o->lowerIt(mode == "train");
+  if (!g)
     return 1;
   if (stage == Stage::Grad)
     if (auto e = makeTrainingGraph(*g))
@@ -335,24 +355,17 @@ static int runOpt() {
 }
 
 static int runGrad() {
-  auto defs = parseDefines();
-  if (!defs)
-    return fail(llvm::toString(defs.takeError()));
   if (backend == Backend::JIT)
     return fail("--backend=jit is not available yet (it comes with the LLVM "
                 "code generator); use --backend=interp");
   if (paramsFile.empty() || inputsFile.empty())
     return fail("grad needs --params P.safetensors and --inputs I.safetensors");
-  auto l = loadModel(inputFile);
-  if (!l || l->diags->hadError())
+  auto o = openModel();
+  if (!o)
     return 1;
-  warnUnusedDefines(l->module, *defs);
-  const FuncDecl *model = selectModel(*l);
-  if (!model)
-    return 1;
-  auto forward = lower(*l, *model, *defs, /*trainMode=*/true);
-  auto training = lower(*l, *model, *defs, /*trainMode=*/true);
-  if (!forward || !training || l->diags->hadError())
+  auto forward = o->lowerIt(/*trainMode=*/true);
+  auto training = o->lowerIt(/*trainMode=*/true);
+  if (!forward || !training)
     return 1;
   if (auto e = makeTrainingGraph(*training))
     return fail(llvm::toString(std::move(e)));
@@ -388,18 +401,11 @@ static int runGrad() {
 }
 
 static int runInit() {
-  auto defs = parseDefines();
-  if (!defs)
-    return fail(llvm::toString(defs.takeError()));
-  auto l = loadModel(inputFile);
-  if (!l || l->diags->hadError())
+  auto o = openModel();
+  if (!o)
     return 1;
-  warnUnusedDefines(l->module, *defs);
-  const FuncDecl *model = selectModel(*l);
-  if (!model)
-    return 1;
-  auto g = lower(*l, *model, *defs, /*trainMode=*/true);
-  if (!g || l->diags->hadError())
+  auto g = o->lowerIt(/*trainMode=*/true);
+  if (!g)
     return 1;
   if (auto e = writeSafetensors(outputFile, initialParams(*g, seed)))
     return fail(llvm::toString(std::move(e)));

@@ -208,8 +208,8 @@ void evalUnfold(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
            out.data<T>() + b * cols);
 }
 
-// fold2d {size, stride, pad, shape = [H, W]}: [N, C*K*K, OH*OW] -> [N, C, H, W],
-// adding overlapping entries: unfold2d's adjoint.
+// fold2d {size, stride, pad, shape = [H, W]}: [N, C*K*K, OH*OW] -> [N, C, H,
+// W], adding overlapping entries: unfold2d's adjoint.
 llvm::Expected<TensorType> shapeFold(const Node &n) {
   const TensorType &c = n.operands[0]->type;
   if (auto e = expectFloat(n, 0))
@@ -224,7 +224,8 @@ llvm::Expected<TensorType> shapeFold(const Node &n) {
   if (!win)
     return win.takeError();
   if (hw->size() != 2 || *size < 1 || c.shape[1] % (*size * *size))
-    return makeError("fold2d of " + c.str() + " needs shape [H, W] and rows "
+    return makeError("fold2d of " + c.str() +
+                     " needs shape [H, W] and rows "
                      "divisible by size^2");
   auto oh = outExtent(n, (*hw)[0], *win);
   if (!oh)
@@ -235,8 +236,8 @@ llvm::Expected<TensorType> shapeFold(const Node &n) {
   if (*oh * *ow != c.shape[2])
     return makeError("fold2d of " + c.str() + " to " + shapeStr(*hw) +
                      " needs " + llvm::Twine(*oh * *ow) + " columns");
-  return TensorType{c.dtype,
-                    {c.shape[0], c.shape[1] / (*size * *size), (*hw)[0], (*hw)[1]}};
+  return TensorType{
+      c.dtype, {c.shape[0], c.shape[1] / (*size * *size), (*hw)[0], (*hw)[1]}};
 }
 
 template <typename T>
@@ -256,10 +257,11 @@ void evalFold(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
 // its adjoint), which are each other's gradients.
 using Operands = llvm::MutableArrayRef<Node *>;
 
-Node *unfold(GradBuilder &b, Node *x, int64_t size, int64_t stride,
-             int64_t pad, double value) {
-  return b.op(Op::Unfold2d, {x},
-              {{"size", size}, {"stride", stride}, {"pad", pad}, {"value", value}});
+Node *unfold(GradBuilder &b, Node *x, int64_t size, int64_t stride, int64_t pad,
+             double value) {
+  return b.op(
+      Op::Unfold2d, {x},
+      {{"size", size}, {"stride", stride}, {"pad", pad}, {"value", value}});
 }
 Node *fold(GradBuilder &b, Node *cols, const Shape &image, int64_t size,
            int64_t stride, int64_t pad) {
@@ -280,7 +282,8 @@ void gradConv2d(GradBuilder &b, Node &n, Node *g, Operands d) {
   Node *cols = unfold(b, x, k, s, p, 0);
   Node *dW = b.op(Op::MatMul, {g3, b.transposeLast2(cols)}); // [N, O, CKK]
   d[1] = b.reshape(b.sum(dW, {0}, false), ws);
-  Node *wT = b.broadcastTo(b.transposeLast2(b.reshape(w, {O, CKK})), {N, CKK, O});
+  Node *wT =
+      b.broadcastTo(b.transposeLast2(b.reshape(w, {O, CKK})), {N, CKK, O});
   d[0] = fold(b, b.op(Op::MatMul, {wT, g3}), xs, k, s, p);
 }
 
@@ -300,7 +303,8 @@ void gradPool(GradBuilder &b, Node &n, Node *g, Operands d) {
     // The maximum's gradient is shared by the window's tied maxima (PyTorch
     // sends it to the first; the two agree wherever the maximum is unique).
     Node *u = b.reshape(unfold(b, x, k, s, p, -INFINITY), windows);
-    Node *mask = b.op(Op::Equal, {u, b.broadcastTo(b.reshape(&n, {N, C, 1, P}), windows)});
+    Node *mask = b.op(Op::Equal,
+                      {u, b.broadcastTo(b.reshape(&n, {N, C, 1, P}), windows)});
     Node *ties = b.broadcastTo(b.sum(mask, {2}, true), windows);
     cols = b.div(b.mul(gw, mask), ties);
   }
@@ -312,7 +316,8 @@ void gradUnfold(GradBuilder &b, Node &n, Node *g, Operands d) {
               n.intAttr("stride"), n.intAttr("pad"));
 }
 void gradFold(GradBuilder &b, Node &n, Node *g, Operands d) {
-  d[0] = unfold(b, g, n.intAttr("size"), n.intAttr("stride"), n.intAttr("pad"), 0);
+  d[0] =
+      unfold(b, g, n.intAttr("size"), n.intAttr("stride"), n.intAttr("pad"), 0);
 }
 
 } // namespace

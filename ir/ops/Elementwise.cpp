@@ -144,8 +144,12 @@ using Operands = llvm::MutableArrayRef<Node *>;
 Node *x0(Node &n) { return n.operands[0]; }
 
 void gradNeg(GradBuilder &b, Node &n, Node *g, Operands d) { d[0] = b.neg(g); }
-void gradExp(GradBuilder &b, Node &n, Node *g, Operands d) { d[0] = b.mul(g, &n); }
-void gradLog(GradBuilder &b, Node &n, Node *g, Operands d) { d[0] = b.div(g, x0(n)); }
+void gradExp(GradBuilder &b, Node &n, Node *g, Operands d) {
+  d[0] = b.mul(g, &n);
+}
+void gradLog(GradBuilder &b, Node &n, Node *g, Operands d) {
+  d[0] = b.div(g, x0(n));
+}
 void gradSqrt(GradBuilder &b, Node &n, Node *g, Operands d) {
   d[0] = b.div(g, b.scale(&n, 2));
 }
@@ -174,7 +178,8 @@ void gradLeakyRelu(GradBuilder &b, Node &n, Node *g, Operands d) {
   d[0] = piecewise(b, n, g, b.constant(n.floatAttr("slope"), n.type.shape));
 }
 void gradElu(GradBuilder &b, Node &n, Node *g, Operands d) {
-  d[0] = piecewise(b, n, g, b.scale(b.op(Op::Exp, {x0(n)}), n.floatAttr("alpha")));
+  d[0] =
+      piecewise(b, n, g, b.scale(b.op(Op::Exp, {x0(n)}), n.floatAttr("alpha")));
 }
 void gradGelu(GradBuilder &b, Node &n, Node *g, Operands d) {
   // d/dx x Phi(x) = Phi(x) + x phi(x)

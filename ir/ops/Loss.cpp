@@ -106,7 +106,8 @@ void gradCrossEntropy(GradBuilder &b, Node &n, Node *g, Operands d) {
   Node *p = b.op(Op::Softmax, {z}, {{"axis", int64_t(-1)}});
   Node *target = b.op(Op::OneHot, {n.operands[1]}, {{"classes", c}});
   if (eps != 0)
-    target = b.add(b.scale(target, 1 - eps), b.constant(eps / double(c), shape));
+    target =
+        b.add(b.scale(target, 1 - eps), b.constant(eps / double(c), shape));
   Node *perRow = b.broadcastTo(b.scale(g, 1 / double(shape[0])), shape);
   d[0] = b.mul(b.sub(p, target), perRow);
 }
@@ -129,10 +130,9 @@ void gradMSE(GradBuilder &b, Node &n, Node *g, Operands d) {
 } // namespace
 
 void kiln::registerLossRules(RuleTable &t) {
-  t[size_t(Op::CrossEntropy)] = {shapeCrossEntropy,
-                                 KILN_EVAL(evalCrossEntropy),
-                                  gradCrossEntropy};
+  t[size_t(Op::CrossEntropy)] = {shapeCrossEntropy, KILN_EVAL(evalCrossEntropy),
+                                 gradCrossEntropy};
   t[size_t(Op::BCEWithLogits)] = {shapePairLoss, KILN_EVAL(evalBCEWithLogits),
-                                   gradBCEWithLogits};
+                                  gradBCEWithLogits};
   t[size_t(Op::MSE)] = {shapePairLoss, KILN_EVAL(evalMSE), gradMSE};
 }

@@ -276,7 +276,8 @@ void evalOneHot(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
 using Operands = llvm::MutableArrayRef<Node *>;
 
 void gradSoftmax(GradBuilder &b, Node &n, Node *g, Operands d) {
-  int64_t axis = llvm::cantFail(normaliseAxis(n, n.intAttr("axis"), n.type.rank()));
+  int64_t axis =
+      llvm::cantFail(normaliseAxis(n, n.intAttr("axis"), n.type.rank()));
   const Shape &shape = n.type.shape;
   if (n.op == Op::Softmax) {
     // y * (g - sum(g * y))
@@ -358,7 +359,8 @@ void gradLayerNorm(GradBuilder &b, Node &n, Node *g, Operands d) {
   int64_t last = shape.size() - 1;
   Node *mean = b.mean(x, {last}, true);
   Node *xc = b.sub(x, b.broadcastTo(mean, shape));
-  Node *rstd = inverseStd(b, b.mean(b.mul(xc, xc), {last}, true), n.floatAttr("eps"));
+  Node *rstd =
+      inverseStd(b, b.mean(b.mul(xc, xc), {last}, true), n.floatAttr("eps"));
   Node *xhat;
   gradNormalize(b, x, g, b.broadcastTo(n.operands[1], shape), mean, rstd,
                 {last}, true, d[0], xhat);
@@ -371,8 +373,7 @@ void gradLayerNorm(GradBuilder &b, Node &n, Node *g, Operands d) {
 
 // dropout: the same mask (same seed and step) applied to the gradient.
 void gradDropout(GradBuilder &b, Node &n, Node *g, Operands d) {
-  d[0] = n.stringAttr("mode") == "eval" ? g
-                                        : b.op(Op::Dropout, {g}, n.attrs);
+  d[0] = n.stringAttr("mode") == "eval" ? g : b.op(Op::Dropout, {g}, n.attrs);
 }
 
 // embedding: each row of the table collects the gradients of its ids,

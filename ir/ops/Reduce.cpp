@@ -103,17 +103,20 @@ Node *spread(GradBuilder &b, Node &n, Node *g) {
   return b.broadcastTo(b.reshape(g, kept), n.operands[0]->type.shape);
 }
 
-void gradSum(GradBuilder &b, Node &n, Node *g, llvm::MutableArrayRef<Node *> d) {
+void gradSum(GradBuilder &b, Node &n, Node *g,
+             llvm::MutableArrayRef<Node *> d) {
   d[0] = spread(b, n, g);
 }
-void gradMean(GradBuilder &b, Node &n, Node *g, llvm::MutableArrayRef<Node *> d) {
+void gradMean(GradBuilder &b, Node &n, Node *g,
+              llvm::MutableArrayRef<Node *> d) {
   double count = double(*numElements(n.operands[0]->type.shape)) /
                  double(*numElements(n.type.shape));
   d[0] = b.scale(spread(b, n, g), 1 / count);
 }
 // max: the gradient is shared equally by the elements equal to the maximum,
 // as torch.amax.
-void gradMax(GradBuilder &b, Node &n, Node *g, llvm::MutableArrayRef<Node *> d) {
+void gradMax(GradBuilder &b, Node &n, Node *g,
+             llvm::MutableArrayRef<Node *> d) {
   Node *x = n.operands[0];
   Node *mask = b.op(Op::Equal, {x, spread(b, n, &n)});
   Shape axes = llvm::cantFail(reducedAxes(n));

@@ -172,13 +172,13 @@ llvm::Expected<TensorType> shapePad(const Node &n) {
   auto high = n.getInts("high");
   auto interior = n.getInts("interior");
   if (!low || !high || !interior)
-    return llvm::joinErrors(
-        llvm::joinErrors(low.takeError(), high.takeError()),
-        interior.takeError());
+    return llvm::joinErrors(llvm::joinErrors(low.takeError(), high.takeError()),
+                            interior.takeError());
   const TensorType &a = n.operands[0]->type;
   if (int64_t(low->size()) != a.rank() || int64_t(high->size()) != a.rank() ||
       int64_t(interior->size()) != a.rank())
-    return makeError("pad of " + a.str() + " needs low, high and interior for " +
+    return makeError("pad of " + a.str() +
+                     " needs low, high and interior for " +
                      llvm::Twine(a.rank()) + " axes");
   TensorType t{a.dtype, {}};
   for (int64_t i = 0; i < a.rank(); ++i) {
@@ -241,7 +241,8 @@ void gradSlice(GradBuilder &b, Node &n, Node *g, Operands d) {
     high.push_back(in[i] - 1 - last);
     interior.push_back(step[i] - 1);
   }
-  d[0] = b.op(Op::Pad, {g}, {{"low", begin}, {"high", high}, {"interior", interior}});
+  d[0] = b.op(Op::Pad, {g},
+              {{"low", begin}, {"high", high}, {"interior", interior}});
 }
 // pad -> the strided slice that reads the original elements back.
 void gradPad(GradBuilder &b, Node &n, Node *g, Operands d) {
@@ -266,7 +267,8 @@ void gradConcat(GradBuilder &b, Node &n, Node *g, Operands d) {
     begin[axis] = offset;
     end[axis] = offset + s[axis];
     offset += s[axis];
-    d[i] = b.op(Op::Slice, {g}, {{"begin", begin}, {"end", end}, {"step", step}});
+    d[i] =
+        b.op(Op::Slice, {g}, {{"begin", begin}, {"end", end}, {"step", step}});
   }
 }
 

@@ -28,14 +28,14 @@ namespace {
 struct Input {
   std::string name;
   Shape shape;
-  double lo = -1, hi = 1;   ///< uniform range; |x| >= 0.1 when lo < 0 < hi
-  std::vector<int> ints;    ///< i32 input values instead
+  double lo = -1, hi = 1; ///< uniform range; |x| >= 0.1 when lo < 0 < hi
+  std::vector<int> ints;  ///< i32 input values instead
 };
 
 struct GradCase {
   Op op;
   std::vector<Input> inputs;
-  std::string body;   ///< defines %out from the inputs %<name>
+  std::string body; ///< defines %out from the inputs %<name>
   std::string outType;
 };
 
@@ -53,13 +53,16 @@ Input ids(const char *name, Shape shape, std::vector<int> v) {
 std::vector<GradCase> gradCases() {
   auto unary = [](Op op, const char *mn, const char *attrs = "", double lo = -1,
                   double hi = 1) {
-    return GradCase{op, {f("a", {3, 5}, lo, hi)},
+    return GradCase{op,
+                    {f("a", {3, 5}, lo, hi)},
                     std::string("%out = ") + mn + " %a" + attrs + " : f32[3,5]",
                     "f32[3,5]"};
   };
   auto binary = [](Op op, const char *mn, double lo = -1, double hi = 1) {
-    return GradCase{op, {f("a", {3, 5}, lo, hi), f("b", {3, 5}, lo, hi)},
-                    std::string("%out = ") + mn + " %a, %b : f32[3,5]", "f32[3,5]"};
+    return GradCase{op,
+                    {f("a", {3, 5}, lo, hi), f("b", {3, 5}, lo, hi)},
+                    std::string("%out = ") + mn + " %a, %b : f32[3,5]",
+                    "f32[3,5]"};
   };
   return {
       unary(Op::Neg, "neg"),
@@ -82,83 +85,149 @@ std::vector<GradCase> gradCases() {
       binary(Op::Pow, "pow", 0.3, 2),
       binary(Op::Maximum, "maximum"),
       binary(Op::Minimum, "minimum"),
-      {Op::Broadcast, {f("a", {3, 1})},
-       "%out = broadcast %a {shape = [2,3,4]} : f32[2,3,4]", "f32[2,3,4]"},
-      {Op::Reshape, {f("a", {3, 5})}, "%out = reshape %a {shape = [5,3]} : f32[5,3]", "f32[5,3]"},
-      {Op::Transpose, {f("a", {2, 3, 4})},
-       "%out = transpose %a {perm = [2,0,1]} : f32[4,2,3]", "f32[4,2,3]"},
-      {Op::Slice, {f("a", {5, 7})},
-       "%out = slice %a {begin = [1,0], end = [5,7], step = [2,3]} : f32[2,3]", "f32[2,3]"},
-      {Op::Pad, {f("a", {2, 3})},
-       "%out = pad %a {high = [0,2], interior = [1,0], low = [1,1]} : f32[4,6]", "f32[4,6]"},
-      {Op::Concat, {f("a", {2, 1}), f("b", {2, 3}), f("c", {2, 2})},
-       "%out = concat %a, %b, %c {axis = 1} : f32[2,6]", "f32[2,6]"},
-      {Op::Sum, {f("a", {3, 4, 5})},
-       "%out = sum %a {axes = [1], keepdims = 0} : f32[3,5]", "f32[3,5]"},
-      {Op::Mean, {f("a", {3, 4, 5})},
-       "%out = mean %a {axes = [0,2], keepdims = 1} : f32[1,4,1]", "f32[1,4,1]"},
-      {Op::Max, {f("a", {3, 4, 5})},
-       "%out = max %a {axes = [-1], keepdims = 0} : f32[3,4]", "f32[3,4]"},
-      {Op::Max, {f("a", {3, 5})}, "%out = max %a {axes = [], keepdims = 0} : f32[]", "f32[]"},
-      {Op::MatMul, {f("a", {3, 4}), f("b", {4, 5})}, "%out = matmul %a, %b : f32[3,5]", "f32[3,5]"},
-      {Op::MatMul, {f("a", {2, 3, 4}), f("b", {2, 4, 5})},
-       "%out = matmul %a, %b : f32[2,3,5]", "f32[2,3,5]"},
-      {Op::MatMul, {f("a", {2, 3, 4}), f("b", {4, 5})},
-       "%out = matmul %a, %b : f32[2,3,5]", "f32[2,3,5]"},
-      {Op::Conv2d, {f("a", {2, 3, 6, 5}), f("w", {4, 3, 3, 3})},
-       "%out = conv2d %a, %w {pad = 1, stride = 2} : f32[2,4,3,3]", "f32[2,4,3,3]"},
-      {Op::Conv2d, {f("a", {1, 2, 4, 4}), f("w", {3, 2, 2, 2})},
-       "%out = conv2d %a, %w {pad = 0, stride = 1} : f32[1,3,3,3]", "f32[1,3,3,3]"},
-      {Op::MaxPool2d, {f("a", {2, 2, 5, 5})},
-       "%out = max_pool2d %a {pad = 1, size = 3, stride = 2} : f32[2,2,3,3]", "f32[2,2,3,3]"},
-      {Op::AvgPool2d, {f("a", {2, 2, 5, 5})},
-       "%out = avg_pool2d %a {pad = 1, size = 2, stride = 2} : f32[2,2,3,3]", "f32[2,2,3,3]"},
-      {Op::Unfold2d, {f("a", {1, 2, 4, 3})},
-       "%out = unfold2d %a {pad = 1, size = 2, stride = 2, value = 0.0} : f32[1,8,6]", "f32[1,8,6]"},
-      {Op::Fold2d, {f("a", {1, 8, 6})},
-       "%out = fold2d %a {pad = 1, shape = [4,3], size = 2, stride = 2} : f32[1,2,4,3]",
+      {Op::Broadcast,
+       {f("a", {3, 1})},
+       "%out = broadcast %a {shape = [2,3,4]} : f32[2,3,4]",
+       "f32[2,3,4]"},
+      {Op::Reshape,
+       {f("a", {3, 5})},
+       "%out = reshape %a {shape = [5,3]} : f32[5,3]",
+       "f32[5,3]"},
+      {Op::Transpose,
+       {f("a", {2, 3, 4})},
+       "%out = transpose %a {perm = [2,0,1]} : f32[4,2,3]",
+       "f32[4,2,3]"},
+      {Op::Slice,
+       {f("a", {5, 7})},
+       "%out = slice %a {begin = [1,0], end = [5,7], step = [2,3]} : f32[2,3]",
+       "f32[2,3]"},
+      {Op::Pad,
+       {f("a", {2, 3})},
+       "%out = pad %a {high = [0,2], interior = [1,0], low = [1,1]} : f32[4,6]",
+       "f32[4,6]"},
+      {Op::Concat,
+       {f("a", {2, 1}), f("b", {2, 3}), f("c", {2, 2})},
+       "%out = concat %a, %b, %c {axis = 1} : f32[2,6]",
+       "f32[2,6]"},
+      {Op::Sum,
+       {f("a", {3, 4, 5})},
+       "%out = sum %a {axes = [1], keepdims = 0} : f32[3,5]",
+       "f32[3,5]"},
+      {Op::Mean,
+       {f("a", {3, 4, 5})},
+       "%out = mean %a {axes = [0,2], keepdims = 1} : f32[1,4,1]",
+       "f32[1,4,1]"},
+      {Op::Max,
+       {f("a", {3, 4, 5})},
+       "%out = max %a {axes = [-1], keepdims = 0} : f32[3,4]",
+       "f32[3,4]"},
+      {Op::Max,
+       {f("a", {3, 5})},
+       "%out = max %a {axes = [], keepdims = 0} : f32[]",
+       "f32[]"},
+      {Op::MatMul,
+       {f("a", {3, 4}), f("b", {4, 5})},
+       "%out = matmul %a, %b : f32[3,5]",
+       "f32[3,5]"},
+      {Op::MatMul,
+       {f("a", {2, 3, 4}), f("b", {2, 4, 5})},
+       "%out = matmul %a, %b : f32[2,3,5]",
+       "f32[2,3,5]"},
+      {Op::MatMul,
+       {f("a", {2, 3, 4}), f("b", {4, 5})},
+       "%out = matmul %a, %b : f32[2,3,5]",
+       "f32[2,3,5]"},
+      {Op::Conv2d,
+       {f("a", {2, 3, 6, 5}), f("w", {4, 3, 3, 3})},
+       "%out = conv2d %a, %w {pad = 1, stride = 2} : f32[2,4,3,3]",
+       "f32[2,4,3,3]"},
+      {Op::Conv2d,
+       {f("a", {1, 2, 4, 4}), f("w", {3, 2, 2, 2})},
+       "%out = conv2d %a, %w {pad = 0, stride = 1} : f32[1,3,3,3]",
+       "f32[1,3,3,3]"},
+      {Op::MaxPool2d,
+       {f("a", {2, 2, 5, 5})},
+       "%out = max_pool2d %a {pad = 1, size = 3, stride = 2} : f32[2,2,3,3]",
+       "f32[2,2,3,3]"},
+      {Op::AvgPool2d,
+       {f("a", {2, 2, 5, 5})},
+       "%out = avg_pool2d %a {pad = 1, size = 2, stride = 2} : f32[2,2,3,3]",
+       "f32[2,2,3,3]"},
+      {Op::Unfold2d,
+       {f("a", {1, 2, 4, 3})},
+       "%out = unfold2d %a {pad = 1, size = 2, stride = 2, value = 0.0} : "
+       "f32[1,8,6]",
+       "f32[1,8,6]"},
+      {Op::Fold2d,
+       {f("a", {1, 8, 6})},
+       "%out = fold2d %a {pad = 1, shape = [4,3], size = 2, stride = 2} : "
+       "f32[1,2,4,3]",
        "f32[1,2,4,3]"},
-      {Op::Softmax, {f("a", {4, 3}, -2, 2)},
-       "%out = softmax %a {axis = 0} : f32[4,3]", "f32[4,3]"},
-      {Op::LogSoftmax, {f("a", {3, 5}, -2, 2)},
-       "%out = log_softmax %a {axis = -1} : f32[3,5]", "f32[3,5]"},
+      {Op::Softmax,
+       {f("a", {4, 3}, -2, 2)},
+       "%out = softmax %a {axis = 0} : f32[4,3]",
+       "f32[4,3]"},
+      {Op::LogSoftmax,
+       {f("a", {3, 5}, -2, 2)},
+       "%out = log_softmax %a {axis = -1} : f32[3,5]",
+       "f32[3,5]"},
       {Op::BatchNorm,
-       {f("a", {4, 3, 2, 2}), f("g", {3}), f("b", {3}), f("m", {3}), f("v", {3}, 0.5, 2)},
+       {f("a", {4, 3, 2, 2}), f("g", {3}), f("b", {3}), f("m", {3}),
+        f("v", {3}, 0.5, 2)},
        "%out = batch_norm %a, %g, %b, %m, %v {eps = 1e-05, mode = \"train\", "
        "momentum = 0.1} : f32[4,3,2,2]",
        "f32[4,3,2,2]"},
       {Op::BatchNorm,
-       {f("a", {3, 2}), f("g", {2}), f("b", {2}), f("m", {2}), f("v", {2}, 0.5, 2)},
+       {f("a", {3, 2}), f("g", {2}), f("b", {2}), f("m", {2}),
+        f("v", {2}, 0.5, 2)},
        "%out = batch_norm %a, %g, %b, %m, %v {eps = 1e-05, mode = \"eval\", "
        "momentum = 0.1} : f32[3,2]",
        "f32[3,2]"},
-      {Op::LayerNorm, {f("a", {3, 4, 5}), f("g", {5}), f("b", {5})},
-       "%out = layer_norm %a, %g, %b {eps = 1e-05} : f32[3,4,5]", "f32[3,4,5]"},
-      {Op::Dropout, {f("a", {4, 6})},
-       "%out = dropout %a {mode = \"train\", p = 0.3, seed = 4} : f32[4,6]", "f32[4,6]"},
-      {Op::Dropout, {f("a", {4, 6})},
-       "%out = dropout %a {mode = \"eval\", p = 0.3, seed = 4} : f32[4,6]", "f32[4,6]"},
-      {Op::Embedding, {ids("i", {2, 3}, {4, 0, 4, 1, 2, 4}), f("t", {5, 3})},
-       "%out = embedding %i, %t : f32[2,3,3]", "f32[2,3,3]"},
-      {Op::CrossEntropy, {f("a", {4, 5}, -3, 3), ids("y", {4}, {0, 4, 2, 2})},
-       "%out = cross_entropy %a, %y {label_smoothing = 0.0} : f32[]", "f32[]"},
-      {Op::CrossEntropy, {f("a", {4, 5}, -3, 3), ids("y", {4}, {1, 3, 0, 2})},
-       "%out = cross_entropy %a, %y {label_smoothing = 0.2} : f32[]", "f32[]"},
-      {Op::BCEWithLogits, {f("a", {3, 4}, -3, 3), f("t", {3, 4}, 0, 1)},
-       "%out = binary_cross_entropy_with_logits %a, %t : f32[]", "f32[]"},
-      {Op::MSE, {f("a", {3, 4}), f("b", {3, 4})}, "%out = mse %a, %b : f32[]", "f32[]"},
+      {Op::LayerNorm,
+       {f("a", {3, 4, 5}), f("g", {5}), f("b", {5})},
+       "%out = layer_norm %a, %g, %b {eps = 1e-05} : f32[3,4,5]",
+       "f32[3,4,5]"},
+      {Op::Dropout,
+       {f("a", {4, 6})},
+       "%out = dropout %a {mode = \"train\", p = 0.3, seed = 4} : f32[4,6]",
+       "f32[4,6]"},
+      {Op::Dropout,
+       {f("a", {4, 6})},
+       "%out = dropout %a {mode = \"eval\", p = 0.3, seed = 4} : f32[4,6]",
+       "f32[4,6]"},
+      {Op::Embedding,
+       {ids("i", {2, 3}, {4, 0, 4, 1, 2, 4}), f("t", {5, 3})},
+       "%out = embedding %i, %t : f32[2,3,3]",
+       "f32[2,3,3]"},
+      {Op::CrossEntropy,
+       {f("a", {4, 5}, -3, 3), ids("y", {4}, {0, 4, 2, 2})},
+       "%out = cross_entropy %a, %y {label_smoothing = 0.0} : f32[]",
+       "f32[]"},
+      {Op::CrossEntropy,
+       {f("a", {4, 5}, -3, 3), ids("y", {4}, {1, 3, 0, 2})},
+       "%out = cross_entropy %a, %y {label_smoothing = 0.2} : f32[]",
+       "f32[]"},
+      {Op::BCEWithLogits,
+       {f("a", {3, 4}, -3, 3), f("t", {3, 4}, 0, 1)},
+       "%out = binary_cross_entropy_with_logits %a, %t : f32[]",
+       "f32[]"},
+      {Op::MSE,
+       {f("a", {3, 4}), f("b", {3, 4})},
+       "%out = mse %a, %b : f32[]",
+       "f32[]"},
   };
 }
 
 /// Ops whose operands get no gradient by definition (checked below).
-const std::set<Op> kZeroGradient = {Op::Input,  Op::Param,   Op::State,
-                                    Op::Constant, Op::Step,  Op::Equal,
-                                    Op::OneHot, Op::StopGradient};
+const std::set<Op> kZeroGradient = {Op::Input,    Op::Param,       Op::State,
+                                    Op::Constant, Op::Step,        Op::Equal,
+                                    Op::OneHot,   Op::StopGradient};
 
 std::string caseText(const GradCase &c) {
   std::string t = "graph @t {\n";
   for (const Input &in : c.inputs)
-    t += "  %" + in.name + " = input {name = \"" + in.name + "\"} : " + typeOf(in) + "\n";
+    t += "  %" + in.name + " = input {name = \"" + in.name +
+         "\"} : " + typeOf(in) + "\n";
   t += "  %r = input {name = \"r\"} : " + c.outType + "\n  " + c.body + "\n";
   t += "  %o = mul %out, %r : " + c.outType + "\n";
   t += "  %l = sum %o {axes = [], keepdims = 0} : f32[]\n  minimize %l\n}\n";
@@ -171,7 +240,8 @@ llvm::StringMap<Tensor> randomLeaves(const Graph &g, const GradCase &c,
   llvm::StringMap<Tensor> leaves;
   for (Node *in : g.leaves(Op::Input)) {
     std::string name = in->stringAttr("name");
-    auto spec = llvm::find_if(c.inputs, [&](const Input &i) { return i.name == name; });
+    auto spec =
+        llvm::find_if(c.inputs, [&](const Input &i) { return i.name == name; });
     std::vector<double> v(*numElements(in->type.shape));
     if (spec != c.inputs.end() && !spec->ints.empty()) {
       v.assign(spec->ints.begin(), spec->ints.end());
@@ -200,7 +270,8 @@ TEST_P(OpGradient, MatchesFiniteDifferences) {
   std::string text = caseText(c);
   SCOPED_TRACE(text);
   test::Source fwdSrc(text), trainSrc(text);
-  auto forward = test::parseGraph(fwdSrc), training = test::parseGraph(trainSrc);
+  auto forward = test::parseGraph(fwdSrc),
+       training = test::parseGraph(trainSrc);
   ASSERT_TRUE(forward && training) << fwdSrc.errors;
   std::vector<std::string> wrt;
   for (const Input &in : c.inputs)
@@ -253,7 +324,7 @@ void checkModelSource(const std::string &text, llvm::StringMap<int64_t> dims,
     std::vector<double> v(*numElements(in->type.shape));
     for (double &x : v)
       x = in->type.dtype == DType::I32 ? double(rng() % 3)
-                                        : double(rng() % 1000) / 1000.0;
+                                       : double(rng() % 1000) / 1000.0;
     inputs[in->stringAttr("name")] =
         Tensor::fromValues(in->type.dtype, in->type.shape, v);
   }
@@ -296,7 +367,8 @@ model res(x: f32[N, 2, 5, 5], y: i32[N]) {
     param w: f32[50, 3] = xavier_normal()
     minimize cross_entropy(flatten(out) @ w, y)
 }
-)", {{"N", 3}});
+)",
+                   {{"N", 3}});
 }
 
 TEST(ModelGradients, SharedWeightsInAFourStepLoop) {
@@ -373,22 +445,24 @@ TEST(Autodiff, StopGradientStepAndEqualPassNoGradient) {
 }
 
 TEST(Autodiff, ExtremeLogitsGiveFiniteLossesAndGradients) {
-  test::Source src("graph @g {\n"
-                   "  %z = param {init = \"zeros\", name = \"z\"} : f32[2,3]\n"
-                   "  %y = input {name = \"y\"} : i32[2]\n"
-                   "  %t = input {name = \"t\"} : f32[2,3]\n"
-                   "  %ce = cross_entropy %z, %y {label_smoothing = 0.1} : f32[]\n"
-                   "  %ls = log_softmax %z {axis = -1} : f32[2,3]\n"
-                   "  %lss = sum %ls {axes = [], keepdims = 0} : f32[]\n"
-                   "  %bce = binary_cross_entropy_with_logits %z, %t : f32[]\n"
-                   "  %a = add %ce, %lss : f32[]\n"
-                   "  %l = add %a, %bce : f32[]\n"
-                   "  minimize %l\n}\n");
+  test::Source src(
+      "graph @g {\n"
+      "  %z = param {init = \"zeros\", name = \"z\"} : f32[2,3]\n"
+      "  %y = input {name = \"y\"} : i32[2]\n"
+      "  %t = input {name = \"t\"} : f32[2,3]\n"
+      "  %ce = cross_entropy %z, %y {label_smoothing = 0.1} : f32[]\n"
+      "  %ls = log_softmax %z {axis = -1} : f32[2,3]\n"
+      "  %lss = sum %ls {axes = [], keepdims = 0} : f32[]\n"
+      "  %bce = binary_cross_entropy_with_logits %z, %t : f32[]\n"
+      "  %a = add %ce, %lss : f32[]\n"
+      "  %l = add %a, %bce : f32[]\n"
+      "  minimize %l\n}\n");
   auto g = test::parseGraph(src);
   ASSERT_TRUE(g);
   ASSERT_FALSE(bool(differentiate(*g)));
   llvm::StringMap<Tensor> leaves;
-  leaves["z"] = Tensor::fromValues(DType::F32, {2, 3}, {1e4, -1e4, 0, -1e4, 1e4, 1e4});
+  leaves["z"] =
+      Tensor::fromValues(DType::F32, {2, 3}, {1e4, -1e4, 0, -1e4, 1e4, 1e4});
   leaves["y"] = Tensor::fromValues(DType::I32, {2}, {1, 0});
   leaves["t"] = Tensor::fromValues(DType::F32, {2, 3}, {0, 1, 1, 1, 0, 1});
   auto out = evaluateGradients(*g, leaves);
@@ -423,8 +497,9 @@ model m(x: f32[4, 3], y: i32[4]) {
   // v: one input per parameter; objective2 = sum_i <grad_i, v_i>.
   Node *dot = nullptr;
   for (size_t i = 0; i < params.size(); ++i) {
-    Node *v = llvm::cantFail(g->add(Op::Input, {}, {{"name", "v" + std::to_string(i)}},
-                                    {}, params[i]->type));
+    Node *v = llvm::cantFail(g->add(Op::Input, {},
+                                    {{"name", "v" + std::to_string(i)}}, {},
+                                    params[i]->type));
     GradBuilder b(*g, *grads[i]);
     Node *s = b.sum(b.mul(grads[i], v), {0, 1}, false);
     dot = dot ? b.add(dot, s) : s;
@@ -461,7 +536,8 @@ model m(x: f32[4, 3], y: i32[4]) {
   double h = 1e-5;
   llvm::StringMap<Tensor> up = leaves, down = leaves;
   for (size_t i = 0; i < params.size(); ++i) {
-    std::string name = params[i]->stringAttr("name"), v = "v" + std::to_string(i);
+    std::string name = params[i]->stringAttr("name"),
+                v = "v" + std::to_string(i);
     for (int64_t k = 0; k < leaves[name].numel(); ++k) {
       up[name].data<double>()[k] += h * leaves[v].at(k);
       down[name].data<double>()[k] -= h * leaves[v].at(k);
