@@ -16,6 +16,12 @@ kiln::interpret(const Graph &g, const llvm::StringMap<Tensor> &leaves,
   if (opts.precision != DType::F32 && opts.precision != DType::F64)
     return makeError("the interpreter computes in f32 or f64");
   bool f64 = opts.precision == DType::F64;
+  uint64_t bytes = 0;
+  for (auto &n : g.nodes)
+    bytes += uint64_t(*numElements(n->type.shape)) *
+             dtypeSize(isFloat(n->type.dtype) ? opts.precision : n->type.dtype);
+  if (auto e = checkMemory(bytes, "interpreting @" + g.name))
+    return std::move(e);
   EvalContext ctx;
   ctx.leaves = &leaves;
   ctx.seed = opts.seed;

@@ -4,6 +4,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/Tensor.h"
+#include <unistd.h>
 
 using namespace kiln;
 
@@ -63,4 +64,18 @@ Tensor Tensor::cast(DType to) const {
   for (int64_t i = 0; i < numel_; ++i)
     v[i] = at(i);
   return fromValues(to, shape_, v);
+}
+
+llvm::Error kiln::checkMemory(uint64_t bytes, const llvm::Twine &what) {
+  long pages = sysconf(_SC_PHYS_PAGES), pageSize = sysconf(_SC_PAGE_SIZE);
+  uint64_t physical = pages > 0 && pageSize > 0
+                          ? uint64_t(pages) * uint64_t(pageSize)
+                          : UINT64_MAX;
+  if (bytes <= physical)
+    return llvm::Error::success();
+  auto gib = [](uint64_t b) { return std::to_string(b >> 30); };
+  return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                 what + " needs " + gib(bytes) +
+                                     " GiB, more than this machine's " +
+                                     gib(physical) + " GiB of memory");
 }

@@ -9,6 +9,7 @@
 #define KILN_RUNTIME_TENSOR_H
 
 #include "ir/Types.h"
+#include "llvm/Support/Error.h"
 #include <cassert>
 #include <vector>
 
@@ -65,6 +66,10 @@ template <typename T> bool Tensor::matches() const {
     return dtype_ == DType::I64;
   return false;
 }
+
+/// An error unless `bytes` fit in this machine's physical memory; `what`
+/// names what needs them.
+llvm::Error checkMemory(uint64_t bytes, const llvm::Twine &what);
 
 /// The dtype that holds C++ type T.
 template <typename T> constexpr DType dtypeOf() {

@@ -407,6 +407,13 @@ static int runInit() {
   auto g = o->lowerIt(/*trainMode=*/true);
   if (!g)
     return 1;
+  uint64_t bytes = 0;
+  for (auto &n : g->nodes)
+    if (n->op == Op::Param || n->op == Op::State ||
+        (n->op == Op::Input && !inputsFile.empty()))
+      bytes += uint64_t(*numElements(n->type.shape)) * 4;
+  if (auto e = checkMemory(bytes, "initialising @" + g->name))
+    return fail(llvm::toString(std::move(e)));
   if (auto e = writeSafetensors(outputFile, initialParams(*g, seed)))
     return fail(llvm::toString(std::move(e)));
   if (inputsFile.empty())

@@ -445,3 +445,17 @@ TEST(Interpreter, StableLossesStayFiniteAtExtremeLogits) {
 }
 
 } // namespace
+
+namespace {
+TEST(Interpreter, GraphsLargerThanMemoryAreRefused) {
+  kiln::test::Source src("graph @huge {\n  %0 = input {name = \"x\"} : f32[68719476736]\n"
+                         "  %1 = exp %0 : f32[68719476736]\n}\n");
+  auto g = kiln::test::parseGraph(src);
+  ASSERT_TRUE(g) << src.errors;
+  auto values = kiln::interpret(*g, {});
+  ASSERT_FALSE(bool(values));
+  std::string msg = llvm::toString(values.takeError());
+  EXPECT_EQ(msg.rfind("interpreting @huge needs 512 GiB, more than this machine's", 0), 0u)
+      << msg;
+}
+} // namespace
