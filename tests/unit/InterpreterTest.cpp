@@ -43,6 +43,25 @@ std::string binaryIR(const char *op) {
          op + " %a, %b : f32[2]\nreturn %out";
 }
 
+/// batch_norm of x = [1, 3] (N = 2, C = 1), gamma 2, beta 1, running mean 0
+/// and variance 1.
+std::string batchNormIR(const char *mode) {
+  std::string ir;
+  for (const char *name : {"g", "b", "m", "v"})
+    ir += std::string("%") + name + " = input {name = \"" + name +
+          "\"} : f32[1]\n";
+  return "%a = input {name = \"a\"} : f32[2,1]\n" + ir +
+         "%out = batch_norm %a, %g, %b, %m, %v {eps = 1e-05, mode = \"" + mode +
+         "\", momentum = 0.1} : f32[2,1]\nreturn %out";
+}
+std::vector<std::pair<std::string, Tensor>> batchNormInputs() {
+  return {{"a", f32({2, 1}, {1, 3})},
+          {"g", f32({1}, {2})},
+          {"b", f32({1}, {1})},
+          {"m", f32({1}, {0})},
+          {"v", f32({1}, {1})}};
+}
+
 std::vector<Case> cases() {
   const double e = 2.718281828459045;
   auto a2 = [](double x, double y) {
@@ -222,32 +241,12 @@ std::vector<Case> cases() {
        {a2(0, std::log(3.0))},
        {-1.3862943611198906, -0.2876820724517809}},
       {Op::BatchNorm,
-       "%a = input {name = \"a\"} : f32[2,1]\n%g = input {name = \"g\"} : "
-       "f32[1]\n"
-       "%b = input {name = \"b\"} : f32[1]\n%m = input {name = \"m\"} : "
-       "f32[1]\n"
-       "%v = input {name = \"v\"} : f32[1]\n"
-       "%out = batch_norm %a, %g, %b, %m, %v {eps = 1e-05, mode = \"train\", "
-       "momentum = 0.1} : f32[2,1]\nreturn %out",
-       {{"a", f32({2, 1}, {1, 3})},
-        {"g", f32({1}, {2})},
-        {"b", f32({1}, {1})},
-        {"m", f32({1}, {0})},
-        {"v", f32({1}, {1})}},
+       batchNormIR("train"),
+       batchNormInputs(),
        {-0.9999900000749995, 2.9999900000749995}},
       {Op::BatchNorm,
-       "%a = input {name = \"a\"} : f32[2,1]\n%g = input {name = \"g\"} : "
-       "f32[1]\n"
-       "%b = input {name = \"b\"} : f32[1]\n%m = input {name = \"m\"} : "
-       "f32[1]\n"
-       "%v = input {name = \"v\"} : f32[1]\n"
-       "%out = batch_norm %a, %g, %b, %m, %v {eps = 1e-05, mode = \"eval\", "
-       "momentum = 0.1} : f32[2,1]\nreturn %out",
-       {{"a", f32({2, 1}, {1, 3})},
-        {"g", f32({1}, {2})},
-        {"b", f32({1}, {1})},
-        {"m", f32({1}, {0})},
-        {"v", f32({1}, {1})}},
+       batchNormIR("eval"),
+       batchNormInputs(),
        {2.9999900000749995, 6.999970000224998}},
       {Op::LayerNorm,
        "%a = input {name = \"a\"} : f32[1,2]\n%g = input {name = \"g\"} : "
@@ -448,14 +447,18 @@ TEST(Interpreter, StableLossesStayFiniteAtExtremeLogits) {
 
 namespace {
 TEST(Interpreter, GraphsLargerThanMemoryAreRefused) {
-  kiln::test::Source src("graph @huge {\n  %0 = input {name = \"x\"} : f32[68719476736]\n"
-                         "  %1 = exp %0 : f32[68719476736]\n}\n");
+  kiln::test::Source src(
+      "graph @huge {\n  %0 = input {name = \"x\"} : f32[68719476736]\n"
+      "  %1 = exp %0 : f32[68719476736]\n}\n");
   auto g = kiln::test::parseGraph(src);
   ASSERT_TRUE(g) << src.errors;
   auto values = kiln::interpret(*g, {});
   ASSERT_FALSE(bool(values));
   std::string msg = llvm::toString(values.takeError());
-  EXPECT_EQ(msg.rfind("interpreting @huge needs 512 GiB, more than this machine's", 0), 0u)
+  EXPECT_EQ(
+      msg.rfind("interpreting @huge needs 512 GiB, more than this machine's",
+                0),
+      0u)
       << msg;
 }
 } // namespace
