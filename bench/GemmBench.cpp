@@ -1,0 +1,138 @@
+//===- GemmBench.cpp - Kiln's GEMM against the CPU's peak and Eigen -------===//
+//
+// Reports, for the runtime GEMM, GFLOP/s and the fraction of this core's
+// measured fp32 FMA peak (BM_FmaPeak measures it with independent FMA
+// chains of the ISA the GEMM uses). The MLP's shapes run side by side with
+// Eigen's GEMM on the same operands, single-threaded, with transposed
+// operands read in place by both. This file is compiled with -march=native
+// so Eigen gets this CPU's vector units too.
+//
+//   build/bin/kiln-bench --benchmark_filter='Gemm|Peak'
+//
+//===----------------------------------------------------------------------===//
+#include "runtime/Gemm.h"
+#include "runtime/ThreadPool.h"
+#include <Eigen/Core>
+#include <benchmark/benchmark.h>
+#include <chrono>
+#include <random>
+#include <vector>
+
+using namespace kiln;
+
+namespace {
+
+/// Single-core fp32 peak in GFLOP/s, measured once.
+double measuredPeak() {
+  static double peak = [] {
+    const GemmInfo &info = gemmInfo();
+    info.fmaPeakLoop(1 << 20); // warm up the clock
+    double best = 0;
+    for (int rep = 0; rep < 5; ++rep) {
+      auto t0 = std::chrono::steady_clock::now();
+      double flops = info.fmaPeakLoop(int64_t(1) << 24);
+      std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
+      best = std::max(best, flops / dt.count() * 1e-9);
+    }
+    return best;
+  }();
+  return peak;
+}
+
+std::vector<float> randomMatrix(int64_t elems, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> v(elems);
+  for (float &x : v)
+    x = u(rng);
+  return v;
+}
+
+/// Shapes: M, N, K and whether A and B are stored transposed.
+struct Shape3 {
+  int64_t m, n, k;
+  bool ta, tb;
+};
+
+Shape3 shapeArg(const benchmark::State &s) {
+  return {s.range(0), s.range(1), s.range(2), s.range(3) != 0, s.range(4) != 0};
+}
+
+void report(benchmark::State &state, const Shape3 &s) {
+  double flops = 2.0 * s.m * s.n * s.k;
+  state.counters["GFLOPS"] =
+      benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate,
+                         benchmark::Counter::kIs1000);
+  state.counters["peak_GFLOPS"] = measuredPeak();
+}
+
+void BM_FmaPeak(benchmark::State &state) {
+  const GemmInfo &info = gemmInfo();
+  double flops = 0;
+  for (auto _ : state)
+    flops += info.fmaPeakLoop(1 << 20);
+  state.counters["GFLOPS"] = benchmark::Counter(
+      flops, benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.SetLabel(info.isa);
+}
+BENCHMARK(BM_FmaPeak);
+
+void BM_KilnGemm(benchmark::State &state) {
+  Shape3 s = shapeArg(state);
+  unsigned threads = unsigned(state.range(5));
+  auto a = randomMatrix(s.m * s.k, 1), b = randomMatrix(s.k * s.n, 2);
+  std::vector<float> c(s.m * s.n);
+  GemmOperand A{a.data(), s.ta ? s.m : s.k, s.ta};
+  GemmOperand B{b.data(), s.tb ? s.k : s.n, s.tb};
+  ThreadPool pool(threads);
+  for (auto _ : state) {
+    gemm(s.m, s.n, s.k, A, B, c.data(), s.n, false, &pool);
+    benchmark::DoNotOptimize(c.data());
+  }
+  report(state, s);
+  // Percent of one core's peak times the threads used.
+  state.counters["peak_pct"] = benchmark::Counter(
+      2.0 * s.m * s.n * s.k * 1e-9 / measuredPeak() / threads * 100,
+      benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(gemmInfo().isa);
+}
+
+using RowMajor =
+    Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+void BM_EigenGemm(benchmark::State &state) {
+  Shape3 s = shapeArg(state);
+  auto a = randomMatrix(s.m * s.k, 1), b = randomMatrix(s.k * s.n, 2);
+  RowMajor c(s.m, s.n);
+  Eigen::Map<const RowMajor> A(a.data(), s.ta ? s.k : s.m, s.ta ? s.m : s.k);
+  Eigen::Map<const RowMajor> B(b.data(), s.tb ? s.n : s.k, s.tb ? s.k : s.n);
+  for (auto _ : state) {
+    if (s.ta)
+      c.noalias() = A.transpose() * B;
+    else if (s.tb)
+      c.noalias() = A * B.transpose();
+    else
+      c.noalias() = A * B;
+    benchmark::DoNotOptimize(c.data());
+  }
+  report(state, s);
+}
+
+// {M, N, K, transA, transB}: the 1024^3 target and the MLP's first layer
+// (x [128,784] @ w [784,256]) forward, dX = g w^T and dW = x^T g.
+void gemmShapes(benchmark::internal::Benchmark *b, bool withThreads) {
+  b->ArgNames({"M", "N", "K", "tA", "tB", "threads"});
+  for (int64_t threads : {1, 2}) {
+    if (threads > 1 && !withThreads)
+      break;
+    b->Args({1024, 1024, 1024, 0, 0, threads});
+    b->Args({128, 256, 784, 0, 0, threads});
+    b->Args({128, 784, 256, 0, 1, threads});
+    b->Args({784, 256, 128, 1, 0, threads});
+  }
+  b->Unit(benchmark::kMicrosecond);
+}
+BENCHMARK(BM_KilnGemm)->Apply([](auto *b) { gemmShapes(b, true); });
+BENCHMARK(BM_EigenGemm)->Apply([](auto *b) { gemmShapes(b, false); });
+
+} // namespace
