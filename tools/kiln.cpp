@@ -6,6 +6,7 @@
 // error makes the exit code 1.
 //
 //===----------------------------------------------------------------------===//
+#include "codegen/JIT.h"
 #include "frontend/Lower.h"
 #include "frontend/Parser.h"
 #include "frontend/Train.h"
@@ -67,8 +68,8 @@ static cl::opt<std::string> outputFile("o", cl::desc("Output file"),
                                        cl::sub(gradCmd), cl::sub(initCmd));
 enum class Backend { JIT, Interp };
 static cl::opt<Backend> backend(
-    "backend", cl::desc("How to evaluate"), cl::init(Backend::Interp),
-    cl::values(clEnumValN(Backend::JIT, "jit", "compiled code (not yet)"),
+    "backend", cl::desc("How to evaluate"), cl::init(Backend::JIT),
+    cl::values(clEnumValN(Backend::JIT, "jit", "JIT-compiled native code"),
                clEnumValN(Backend::Interp, "interp",
                           "the reference interpreter")),
     cl::sub(gradCmd));
@@ -113,8 +114,18 @@ static cl::list<std::string> printAfter("print-after",
                                         cl::value_desc("P"), cl::sub(optCmd));
 static cl::opt<bool> stats("stats", cl::desc("Print op counts per pass"),
                            cl::sub(optCmd));
-static cl::opt<bool> timePasses("time-passes", cl::desc("Time each pass"),
-                                cl::sub(optCmd));
+static cl::opt<bool> timePasses(
+    "time-passes",
+    cl::desc("Time each graph pass and each phase of LLVM compilation"),
+    cl::sub(optCmd), cl::sub(dumpCmd), cl::sub(gradCmd));
+static cl::opt<unsigned>
+    threads("threads", cl::desc("Threads for compiled code (0: all cores)"),
+            cl::value_desc("T"), cl::init(0), cl::sub(gradCmd));
+static cl::opt<unsigned> vectorWidth(
+    "vector-width",
+    cl::desc("Preferred vector width in bits for compiled loops: 128, 256 "
+             "or 512 (default: LLVM's choice for this CPU)"),
+    cl::value_desc("bits"), cl::init(0), cl::sub(gradCmd), cl::sub(dumpCmd));
 
 static int fail(const llvm::Twine &msg) {
   llvm::WithColor::error(llvm::errs(), "kiln") << msg << "\n";
@@ -262,9 +273,42 @@ static int runCheck() {
 /// Differentiates a lowered model and tidies the result (`--stage=grad`).
 static llvm::Error makeTrainingGraph(Graph &g) {
   std::vector<std::string> inputs(wrt.begin(), wrt.end());
+  PassOptions opts;
+  opts.timePasses = timePasses;
   if (auto e = differentiate(g, inputs))
     return e;
-  return runPipeline(g, "simplify,cse,dce", {}, llvm::nulls());
+  return runPipeline(g, "simplify,cse,dce", opts, llvm::nulls());
+}
+
+/// A JIT for this run's --threads and --vector-width, or null after
+/// reporting why not.
+static std::unique_ptr<JIT> makeJIT() {
+  JITOptions opts;
+  opts.threads = threads;
+  opts.vectorWidth = vectorWidth;
+  auto jit = JIT::create(opts);
+  if (!jit) {
+    fail(llvm::toString(jit.takeError()));
+    return nullptr;
+  }
+  return std::move(*jit);
+}
+
+/// With --time-passes: where compilation went, and LLVM's share of it.
+static void reportCompileTimes(const CompileTimes &t) {
+  if (!timePasses)
+    return;
+  auto ms = [](double s) { return s * 1e3; };
+  double llvmPart = t.optimize + t.codegen;
+  llvm::errs() << "===-- Kiln compilation (wall) --===\n"
+               << llvm::format("  %8.1f ms  lowering to LLVM IR\n", ms(t.lower))
+               << llvm::format("  %8.1f ms  LLVM optimisation (O3)\n",
+                               ms(t.optimize))
+               << llvm::format("  %8.1f ms  LLVM code generation (LLJIT)\n",
+                               ms(t.codegen))
+               << llvm::format("  %8.1f ms  total; LLVM's share %.0f%%\n",
+                               ms(t.total()),
+                               t.total() > 0 ? 100 * llvmPart / t.total() : 0);
 }
 
 /// The model file with -D bindings, parsed and checked, and the model chosen
@@ -301,10 +345,6 @@ static const char *const stageNames[] = {"ast", "ir",   "grad",
 static int runDump() {
   if (mode != "train" && mode != "eval")
     return fail("--mode must be 'train' or 'eval'");
-  if (stage != Stage::AST && stage != Stage::IR && stage != Stage::Grad)
-    return fail(llvm::Twine("--stage=") + stageNames[int(stage.getValue())] +
-                " is not available yet: this build stops at the training "
-                "graph (stages: ast, ir, grad)");
   auto o = openModel(/*needModel=*/stage != Stage::AST);
   if (!o)
     return 1;
@@ -315,9 +355,27 @@ static int runDump() {
   auto g = o->lowerIt(mode == "train");
   if (!g)
     return 1;
-  if (stage == Stage::Grad)
+  // grad, opt, llvm and asm show the training step: the training graph in
+  // train mode (if the model minimizes something), else the forward graph.
+  bool training = stage == Stage::Grad ||
+                  (stage != Stage::IR && mode == "train" && g->objective);
+  if (training)
     if (auto e = makeTrainingGraph(*g))
       return fail(llvm::toString(std::move(e)));
+  if (stage == Stage::LLVM || stage == Stage::Asm) {
+    if (format == Format::Dot)
+      return fail("--format=dot is for graph stages, not --stage=" +
+                  llvm::Twine(stageNames[int(stage.getValue())]));
+    auto jit = makeJIT();
+    if (!jit)
+      return 1;
+    auto text = stage == Stage::LLVM ? jit->llvmIR(*g, /*optimized=*/true)
+                                     : jit->assembly(*g);
+    if (!text)
+      return fail(llvm::toString(text.takeError()));
+    llvm::outs() << *text;
+    return 0;
+  }
   if (format == Format::Dot)
     printDot(*g, llvm::outs());
   else
@@ -354,10 +412,34 @@ static int runOpt() {
   return 0;
 }
 
+/// The loss and gradients of a training graph, from compiled code.
+static llvm::Expected<TensorMap>
+jitGradients(Graph &training, const llvm::StringMap<Tensor> &leaves) {
+  auto jit = makeJIT();
+  if (!jit)
+    return makeError("cannot start the JIT");
+  auto compiled = jit->compile(training);
+  if (!compiled)
+    return compiled.takeError();
+  reportCompileTimes(compiled->times());
+  auto values = compiled->run(leaves);
+  if (!values)
+    return values.takeError();
+  // Roots come in Graph::roots() order: objective, output, updates,
+  // gradients.
+  TensorMap out;
+  auto roots = training.roots();
+  for (size_t i = 0; i < roots.size(); ++i) {
+    if (roots[i] == &training.objective)
+      out["loss"] = std::move((*values)[i]);
+    for (NamedGradient &gr : training.gradients)
+      if (roots[i] == &gr.value)
+        out[gr.name] = std::move((*values)[i]);
+  }
+  return out;
+}
+
 static int runGrad() {
-  if (backend == Backend::JIT)
-    return fail("--backend=jit is not available yet (it comes with the LLVM "
-                "code generator); use --backend=interp");
   if (paramsFile.empty() || inputsFile.empty())
     return fail("grad needs --params P.safetensors and --inputs I.safetensors");
   auto o = openModel();
@@ -378,7 +460,8 @@ static int runGrad() {
   auto leaves = bindLeaves(*training, *params, *inputs);
   if (!leaves)
     return fail(llvm::toString(leaves.takeError()));
-  auto grads = evaluateGradients(*training, *leaves);
+  auto grads = backend == Backend::JIT ? jitGradients(*training, *leaves)
+                                       : evaluateGradients(*training, *leaves);
   if (!grads)
     return fail(llvm::toString(grads.takeError()));
   if (auto e = writeSafetensors(outputFile, *grads))

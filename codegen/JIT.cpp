@@ -1,0 +1,347 @@
+//===- JIT.cpp - Compiling graphs to native code with ORC LLJIT -----------===//
+//
+// The TargetMachine comes from the host (JITTargetMachineBuilder::
+// detectHost), so the code uses AVX-512 where the CPU has it and still runs
+// where it does not. The middle end is LLVM's O3 pipeline with glibc's
+// libmvec as the vector math library (expf, logf, powf, tanhf, erff, ...),
+// so loops that call them vectorize too.
+//
+//===----------------------------------------------------------------------===//
+#include "codegen/JIT.h"
+#include "codegen/Runtime.h"
+#include "ir/Printer.h"
+#include "runtime/ThreadPool.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/Analysis/TargetLibraryInfo.h"
+#include "llvm/ExecutionEngine/Orc/ExecutionUtils.h"
+#include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
+#include "llvm/ExecutionEngine/Orc/LLJIT.h"
+#include "llvm/ExecutionEngine/Orc/ThreadSafeModule.h"
+#include "llvm/IR/LegacyPassManager.h"
+#include "llvm/IR/Module.h"
+#include "llvm/MC/MCSubtargetInfo.h"
+#include "llvm/Passes/PassBuilder.h"
+#include "llvm/Support/DynamicLibrary.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/Support/raw_ostream.h"
+#include "llvm/Target/TargetMachine.h"
+#include <chrono>
+#include <cstring>
+#include <mutex>
+
+using namespace kiln;
+using namespace llvm;
+
+namespace {
+
+double secondsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+      .count();
+}
+
+/// glibc's libmvec, loaded once; false if this system has none.
+bool loadLibmvec() {
+  static bool loaded =
+      !sys::DynamicLibrary::LoadLibraryPermanently("libmvec.so.1");
+  return loaded;
+}
+
+std::string locationOf(const Node &n) {
+  if (!n.loc.isKnown())
+    return "";
+  return (n.loc.file + ":" + Twine(n.loc.line) + ":" + Twine(n.loc.col) + ": ")
+      .str();
+}
+
+} // namespace
+
+struct JIT::Impl {
+  JITOptions opts;
+  orc::JITTargetMachineBuilder jtmb{Triple()};
+  std::unique_ptr<TargetMachine> tm;
+  std::unique_ptr<orc::LLJIT> lljit;
+  std::unique_ptr<ThreadPool> pool;
+  bool avx2 = false;
+  std::mutex mutex;
+  StringMap<std::unique_ptr<CompiledGraph>> cache;
+  unsigned compiled = 0;
+
+  explicit Impl(orc::JITTargetMachineBuilder b) : jtmb(std::move(b)) {}
+
+  /// Lowers g into a fresh module for this target.
+  Expected<std::unique_ptr<Module>>
+  lower(const Graph &g, const BufferPlan &plan, LLVMContext &ctx) {
+    auto m = lowerToLLVM(g, plan, ctx, opts.vectorWidth);
+    if (!m)
+      return m.takeError();
+    (*m)->setDataLayout(tm->createDataLayout());
+    (*m)->setTargetTriple(tm->getTargetTriple().str());
+    for (Function &f : **m)
+      if (!f.isDeclaration()) {
+        f.addFnAttr("target-cpu", tm->getTargetCPU());
+        f.addFnAttr("target-features", tm->getTargetFeatureString());
+      }
+    return m;
+  }
+
+  /// LLVM's O3 pipeline, with libmvec for vector math where the CPU has AVX2.
+  void optimize(Module &m) {
+    LoopAnalysisManager lam;
+    FunctionAnalysisManager fam;
+    CGSCCAnalysisManager cgam;
+    ModuleAnalysisManager mam;
+    PipelineTuningOptions pto;
+    pto.LoopVectorization = true;
+    pto.SLPVectorization = true;
+    PassBuilder pb(tm.get(), pto);
+    Triple triple(m.getTargetTriple());
+    TargetLibraryInfoImpl tlii(triple);
+    if (avx2 && loadLibmvec()) {
+      tlii.addVectorizableFunctionsFromVecLib(
+          TargetLibraryInfoImpl::LIBMVEC_X86, triple);
+      // LLVM's table stops at exp/log/pow/sin/cos; glibc has these too.
+      static const VecDesc extra[] = {
+          {"tanhf", "_ZGVbN4v_tanhf", ElementCount::getFixed(4), false,
+           "_ZGV_LLVM_N4v"},
+          {"tanhf", "_ZGVcN8v_tanhf", ElementCount::getFixed(8), false,
+           "_ZGV_LLVM_N8v"},
+          {"erff", "_ZGVbN4v_erff", ElementCount::getFixed(4), false,
+           "_ZGV_LLVM_N4v"},
+          {"erff", "_ZGVcN8v_erff", ElementCount::getFixed(8), false,
+           "_ZGV_LLVM_N8v"},
+          {"expm1f", "_ZGVbN4v_expm1f", ElementCount::getFixed(4), false,
+           "_ZGV_LLVM_N4v"},
+          {"expm1f", "_ZGVcN8v_expm1f", ElementCount::getFixed(8), false,
+           "_ZGV_LLVM_N8v"},
+          {"log1pf", "_ZGVbN4v_log1pf", ElementCount::getFixed(4), false,
+           "_ZGV_LLVM_N4v"},
+          {"log1pf", "_ZGVcN8v_log1pf", ElementCount::getFixed(8), false,
+           "_ZGV_LLVM_N8v"},
+      };
+      tlii.addVectorizableFunctions(extra);
+    }
+    fam.registerPass([&] { return TargetLibraryAnalysis(tlii); });
+    pb.registerModuleAnalyses(mam);
+    pb.registerCGSCCAnalyses(cgam);
+    pb.registerFunctionAnalyses(fam);
+    pb.registerLoopAnalyses(lam);
+    pb.crossRegisterProxies(lam, fam, cgam, mam);
+    pb.buildPerModuleDefaultPipeline(OptimizationLevel::O3).run(m, mam);
+  }
+};
+
+JIT::JIT(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+JIT::~JIT() = default;
+
+Expected<std::unique_ptr<JIT>> JIT::create(const JITOptions &opts) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    InitializeNativeTarget();
+    InitializeNativeTargetAsmPrinter();
+  });
+  auto jtmb = orc::JITTargetMachineBuilder::detectHost();
+  if (!jtmb)
+    return jtmb.takeError();
+  jtmb->setCodeGenOptLevel(CodeGenOptLevel::Aggressive);
+  auto impl = std::make_unique<Impl>(*jtmb);
+  impl->opts = opts;
+  auto tm = jtmb->createTargetMachine();
+  if (!tm)
+    return tm.takeError();
+  impl->tm = std::move(*tm);
+  impl->avx2 = impl->tm->getMCSubtargetInfo()->checkFeatures("+avx2");
+  if (opts.vectorWidth && opts.vectorWidth != 128 && opts.vectorWidth != 256 &&
+      opts.vectorWidth != 512)
+    return makeError("--vector-width must be 128, 256 or 512, not " +
+                     Twine(opts.vectorWidth));
+  auto lljit = orc::LLJITBuilder().setJITTargetMachineBuilder(*jtmb).create();
+  if (!lljit)
+    return lljit.takeError();
+  impl->lljit = std::move(*lljit);
+  loadLibmvec();
+  orc::JITDylib &main = impl->lljit->getMainJITDylib();
+  auto process = orc::DynamicLibrarySearchGenerator::GetForCurrentProcess(
+      impl->lljit->getDataLayout().getGlobalPrefix());
+  if (!process)
+    return process.takeError();
+  main.addGenerator(std::move(*process));
+  orc::SymbolMap runtime;
+  auto define = [&](const char *name, void *fn) {
+    runtime[impl->lljit->mangleAndIntern(name)] = {
+        orc::ExecutorAddr::fromPtr(fn), JITSymbolFlags::Exported};
+  };
+  define(kRtParallelFor, reinterpret_cast<void *>(&kiln_rt_parallel_for));
+  define(kRtMatMul, reinterpret_cast<void *>(&kiln_rt_matmul));
+  define(kRtFail, reinterpret_cast<void *>(&kiln_rt_fail));
+  define(kRtDropoutKey, reinterpret_cast<void *>(&kiln_rt_dropout_key));
+  if (auto e = main.define(orc::absoluteSymbols(std::move(runtime))))
+    return std::move(e);
+  impl->pool = std::make_unique<ThreadPool>(opts.threads);
+  return std::unique_ptr<JIT>(new JIT(std::move(impl)));
+}
+
+StringRef JIT::cpu() const { return impl_->tm->getTargetCPU(); }
+unsigned JIT::threads() const { return impl_->pool->size(); }
+unsigned JIT::compilations() const { return impl_->compiled; }
+
+Expected<std::string> JIT::llvmIR(const Graph &g, bool optimized) {
+  LLVMContext ctx;
+  BufferPlan plan = planBuffers(g);
+  auto m = impl_->lower(g, plan, ctx);
+  if (!m)
+    return m.takeError();
+  if (optimized)
+    impl_->optimize(**m);
+  std::string text;
+  raw_string_ostream os(text);
+  (*m)->print(os, nullptr);
+  return text;
+}
+
+Expected<std::string> JIT::assembly(const Graph &g) {
+  LLVMContext ctx;
+  BufferPlan plan = planBuffers(g);
+  auto m = impl_->lower(g, plan, ctx);
+  if (!m)
+    return m.takeError();
+  impl_->optimize(**m);
+  SmallString<0> text;
+  raw_svector_ostream os(text);
+  legacy::PassManager pm;
+  if (impl_->tm->addPassesToEmitFile(pm, os, nullptr,
+                                     CodeGenFileType::AssemblyFile))
+    return makeError("this target cannot print assembly");
+  pm.run(**m);
+  return std::string(text);
+}
+
+Expected<const CompiledGraph &> JIT::compile(const Graph &g) {
+  std::string key;
+  raw_string_ostream keyOs(key);
+  printGraph(g, keyOs);
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  if (auto it = impl_->cache.find(key); it != impl_->cache.end())
+    return *it->second;
+
+  auto cg = std::make_unique<CompiledGraph>();
+  cg->plan_ = planBuffers(g);
+  cg->pool_ = impl_->pool.get();
+  auto t0 = std::chrono::steady_clock::now();
+  auto ctx = std::make_unique<LLVMContext>();
+  auto m = impl_->lower(g, cg->plan_, *ctx);
+  if (!m)
+    return m.takeError();
+  cg->times_.lower = secondsSince(t0);
+  t0 = std::chrono::steady_clock::now();
+  impl_->optimize(**m);
+  cg->times_.optimize = secondsSince(t0);
+
+  t0 = std::chrono::steady_clock::now();
+  auto jd =
+      impl_->lljit->createJITDylib("graph" + std::to_string(impl_->compiled));
+  if (!jd)
+    return jd.takeError();
+  jd->addToLinkOrder(impl_->lljit->getMainJITDylib());
+  if (auto e = impl_->lljit->addIRModule(
+          *jd, orc::ThreadSafeModule(std::move(*m), std::move(ctx))))
+    return std::move(e);
+  auto sym = impl_->lljit->lookup(*jd, kEntryName);
+  if (!sym)
+    return sym.takeError();
+  cg->entry_ = sym->toPtr<void (*)(void **, void *)>();
+  cg->times_.codegen = secondsSince(t0);
+  ++impl_->compiled;
+
+  // What run() needs of the graph, which may not outlive this call.
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node &n = *g.nodes[i];
+    if (n.info().flags & Leaf && n.op != Op::Constant)
+      cg->leaves_.push_back({n.info().mnemonic.str(), n.stringAttr("name"),
+                             n.type, cg->plan_.slotOf[i]});
+  }
+  for (Node **root : const_cast<Graph &>(g).roots()) {
+    size_t i =
+        llvm::find_if(g.nodes, [&](auto &p) { return p.get() == *root; }) -
+        g.nodes.begin();
+    cg->roots_.push_back({(*root)->type, cg->plan_.slotOf[i]});
+  }
+  cg->failSites_.resize(g.nodes.size());
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node &n = *g.nodes[i];
+    CompiledGraph::FailSite &f = cg->failSites_[i];
+    f.where = locationOf(n);
+    if (n.op == Op::Embedding) {
+      f.what = "embedding id";
+      f.limit = n.operands[1]->type.shape[0];
+    } else if (n.op == Op::OneHot) {
+      f.what = "one_hot id";
+      f.limit = n.intAttr("classes");
+    } else if (n.op == Op::CrossEntropy) {
+      f.what = "label";
+      f.limit = n.operands[0]->type.shape[1];
+    }
+  }
+  auto &slot = impl_->cache[key];
+  slot = std::move(cg);
+  return *slot;
+}
+
+Expected<std::vector<Tensor>>
+CompiledGraph::run(const StringMap<Tensor> &leaves, uint64_t seed,
+                   uint64_t step) const {
+  std::vector<void *> bufs(plan_.numSlots(), nullptr);
+  std::vector<Tensor> converted;
+  converted.reserve(leaves_.size());
+  for (const Leaf &l : leaves_) {
+    auto it = leaves.find(l.name);
+    if (it == leaves.end())
+      return makeError("no value for " + l.kind + " '" + l.name + "'");
+    const Tensor &v = it->second;
+    if (v.shape() != ArrayRef<int64_t>(l.type.shape))
+      return makeError(l.kind + " '" + l.name + "' must have shape " +
+                       shapeStr(l.type.shape) + ", got " + shapeStr(v.shape()));
+    const Tensor *use = &v;
+    if (v.dtype() != l.type.dtype) {
+      if (isFloat(v.dtype()) != isFloat(l.type.dtype))
+        return makeError(l.kind + " '" + l.name + "' must be " +
+                         dtypeName(l.type.dtype) + ", got " +
+                         dtypeName(v.dtype()));
+      converted.push_back(v.cast(l.type.dtype));
+      use = &converted.back();
+    }
+    bufs[l.slot] = const_cast<void *>(use->raw());
+  }
+  if (auto e = checkMemory(plan_.workspaceBytes, "the compiled step"))
+    return std::move(e);
+  std::unique_ptr<char, decltype(&std::free)> workspace(
+      static_cast<char *>(
+          std::aligned_alloc(64, std::max<int64_t>(64, plan_.workspaceBytes))),
+      &std::free);
+  if (!workspace)
+    return makeError("cannot allocate " + Twine(plan_.workspaceBytes) +
+                     " bytes for the compiled step");
+  for (size_t s = 0; s < plan_.numSlots(); ++s)
+    if (plan_.leafOf[s] < 0)
+      bufs[s] = workspace.get() + plan_.offset[s];
+
+  RuntimeContext rt;
+  rt.pool = pool_->size() > 1 ? pool_ : nullptr;
+  rt.seed = seed;
+  rt.step = step;
+  entry_(bufs.data(), &rt);
+  if (int64_t node = rt.failedNode.load(); node >= 0) {
+    const FailSite &f = failSites_[node];
+    return makeError(f.where + f.what + " " + Twine(rt.failedValue) +
+                     " is out of range for " +
+                     (f.what == "embedding id" ? "a table of " : "") +
+                     Twine(f.limit) +
+                     (f.what == "embedding id" ? " rows" : " classes"));
+  }
+  std::vector<Tensor> out;
+  for (const Root &r : roots_) {
+    Tensor t(r.type.dtype, r.type.shape);
+    std::memcpy(t.raw(), bufs[r.slot], t.nbytes());
+    out.push_back(std::move(t));
+  }
+  return out;
+}

@@ -1,0 +1,105 @@
+//===- JIT.h - Compiling graphs to native code with ORC LLJIT ----*- C++
+//-*-===//
+//
+// The JIT owns a host TargetMachine (this CPU and its features), LLVM's
+// optimisation pipeline, an LLJIT instance and the runtime's thread pool.
+// compile() lowers a graph, optimises and compiles it, and caches the result
+// under the graph's printed IR, so compiling an identical graph again costs a
+// hash lookup.
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_CODEGEN_JIT_H
+#define KILN_CODEGEN_JIT_H
+
+#include "codegen/Codegen.h"
+#include "runtime/Tensor.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/Support/Error.h"
+#include <memory>
+#include <string>
+
+namespace kiln {
+
+class ThreadPool;
+
+struct JITOptions {
+  unsigned threads = 0;     ///< 0: one per core
+  unsigned vectorWidth = 0; ///< preferred vector bits; 0: LLVM's default
+};
+
+/// Seconds spent in each compilation phase.
+struct CompileTimes {
+  double lower = 0;    ///< graph IR to LLVM IR
+  double optimize = 0; ///< LLVM's middle end (O3, vectorisers)
+  double codegen = 0;  ///< LLVM's back end and linking, in LLJIT
+  double total() const { return lower + optimize + codegen; }
+};
+
+/// One compiled graph: call run() as often as needed.
+class CompiledGraph {
+public:
+  /// Runs the step with the given leaf values (by name; params, inputs and
+  /// state, f32 or i32 as declared) and returns one tensor per root of the
+  /// graph, in Graph::roots() order. Missing or mis-shaped leaves and
+  /// out-of-range ids are errors, as in the interpreter.
+  llvm::Expected<std::vector<Tensor>> run(const llvm::StringMap<Tensor> &leaves,
+                                          uint64_t seed = 0,
+                                          uint64_t step = 0) const;
+
+  const CompileTimes &times() const { return times_; }
+
+private:
+  friend class JIT;
+  struct Leaf {
+    std::string kind, name; ///< "param", "input", "state"
+    TensorType type;
+    int64_t slot;
+  };
+  struct Root {
+    TensorType type;
+    int64_t slot; ///< -1: a constant filled in by run()
+  };
+  /// Where a node that failed at run time came from, and what it is.
+  struct FailSite {
+    std::string where, what;
+    int64_t limit;
+  };
+  void (*entry_)(void **, void *) = nullptr;
+  BufferPlan plan_;
+  std::vector<Leaf> leaves_;
+  std::vector<Root> roots_;
+  std::vector<FailSite> failSites_; ///< per node (empty where none)
+  ThreadPool *pool_ = nullptr;
+  CompileTimes times_;
+};
+
+class JIT {
+public:
+  static llvm::Expected<std::unique_ptr<JIT>>
+  create(const JITOptions &opts = {});
+  ~JIT();
+
+  /// Compiles g (or finds it in the cache).
+  llvm::Expected<const CompiledGraph &> compile(const Graph &g);
+
+  /// g's LLVM module, before or after the optimisation pipeline.
+  llvm::Expected<std::string> llvmIR(const Graph &g, bool optimized);
+  /// g's native assembly for this CPU.
+  llvm::Expected<std::string> assembly(const Graph &g);
+
+  /// The host CPU name the code is compiled for.
+  llvm::StringRef cpu() const;
+  unsigned threads() const;
+  /// Graphs compiled so far (cache misses).
+  unsigned compilations() const;
+
+  struct Impl;
+
+private:
+  explicit JIT(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+} // namespace kiln
+
+#endif

@@ -1,0 +1,62 @@
+//===- Runtime.cpp - What compiled code calls back into -------------------===//
+
+#include "codegen/Runtime.h"
+#include "runtime/Gemm.h"
+#include "runtime/ThreadPool.h"
+
+using namespace kiln;
+
+uint64_t kiln::splitmix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+extern "C" void kiln_rt_parallel_for(RuntimeContext *rt, KernelTask task,
+                                     void **bufs, int64_t count,
+                                     int64_t grain) {
+  if (!rt->pool) {
+    task(bufs, rt, 0, count);
+    return;
+  }
+  rt->pool->parallelFor(count, grain, [&](int64_t begin, int64_t end) {
+    task(bufs, rt, begin, end);
+  });
+}
+
+extern "C" void kiln_rt_matmul(RuntimeContext *rt, const float *a,
+                               const float *b, float *c, int64_t batch,
+                               int64_t m, int64_t n, int64_t k, int32_t flags,
+                               int64_t strideA, int64_t strideB,
+                               int64_t strideC) {
+  bool ta = flags & 1, tb = flags & 2;
+  auto one = [&](int64_t i, ThreadPool *pool) {
+    GemmOperand A{a + i * strideA, ta ? m : k, ta};
+    GemmOperand B{b + i * strideB, tb ? k : n, tb};
+    gemm(m, n, k, A, B, c + i * strideC, n, false, pool);
+  };
+  // Many small products: one per thread. Few large ones: split each.
+  bool perBatch =
+      rt->pool && batch >= int64_t(rt->pool->size()) && double(m) * n * k < 4e6;
+  if (perBatch) {
+    rt->pool->parallelFor(batch, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t i = b0; i < b1; ++i)
+        one(i, nullptr);
+    });
+    return;
+  }
+  for (int64_t i = 0; i < batch; ++i)
+    one(i, rt->pool);
+}
+
+extern "C" void kiln_rt_fail(RuntimeContext *rt, int64_t node, int64_t value) {
+  int64_t none = -1;
+  if (rt->failedNode.compare_exchange_strong(none, node))
+    rt->failedValue = value;
+}
+
+extern "C" uint64_t kiln_rt_dropout_key(RuntimeContext *rt, int64_t opSeed) {
+  return splitmix64(splitmix64(rt->seed ^ splitmix64(uint64_t(opSeed))) ^
+                    rt->step);
+}

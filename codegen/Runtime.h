@@ -1,0 +1,56 @@
+//===- Runtime.h - What compiled code calls back into ------------*- C++
+//-*-===//
+//
+// The compiled step calls a handful of C functions: the thread pool's
+// parallel_for, the GEMM, error reporting for out-of-range ids and labels,
+// and dropout's per-op key. They receive the RuntimeContext the caller
+// passed to the entry point.
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_CODEGEN_RUNTIME_H
+#define KILN_CODEGEN_RUNTIME_H
+
+#include <atomic>
+#include <cstdint>
+
+namespace kiln {
+
+class ThreadPool;
+
+inline constexpr const char *kRtParallelFor = "kiln_rt_parallel_for";
+inline constexpr const char *kRtMatMul = "kiln_rt_matmul";
+inline constexpr const char *kRtFail = "kiln_rt_fail";
+inline constexpr const char *kRtDropoutKey = "kiln_rt_dropout_key";
+
+struct RuntimeContext {
+  ThreadPool *pool = nullptr;
+  uint64_t seed = 0, step = 0; ///< dropout's randomness
+  /// The first failure: the node that met a bad value, and the value.
+  std::atomic<int64_t> failedNode{-1};
+  int64_t failedValue = 0;
+};
+
+/// A kernel task: runs iterations [begin, end).
+using KernelTask = void (*)(void **bufs, RuntimeContext *rt, int64_t begin,
+                            int64_t end);
+
+extern "C" {
+void kiln_rt_parallel_for(RuntimeContext *rt, KernelTask task, void **bufs,
+                          int64_t count, int64_t grain);
+/// C[b] = op(A[b]) . op(B[b]) for b < batch, with flags bit 0: A stored
+/// transposed ([K, M]), bit 1: B stored transposed ([N, K]). Strides are
+/// in elements between consecutive batches (0: shared).
+void kiln_rt_matmul(RuntimeContext *rt, const float *a, const float *b,
+                    float *c, int64_t batch, int64_t m, int64_t n, int64_t k,
+                    int32_t flags, int64_t strideA, int64_t strideB,
+                    int64_t strideC);
+void kiln_rt_fail(RuntimeContext *rt, int64_t node, int64_t value);
+uint64_t kiln_rt_dropout_key(RuntimeContext *rt, int64_t opSeed);
+}
+
+/// splitmix64's finaliser, shared with the interpreter's dropout.
+uint64_t splitmix64(uint64_t z);
+
+} // namespace kiln
+
+#endif

@@ -1,0 +1,540 @@
+//===- JITTest.cpp - Compiled code against the reference interpreter ------===//
+//
+// Differential tests: every op, at sizes 1, 3, 17 and 129 along one axis,
+// with broadcasting and transposed matmul operands, compiled by the JIT and
+// compared with the interpreter in float32; every model's loss and
+// gradients; bitwise reproducibility across thread counts; the compile
+// cache; the runtime GEMM against a float64 reference; and run-time errors.
+//
+//===----------------------------------------------------------------------===//
+#include "codegen/JIT.h"
+#include "TestUtil.h"
+#include "ir/Graph.h"
+#include "passes/Autodiff.h"
+#include "passes/Passes.h"
+#include "runtime/Gemm.h"
+#include "runtime/Gradients.h"
+#include "runtime/Interpreter.h"
+#include "runtime/ThreadPool.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/FormatVariadic.h"
+#include <gtest/gtest.h>
+#include <random>
+#include <set>
+
+using namespace kiln;
+
+namespace {
+
+JIT &sharedJIT() {
+  static std::unique_ptr<JIT> jit = [] {
+    JITOptions opts;
+    opts.threads = 2;
+    return llvm::cantFail(JIT::create(opts));
+  }();
+  return *jit;
+}
+
+/// Element-wise relative error |a - b| / max(|b|, 1), the worst over a
+/// tensor; NaN where exactly one side is NaN.
+double worstError(const Tensor &a, const Tensor &b) {
+  EXPECT_EQ(a.shape(), b.shape());
+  double worst = 0;
+  for (int64_t i = 0; i < a.numel() && i < b.numel(); ++i) {
+    double x = a.at(i), y = b.at(i);
+    if (std::isnan(x) || std::isnan(y)) {
+      if (std::isnan(x) != std::isnan(y))
+        return NAN;
+      continue;
+    }
+    if (x == y)
+      continue; // infinities too
+    worst = std::max(worst, std::abs(x - y) / std::max(std::abs(y), 1.0));
+  }
+  return worst;
+}
+
+/// Random values for every leaf of g: floats uniform in [lo, hi), ids from
+/// `ids` cycled, state as for floats.
+llvm::StringMap<Tensor> randomLeaves(const Graph &g, double lo, double hi,
+                                     std::vector<int> ids, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(lo, hi);
+  llvm::StringMap<Tensor> leaves;
+  for (auto &n : g.nodes) {
+    if (!(n->info().flags & Leaf) || n->op == Op::Constant)
+      continue;
+    std::vector<double> v(*numElements(n->type.shape));
+    for (size_t i = 0; i < v.size(); ++i)
+      v[i] = n->type.dtype == DType::I32 ? ids[i % ids.size()] : u(rng);
+    leaves[n->stringAttr("name")] =
+        Tensor::fromValues(n->type.dtype, n->type.shape, v);
+  }
+  return leaves;
+}
+
+/// One differential case: IR text (a graph returning %out) with `S` standing
+/// for the size under test, and the input range.
+struct OpCase {
+  Op op;
+  const char *text;
+  double lo = -1, hi = 1;
+  std::vector<int> ids = {0};
+};
+
+// Each `S` is replaced by the size; `S2` by size + 2 (for windows).
+std::vector<OpCase> opCases() {
+  auto unary = [](Op op, const char *mn, double lo = -1, double hi = 1) {
+    static std::vector<std::string> keep;
+    keep.push_back(std::string("%a = input {name = \"a\"} : f32[S,3]\n"
+                               "%out = ") +
+                   mn + " %a : f32[S,3]");
+    return OpCase{op, keep.back().c_str(), lo, hi};
+  };
+  auto binary = [](Op op, const char *mn, double lo = -1, double hi = 1) {
+    static std::vector<std::string> keep;
+    keep.push_back(std::string("%a = input {name = \"a\"} : f32[3,S]\n"
+                               "%b = input {name = \"b\"} : f32[3,S]\n"
+                               "%out = ") +
+                   mn + " %a, %b : f32[3,S]");
+    return OpCase{op, keep.back().c_str(), lo, hi};
+  };
+  return {
+      {Op::Input, "%out = input {name = \"a\"} : f32[S,2]"},
+      {Op::Param, "%p = param {init = \"zeros\", name = \"p\"} : f32[S]\n"
+                  "%out = neg %p : f32[S]"},
+      {Op::State, "%p = state {init = \"ones\", name = \"s\"} : f32[S]\n"
+                  "%out = exp %p : f32[S]"},
+      {Op::Constant, "%out = constant {value = 2.5} : f32[S,2]"},
+      unary(Op::Neg, "neg"),
+      unary(Op::Exp, "exp", -3, 3),
+      unary(Op::Log, "log", 0.01, 5),
+      unary(Op::Sqrt, "sqrt", 0, 5),
+      unary(Op::Abs, "abs"),
+      unary(Op::Tanh, "tanh", -4, 4),
+      unary(Op::Sigmoid, "sigmoid", -6, 6),
+      unary(Op::Relu, "relu"),
+      {Op::LeakyRelu, "%a = input {name = \"a\"} : f32[S,3]\n"
+                      "%out = leaky_relu %a {slope = 0.1} : f32[S,3]"},
+      {Op::Elu, "%a = input {name = \"a\"} : f32[S,3]\n"
+                "%out = elu %a {alpha = 1.5} : f32[S,3]"},
+      unary(Op::Gelu, "gelu", -4, 4),
+      unary(Op::Softplus, "softplus", -30, 30),
+      unary(Op::Erf, "erf", -3, 3),
+      unary(Op::Step, "step"),
+      unary(Op::StopGradient, "stop_gradient"),
+      binary(Op::Add, "add"),
+      binary(Op::Sub, "sub"),
+      binary(Op::Mul, "mul"),
+      binary(Op::Div, "div", 0.5, 2),
+      binary(Op::Pow, "pow", 0.1, 3),
+      binary(Op::Maximum, "maximum"),
+      binary(Op::Minimum, "minimum"),
+      {Op::Equal, "%a = input {name = \"a\"} : f32[3,S]\n"
+                  "%r = relu %a : f32[3,S]\n"
+                  "%z = constant {value = 0.0} : f32[3,S]\n"
+                  "%out = equal %r, %z : f32[3,S]"},
+      {Op::Broadcast, "%a = input {name = \"a\"} : f32[S,1]\n"
+                      "%out = broadcast %a {shape = [2,S,4]} : f32[2,S,4]"},
+      {Op::Broadcast, "%a = input {name = \"a\"} : f32[S]\n"
+                      "%out = broadcast %a {shape = [3,S]} : f32[3,S]"},
+      {Op::Reshape, "%a = input {name = \"a\"} : f32[S,6]\n"
+                    "%r = reshape %a {shape = [6,S]} : f32[6,S]\n"
+                    "%out = neg %r : f32[6,S]"},
+      {Op::Transpose, "%a = input {name = \"a\"} : f32[2,S,3]\n"
+                      "%out = transpose %a {perm = [2,0,1]} : f32[3,2,S]"},
+      {Op::Transpose, "%a = input {name = \"a\"} : f32[S,5]\n"
+                      "%out = transpose %a {perm = [1,0]} : f32[5,S]"},
+      {Op::Slice, "%a = input {name = \"a\"} : f32[S2,7]\n"
+                  "%out = slice %a {begin = [1,0], end = [S2,7], step = "
+                  "[1,3]} : f32[S1,3]"},
+      {Op::Pad, "%a = input {name = \"a\"} : f32[2,S]\n"
+                "%out = pad %a {high = [0,2], interior = [1,0], low = [1,1]} "
+                ": f32[4,S3]"},
+      {Op::Concat, "%a = input {name = \"a\"} : f32[2,1]\n"
+                   "%b = input {name = \"b\"} : f32[2,S]\n"
+                   "%c = input {name = \"c\"} : f32[2,2]\n"
+                   "%out = concat %a, %b, %c {axis = 1} : f32[2,S3]"},
+      {Op::Sum, "%a = input {name = \"a\"} : f32[3,S,5]\n"
+                "%out = sum %a {axes = [1], keepdims = 0} : f32[3,5]"},
+      {Op::Sum, "%a = input {name = \"a\"} : f32[S,5]\n"
+                "%out = sum %a {axes = [0], keepdims = 0} : f32[5]"},
+      {Op::Sum, "%a = input {name = \"a\"} : f32[4,S]\n"
+                "%out = sum %a {axes = [], keepdims = 0} : f32[]"},
+      {Op::Mean, "%a = input {name = \"a\"} : f32[3,4,S]\n"
+                 "%out = mean %a {axes = [0,2], keepdims = 1} : f32[1,4,1]"},
+      {Op::Max, "%a = input {name = \"a\"} : f32[3,4,S]\n"
+                "%out = max %a {axes = [-1], keepdims = 0} : f32[3,4]"},
+      {Op::MatMul, "%a = input {name = \"a\"} : f32[S,4]\n"
+                   "%b = input {name = \"b\"} : f32[4,5]\n"
+                   "%out = matmul %a, %b : f32[S,5]"},
+      {Op::MatMul, "%a = input {name = \"a\"} : f32[2,3,S]\n"
+                   "%b = input {name = \"b\"} : f32[2,S,5]\n"
+                   "%out = matmul %a, %b : f32[2,3,5]"},
+      {Op::MatMul, "%a = input {name = \"a\"} : f32[2,S,4]\n"
+                   "%b = input {name = \"b\"} : f32[4,S]\n"
+                   "%out = matmul %a, %b : f32[2,S,S]"},
+      // Transposed operands, read in place: a^T b and a b^T.
+      {Op::MatMul, "%a = input {name = \"a\"} : f32[7,S]\n"
+                   "%t = transpose %a {perm = [1,0]} : f32[S,7]\n"
+                   "%b = input {name = \"b\"} : f32[7,S]\n"
+                   "%out = matmul %t, %b : f32[S,S]"},
+      {Op::MatMul, "%a = input {name = \"a\"} : f32[2,3,S]\n"
+                   "%b = input {name = \"b\"} : f32[2,5,S]\n"
+                   "%t = transpose %b {perm = [0,2,1]} : f32[2,S,5]\n"
+                   "%out = matmul %a, %t : f32[2,3,5]"},
+      {Op::Conv2d, "%a = input {name = \"a\"} : f32[2,3,S2,5]\n"
+                   "%w = input {name = \"w\"} : f32[4,3,3,3]\n"
+                   "%out = conv2d %a, %w {pad = 1, stride = 2} : "
+                   "f32[2,4,H2,3]"},
+      {Op::MaxPool2d, "%a = input {name = \"a\"} : f32[2,2,S2,5]\n"
+                      "%out = max_pool2d %a {pad = 1, size = 3, stride = 2} "
+                      ": f32[2,2,H2,3]"},
+      {Op::AvgPool2d, "%a = input {name = \"a\"} : f32[2,2,S2,5]\n"
+                      "%out = avg_pool2d %a {pad = 1, size = 3, stride = 2} "
+                      ": f32[2,2,H2,3]"},
+      {Op::Unfold2d, "%a = input {name = \"a\"} : f32[1,2,S2,3]\n"
+                     "%out = unfold2d %a {pad = 1, size = 3, stride = 2, "
+                     "value = -1e30} : f32[1,18,P2]"},
+      {Op::Fold2d, "%a = input {name = \"a\"} : f32[1,18,P2]\n"
+                   "%out = fold2d %a {pad = 1, shape = [S2,3], size = 3, "
+                   "stride = 2} : f32[1,2,S2,3]"},
+      {Op::Softmax,
+       "%a = input {name = \"a\"} : f32[S,3]\n"
+       "%out = softmax %a {axis = 0} : f32[S,3]",
+       -5, 5},
+      {Op::LogSoftmax,
+       "%a = input {name = \"a\"} : f32[3,S]\n"
+       "%out = log_softmax %a {axis = -1} : f32[3,S]",
+       -5, 5},
+      {Op::BatchNorm,
+       "%a = input {name = \"a\"} : f32[4,S,2,3]\n"
+       "%g = input {name = \"g\"} : f32[S]\n%b = input {name = \"b\"} : "
+       "f32[S]\n"
+       "%m = input {name = \"m\"} : f32[S]\n%v = input {name = \"v\"} : "
+       "f32[S]\n"
+       "%out = batch_norm %a, %g, %b, %m, %v {eps = 1e-05, mode = \"train\", "
+       "momentum = 0.1} : f32[4,S,2,3]",
+       0.1, 2},
+      {Op::BatchNorm,
+       "%a = input {name = \"a\"} : f32[3,S]\n"
+       "%g = input {name = \"g\"} : f32[S]\n%b = input {name = \"b\"} : "
+       "f32[S]\n"
+       "%m = input {name = \"m\"} : f32[S]\n%v = input {name = \"v\"} : "
+       "f32[S]\n"
+       "%out = batch_norm %a, %g, %b, %m, %v {eps = 1e-05, mode = \"eval\", "
+       "momentum = 0.1} : f32[3,S]",
+       0.1, 2},
+      {Op::LayerNorm, "%a = input {name = \"a\"} : f32[3,S]\n"
+                      "%g = input {name = \"g\"} : f32[S]\n"
+                      "%b = input {name = \"b\"} : f32[S]\n"
+                      "%out = layer_norm %a, %g, %b {eps = 1e-05} : f32[3,S]"},
+      {Op::Dropout, "%a = input {name = \"a\"} : f32[4,S]\n"
+                    "%out = dropout %a {mode = \"train\", p = 0.3, seed = 4} "
+                    ": f32[4,S]"},
+      {Op::Dropout, "%a = input {name = \"a\"} : f32[4,S]\n"
+                    "%out = dropout %a {mode = \"eval\", p = 0.3, seed = 4} "
+                    ": f32[4,S]"},
+      {Op::Embedding,
+       "%i = input {name = \"i\"} : i32[2,3]\n"
+       "%t = input {name = \"t\"} : f32[5,S]\n"
+       "%out = embedding %i, %t : f32[2,3,S]",
+       -1,
+       1,
+       {4, 0, 4, 1, 2, 3}},
+      {Op::OneHot,
+       "%i = input {name = \"i\"} : i32[S]\n"
+       "%out = one_hot %i {classes = 5} : f32[S,5]",
+       -1,
+       1,
+       {4, 0, 2, 1, 3}},
+      {Op::CrossEntropy,
+       "%a = input {name = \"a\"} : f32[S,6]\n"
+       "%y = input {name = \"y\"} : i32[S]\n"
+       "%out = cross_entropy %a, %y {label_smoothing = 0.1} : f32[]",
+       -4,
+       4,
+       {5, 0, 3, 1}},
+      {Op::BCEWithLogits,
+       "%a = input {name = \"a\"} : f32[3,S]\n"
+       "%t = input {name = \"t\"} : f32[3,S]\n"
+       "%out = binary_cross_entropy_with_logits %a, %t : f32[]",
+       -4, 4},
+      {Op::MSE, "%a = input {name = \"a\"} : f32[3,S]\n"
+                "%b = input {name = \"b\"} : f32[3,S]\n"
+                "%out = mse %a, %b : f32[]"},
+  };
+}
+
+/// The case's graph at size s.
+std::string caseGraph(const OpCase &c, int64_t s) {
+  // Window arithmetic: H = S + 2 with kernel 3, pad 1, stride 2.
+  int64_t h = s + 2, oh = (h + 2 - 3) / 2 + 1;
+  std::string body = c.text;
+  auto sub = [&](llvm::StringRef from, int64_t v) {
+    std::string out;
+    llvm::StringRef rest = body;
+    while (true) {
+      size_t at = rest.find(from);
+      if (at == llvm::StringRef::npos)
+        break;
+      out += rest.take_front(at).str() + std::to_string(v);
+      rest = rest.drop_front(at + from.size());
+    }
+    body = out + rest.str();
+  };
+  sub("S2", h);
+  sub("S1", (h - 1 + 0) / 1); // slice 1:h:1
+  sub("S3", s + 3);
+  sub("H2", oh);
+  sub("P2", oh * 2);
+  sub("S", s);
+  std::string text = "graph @t {\n";
+  for (llvm::StringRef line : llvm::split(body, '\n'))
+    text += "  " + line.str() + "\n";
+  return text + "  return %out\n}\n";
+}
+
+class JITOp : public testing::TestWithParam<std::tuple<size_t, int64_t>> {};
+
+TEST_P(JITOp, MatchesInterpreter) {
+  static const std::vector<OpCase> cases = opCases();
+  const OpCase &c = cases[std::get<0>(GetParam())];
+  int64_t s = std::get<1>(GetParam());
+  std::string text = caseGraph(c, s);
+  test::Source src(text);
+  auto g = test::parseGraph(src);
+  ASSERT_TRUE(g) << src.errors << text;
+  auto leaves = randomLeaves(*g, c.lo, c.hi, c.ids, 11 + s);
+  auto want = interpret(*g, leaves);
+  ASSERT_TRUE(bool(want)) << llvm::toString(want.takeError());
+  auto compiled = sharedJIT().compile(*g);
+  ASSERT_TRUE(bool(compiled)) << llvm::toString(compiled.takeError()) << text;
+  auto got = compiled->run(leaves, /*seed=*/0, /*step=*/0);
+  ASSERT_TRUE(bool(got)) << llvm::toString(got.takeError());
+  const Tensor &expect = want->back(); // %out is the last node
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_LE(worstError((*got)[0], expect), 1e-5) << text;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllOps, JITOp,
+    testing::Combine(testing::Range<size_t>(0, opCases().size()),
+                     testing::Values(1, 3, 17, 129)),
+    [](const testing::TestParamInfo<JITOp::ParamType> &info) {
+      size_t i = std::get<0>(info.param);
+      std::string op = opInfo(opCases()[i].op).mnemonic.str();
+      std::replace(op.begin(), op.end(), '.', '_');
+      return op + "_" + std::to_string(i) + "_size" +
+             std::to_string(std::get<1>(info.param));
+    });
+
+TEST(JITOpTable, EveryOpHasADifferentialCase) {
+  std::set<Op> covered;
+  for (const OpCase &c : opCases())
+    covered.insert(c.op);
+  for (Op op : allOps())
+    EXPECT_TRUE(covered.count(op)) << opInfo(op).mnemonic.str();
+}
+
+//===-- Whole models ------------------------------------------------------===//
+
+std::string modelFile(const char *name) {
+  auto buf = llvm::MemoryBuffer::getFile(std::string(KILN_SOURCE_DIR) +
+                                         "/models/" + name + ".kiln");
+  return buf ? (*buf)->getBuffer().str() : "";
+}
+
+struct ModelRun {
+  std::unique_ptr<Graph> training;
+  llvm::StringMap<Tensor> leaves;
+};
+
+ModelRun trainingGraph(test::Source &src, int64_t batch) {
+  ModelRun r;
+  r.training = test::lowerSource(src, {{"N", batch}});
+  if (!r.training)
+    return r;
+  EXPECT_FALSE(bool(differentiate(*r.training)));
+  EXPECT_FALSE(
+      bool(runPipeline(*r.training, "simplify,cse,dce", {}, llvm::nulls())));
+  TensorMap params = initialParams(*r.training, 7), inputs;
+  std::mt19937_64 rng(3);
+  for (Node *in : r.training->leaves(Op::Input)) {
+    std::vector<double> v(*numElements(in->type.shape));
+    for (double &x : v)
+      x = in->type.dtype == DType::I32 ? double(rng() % 2)
+                                       : double(rng() % 1000) / 1000.0;
+    inputs[in->stringAttr("name")] =
+        Tensor::fromValues(in->type.dtype, in->type.shape, v);
+  }
+  auto leaves = bindLeaves(*r.training, params, inputs);
+  EXPECT_TRUE(bool(leaves)) << llvm::toString(leaves.takeError());
+  if (leaves)
+    r.leaves = std::move(*leaves);
+  return r;
+}
+
+/// Norm-wise error of each root: max |a - b| / max(max |b|, 1e-3).
+void expectModelMatches(const char *name, int64_t batch) {
+  test::Source src(modelFile(name));
+  ModelRun r = trainingGraph(src, batch);
+  ASSERT_TRUE(r.training) << src.errors;
+  auto want = interpret(*r.training, r.leaves);
+  ASSERT_TRUE(bool(want)) << llvm::toString(want.takeError());
+  auto compiled = sharedJIT().compile(*r.training);
+  ASSERT_TRUE(bool(compiled)) << llvm::toString(compiled.takeError());
+  auto got = compiled->run(r.leaves);
+  ASSERT_TRUE(bool(got)) << llvm::toString(got.takeError());
+  auto roots = r.training->roots();
+  ASSERT_EQ(got->size(), roots.size());
+  for (size_t i = 0; i < roots.size(); ++i) {
+    size_t node = llvm::find_if(r.training->nodes,
+                                [&](auto &n) { return n.get() == *roots[i]; }) -
+                  r.training->nodes.begin();
+    const Tensor &a = (*got)[i], &b = (*want)[node];
+    double scale = 1e-3, diff = 0;
+    for (int64_t j = 0; j < b.numel(); ++j) {
+      scale = std::max(scale, std::abs(b.at(j)));
+      diff = std::max(diff, std::abs(a.at(j) - b.at(j)));
+    }
+    EXPECT_LE(diff / scale, 1e-5) << name << " root " << i;
+  }
+}
+
+TEST(JITModels, MLP) { expectModelMatches("mlp", 16); }
+TEST(JITModels, SoftmaxRegression) {
+  expectModelMatches("softmax_regression", 16);
+}
+TEST(JITModels, LogisticRegression) {
+  expectModelMatches("logistic_regression", 16);
+}
+TEST(JITModels, SVM) { expectModelMatches("svm", 16); }
+TEST(JITModels, CNN) { expectModelMatches("cnn", 4); }
+TEST(JITModels, AlexNet) { expectModelMatches("alexnet", 2); }
+TEST(JITModels, ResNet) { expectModelMatches("resnet", 2); }
+
+TEST(JIT, ResultsAreBitwiseIdenticalAcrossThreadCounts) {
+  test::Source src(modelFile("cnn"));
+  ModelRun r = trainingGraph(src, 8);
+  ASSERT_TRUE(r.training);
+  std::vector<std::vector<Tensor>> results;
+  for (unsigned t : {1u, 2u, 2u}) {
+    JITOptions opts;
+    opts.threads = t;
+    auto jit = llvm::cantFail(JIT::create(opts));
+    auto compiled = jit->compile(*r.training);
+    ASSERT_TRUE(bool(compiled));
+    auto got = compiled->run(r.leaves);
+    ASSERT_TRUE(bool(got));
+    results.push_back(std::move(*got));
+  }
+  for (size_t k = 1; k < results.size(); ++k)
+    for (size_t i = 0; i < results[0].size(); ++i)
+      EXPECT_EQ(std::memcmp(results[0][i].raw(), results[k][i].raw(),
+                            results[0][i].nbytes()),
+                0)
+          << "root " << i << ", run " << k;
+}
+
+TEST(JIT, CompiledCodeIsCachedPerGraph) {
+  auto jit = llvm::cantFail(JIT::create());
+  test::Source a(modelFile("mlp")), b(modelFile("mlp")), c(modelFile("svm"));
+  auto g1 = test::lowerSource(a, {{"N", 4}});
+  auto g2 = test::lowerSource(b, {{"N", 4}});
+  auto g3 = test::lowerSource(c, {{"N", 4}});
+  ASSERT_TRUE(g1 && g2 && g3);
+  auto first = jit->compile(*g1);
+  ASSERT_TRUE(bool(first));
+  auto second = jit->compile(*g2); // an identical graph: no new compilation
+  ASSERT_TRUE(bool(second));
+  EXPECT_EQ(&*first, &*second);
+  EXPECT_EQ(jit->compilations(), 1u);
+  ASSERT_TRUE(bool(jit->compile(*g3)));
+  EXPECT_EQ(jit->compilations(), 2u);
+}
+
+TEST(JIT, OutOfRangeIdsAreErrorsWithTheSourceLocation) {
+  test::Source src(R"(
+model m(x: f32[N, 4], y: i32[N]) {
+  param w: f32[4, 3] = zeros()
+  minimize cross_entropy(x @ w, y)
+}
+)");
+  auto g = test::lowerSource(src, {{"N", 2}});
+  ASSERT_TRUE(g) << src.errors;
+  auto leaves = randomLeaves(*g, -1, 1, {1, 7}, 1);
+  TensorMap params = initialParams(*g, 1);
+  for (auto &kv : params)
+    leaves[kv.first] = kv.second;
+  auto compiled = sharedJIT().compile(*g);
+  ASSERT_TRUE(bool(compiled));
+  auto got = compiled->run(leaves);
+  ASSERT_FALSE(bool(got));
+  std::string msg = llvm::toString(got.takeError());
+  EXPECT_NE(msg.find("label 7 is out of range for 3 classes"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("test:4:"), std::string::npos) << msg;
+}
+
+TEST(JIT, MissingAndMisshapedLeavesAreErrors) {
+  test::Source src("graph @t {\n  %a = input {name = \"a\"} : f32[2,3]\n"
+                   "  %out = neg %a : f32[2,3]\n  return %out\n}\n");
+  auto g = test::parseGraph(src);
+  ASSERT_TRUE(g);
+  auto compiled = sharedJIT().compile(*g);
+  ASSERT_TRUE(bool(compiled));
+  llvm::StringMap<Tensor> none;
+  auto missing = compiled->run(none);
+  ASSERT_FALSE(bool(missing));
+  EXPECT_EQ(llvm::toString(missing.takeError()), "no value for input 'a'");
+  llvm::StringMap<Tensor> wrong;
+  wrong["a"] = Tensor(DType::F32, {3, 2});
+  auto bad = compiled->run(wrong);
+  ASSERT_FALSE(bool(bad));
+  EXPECT_EQ(llvm::toString(bad.takeError()),
+            "input 'a' must have shape [2,3], got [3,2]");
+}
+
+//===-- The runtime GEMM
+//----------------------------------------------------===//
+
+TEST(Gemm, MatchesFloat64ReferenceForEveryTransposeAndEdgeSize) {
+  ThreadPool pool(2);
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (int64_t m : {1, 7, 17, 130})
+    for (int64_t n : {1, 15, 33, 129})
+      for (int64_t k : {1, 3, 300})
+        for (int t = 0; t < 4; ++t) {
+          bool ta = t & 1, tb = t & 2;
+          std::vector<float> a(m * k), b(k * n), c(m * n, 7.0f);
+          for (float &x : a)
+            x = u(rng);
+          for (float &x : b)
+            x = u(rng);
+          GemmOperand A{a.data(), ta ? m : k, ta}, B{b.data(), tb ? k : n, tb};
+          bool accumulate = (m + n + k + t) % 2;
+          gemm(m, n, k, A, B, c.data(), n, accumulate, &pool);
+          double worst = 0;
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < n; ++j) {
+              double want = accumulate ? 7.0 : 0.0, mag = 0;
+              for (int64_t p = 0; p < k; ++p) {
+                double x = ta ? a[p * m + i] : a[i * k + p];
+                double y = tb ? b[j * k + p] : b[p * n + j];
+                want += x * y;
+                mag += std::abs(x * y);
+              }
+              worst = std::max(worst, std::abs(c[i * n + j] - want) /
+                                          std::max(mag, 1.0));
+            }
+          EXPECT_LE(worst, 1e-6)
+              << llvm::formatv("m={0} n={1} k={2} ta={3} tb={4}", m, n, k, ta,
+                               tb)
+                     .str();
+        }
+}
+
+} // namespace
