@@ -11,4 +11,6 @@ config.test_exec_root = os.path.join(config.kiln_obj_root, "tests", "lit")
 
 config.environment["PATH"] = os.pathsep.join(
     [config.kiln_tools_dir, config.llvm_tools_dir, config.environment.get("PATH", "")])
+config.substitutions.append(
+    ("%compare", "python3 " + os.path.join(config.test_source_root, "Inputs", "compare_safetensors.py")))
 config.substitutions.append(("%models", os.path.join(config.kiln_src_root, "models")))
