@@ -198,6 +198,26 @@ private:
   }
   Value *libm(StringRef name, Value *x);
   Value *isNaN(Value *x) { return b.CreateFCmpUNO(x, x); }
+  /// The input position of window offset (kh, kw) at output (oh, ow), and
+  /// whether it lies inside the H x W image (not in the padding).
+  struct WindowPos {
+    Value *ih, *iw, *inside;
+  };
+  WindowPos window(Value *oh, Value *ow, Value *kh, Value *kw, int64_t stride,
+                   int64_t pad, int64_t H, int64_t W) {
+    Value *ih = b.CreateAdd(b.CreateSub(mul(oh, stride), c64(pad)), kh);
+    Value *iw = b.CreateAdd(b.CreateSub(mul(ow, stride), c64(pad)), kw);
+    Value *inside = b.CreateAnd(
+        b.CreateAnd(b.CreateICmpSGE(ih, c64(0)), b.CreateICmpSLT(ih, c64(H))),
+        b.CreateAnd(b.CreateICmpSGE(iw, c64(0)), b.CreateICmpSLT(iw, c64(W))));
+    return {ih, iw, inside};
+  }
+  /// The pointer in slot s, loaded in the entry point.
+  Value *entrySlot(int64_t s) {
+    return eb.CreateLoad(
+        ptr, eb.CreateConstInBoundsGEP1_64(ptr, entry->getArg(0), s));
+  }
+
   /// PyTorch's NaN-propagating max: isnan(x) || x > acc ? x : acc, unless
   /// acc is already NaN.
   Value *nanMax(Value *acc, Value *x) {
@@ -630,12 +650,9 @@ void Lowering::emitMatMul(const Node &n) {
     M *= batch;
     batch = 1;
   }
-  Value *bufs = entry->getArg(0), *rt = entry->getArg(1);
-  auto bufAt = [&](int64_t s) {
-    return eb.CreateLoad(ptr, eb.CreateConstInBoundsGEP1_64(ptr, bufs, s));
-  };
+  Value *rt = entry->getArg(1);
   eb.CreateCall(matmul,
-                {rt, bufAt(slot(a)), bufAt(slot(w)), bufAt(slot(n)),
+                {rt, entrySlot(slot(a)), entrySlot(slot(w)), entrySlot(slot(n)),
                  eb.getInt64(batch), eb.getInt64(M), eb.getInt64(N),
                  eb.getInt64(K), eb.getInt32(ta | tb << 1), eb.getInt64(M * K),
                  eb.getInt64(sharedB ? 0 : K * N), eb.getInt64(M * N)});
@@ -681,15 +698,12 @@ void Lowering::emitConv2d(const Node &n) {
   emitIm2col(n, scratch, w[2], n.intAttr("stride"), n.intAttr("pad"), 0);
   // y[n] (O x P) = w (O x CKK) . cols[n] (CKK x P), per image.
   int64_t O = w[0], CKK = w[1] * w[2] * w[3], P = y[2] * y[3];
-  Value *bufs = entry->getArg(0), *rt = entry->getArg(1);
-  auto bufAt = [&](int64_t s) {
-    return eb.CreateLoad(ptr, eb.CreateConstInBoundsGEP1_64(ptr, bufs, s));
-  };
+  Value *rt = entry->getArg(1);
   eb.CreateCall(matmul,
-                {rt, bufAt(slot(n.operands[1])), bufAt(scratch), bufAt(slot(n)),
-                 eb.getInt64(y[0]), eb.getInt64(O), eb.getInt64(P),
-                 eb.getInt64(CKK), eb.getInt32(0), eb.getInt64(0),
-                 eb.getInt64(CKK * P), eb.getInt64(O * P)});
+                {rt, entrySlot(slot(n.operands[1])), entrySlot(scratch),
+                 entrySlot(slot(n)), eb.getInt64(y[0]), eb.getInt64(O),
+                 eb.getInt64(P), eb.getInt64(CKK), eb.getInt32(0),
+                 eb.getInt64(0), eb.getInt64(CKK * P), eb.getInt64(O * P)});
 }
 
 /// col2im: each image plane sums the column entries that read it, in the
@@ -709,12 +723,7 @@ void Lowering::emitFold(const Node &n) {
         Value *src = mul(add(add(colRow0, mul(kh, size)), kw), OH * OW);
         loop(OH, [&](Value *oh) {
           loop(OW, [&](Value *ow) {
-            Value *ih = b.CreateAdd(b.CreateSub(mul(oh, s), c64(p)), kh);
-            Value *iw = b.CreateAdd(b.CreateSub(mul(ow, s), c64(p)), kw);
-            Value *in = b.CreateAnd(b.CreateAnd(b.CreateICmpSGE(ih, c64(0)),
-                                                b.CreateICmpSLT(ih, c64(H))),
-                                    b.CreateAnd(b.CreateICmpSGE(iw, c64(0)),
-                                                b.CreateICmpSLT(iw, c64(W))));
+            auto [ih, iw, in] = window(oh, ow, kh, kw, s, p, H, W);
             BasicBlock *then = BasicBlock::Create(ctx, "inside", k.fn);
             BasicBlock *cont = BasicBlock::Create(ctx, "next", k.fn);
             b.CreateCondBr(in, then, cont);
@@ -745,12 +754,7 @@ void Lowering::emitPool(const Node &n) {
         AllocaInst *acc = var(f32, isMax ? cf(-INFINITY) : cf(0));
         loop(size, [&](Value *kh) {
           loop(size, [&](Value *kw) {
-            Value *ih = b.CreateAdd(b.CreateSub(mul(oh, s), c64(p)), kh);
-            Value *iw = b.CreateAdd(b.CreateSub(mul(ow, s), c64(p)), kw);
-            Value *in = b.CreateAnd(b.CreateAnd(b.CreateICmpSGE(ih, c64(0)),
-                                                b.CreateICmpSLT(ih, c64(H))),
-                                    b.CreateAnd(b.CreateICmpSGE(iw, c64(0)),
-                                                b.CreateICmpSLT(iw, c64(W))));
+            auto [ih, iw, in] = window(oh, ow, kh, kw, s, p, H, W);
             Value *at = b.CreateSelect(
                 in, add(mul(plane, H * W), add(mul(ih, W), iw)), c64(0));
             Value *v = loadF(k.buf[1], at);
