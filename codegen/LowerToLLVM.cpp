@@ -410,7 +410,8 @@ Value *Lowering::scalar(const Node &n, ArrayRef<Value *> a, Value *flat,
   case Op::Equal:
     return b.CreateSelect(b.CreateFCmpOEQ(x, a[1]), one, zero);
   case Op::Dropout: {
-    // u = (mix(key ^ i) >> 11) * 2^-53, as the interpreter draws it.
+    // u = (splitmix64(key ^ i) >> 11) * 2^-53, as the interpreter draws it
+    // (ir/ops/Network.cpp), written out in IR so the loop vectorizes.
     auto mixStep = [&](Value *z, unsigned shift, uint64_t mulBy) {
       Value *s = b.CreateXor(z, b.CreateLShr(z, shift));
       return mulBy ? b.CreateMul(s, b.getInt64(mulBy)) : s;
@@ -566,15 +567,7 @@ void Lowering::emitConcat(const Node &n) {
 
 void Lowering::emitReduce(const Node &n) {
   const Shape &in = n.operands[0]->type.shape;
-  Shape axes;
-  {
-    auto list = n.intsAttr("axes");
-    for (int64_t d = 0; d < int64_t(in.size()); ++d)
-      if (list.empty() || llvm::any_of(list, [&](int64_t a) {
-            return (a + int64_t(in.size())) % int64_t(in.size()) == d;
-          }))
-        axes.push_back(d);
-  }
+  Shape axes = cantFail(reducedAxes(n));
   bool isMax = n.op == Op::Max;
   int64_t outN = elems(n), count = elems(*n.operands[0]) / outN;
   Value *init = isMax ? cf(-INFINITY) : cf(0);

@@ -1,17 +1,11 @@
 //===- Runtime.cpp - What compiled code calls back into -------------------===//
 
 #include "codegen/Runtime.h"
+#include "ir/OpRules.h"
 #include "runtime/Gemm.h"
 #include "runtime/ThreadPool.h"
 
 using namespace kiln;
-
-uint64_t kiln::splitmix64(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
 
 extern "C" void kiln_rt_parallel_for(RuntimeContext *rt, KernelTask task,
                                      void **bufs, int64_t count,
@@ -57,6 +51,5 @@ extern "C" void kiln_rt_fail(RuntimeContext *rt, int64_t node, int64_t value) {
 }
 
 extern "C" uint64_t kiln_rt_dropout_key(RuntimeContext *rt, int64_t opSeed) {
-  return splitmix64(splitmix64(rt->seed ^ splitmix64(uint64_t(opSeed))) ^
-                    rt->step);
+  return dropoutKey(rt->seed, opSeed, rt->step);
 }

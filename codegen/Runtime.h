@@ -48,9 +48,6 @@ void kiln_rt_fail(RuntimeContext *rt, int64_t node, int64_t value);
 uint64_t kiln_rt_dropout_key(RuntimeContext *rt, int64_t opSeed);
 }
 
-/// splitmix64's finaliser, shared with the interpreter's dropout.
-uint64_t splitmix64(uint64_t z);
-
 } // namespace kiln
 
 #endif

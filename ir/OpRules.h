@@ -84,6 +84,17 @@ Shape stridesOf(llvm::ArrayRef<int64_t> shape);
 std::vector<int64_t> stridedOffsets(llvm::ArrayRef<int64_t> shape,
                                     llvm::ArrayRef<int64_t> strides,
                                     int64_t base = 0);
+/// The axes a reduction (sum, mean, max) reduces, normalised and sorted;
+/// all of them when its `axes` attribute is empty.
+llvm::Expected<Shape> reducedAxes(const Node &n);
+
+/// splitmix64's finaliser: dropout's counter-based generator.
+uint64_t splitmix64(uint64_t z);
+/// The key of one dropout op in one step: element i draws
+/// (splitmix64(key ^ i) >> 11) * 2^-53. The interpreter and compiled code
+/// share it, so their masks agree element for element.
+uint64_t dropoutKey(uint64_t runSeed, int64_t opSeed, uint64_t step);
+
 /// out[i] = src[offsets[i]], for any dtype.
 void gatherElements(const Tensor &src, Tensor &out,
                     llvm::ArrayRef<int64_t> offsets);

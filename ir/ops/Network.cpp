@@ -190,15 +190,6 @@ llvm::Expected<TensorType> shapeDropout(const Node &n) {
   return n.operands[0]->type;
 }
 
-/// splitmix64: a counter-based generator, so element i's draw depends only
-/// on (run seed, op seed, step, i) and any order of evaluation agrees.
-uint64_t mix(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 template <typename T>
 void evalDropout(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
                  EvalContext &ctx) {
@@ -209,11 +200,10 @@ void evalDropout(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
     std::copy_n(x, out.numel(), y);
     return;
   }
-  uint64_t key =
-      mix(mix(ctx.seed ^ mix(uint64_t(n.intAttr("seed")))) ^ ctx.step);
+  uint64_t key = dropoutKey(ctx.seed, n.intAttr("seed"), ctx.step);
   T scale = T(1 / (1 - p));
   for (int64_t i = 0; i < out.numel(); ++i) {
-    double u = double(mix(key ^ uint64_t(i)) >> 11) * 0x1.0p-53;
+    double u = double(splitmix64(key ^ uint64_t(i)) >> 11) * 0x1.0p-53;
     y[i] = u < p ? T(0) : x[i] * scale;
   }
 }
@@ -402,4 +392,17 @@ void kiln::registerNetworkRules(RuleTable &t) {
   t[size_t(Op::LayerNorm)].grad = gradLayerNorm;
   t[size_t(Op::Dropout)].grad = gradDropout;
   t[size_t(Op::Embedding)].grad = gradEmbedding;
+}
+
+// splitmix64 is counter-based, so element i's draw depends only on (run
+// seed, op seed, step, i) and any order of evaluation agrees.
+uint64_t kiln::splitmix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+uint64_t kiln::dropoutKey(uint64_t runSeed, int64_t opSeed, uint64_t step) {
+  return splitmix64(splitmix64(runSeed ^ splitmix64(uint64_t(opSeed))) ^ step);
 }

@@ -10,10 +10,7 @@
 
 using namespace kiln;
 
-namespace {
-
-/// The normalised, sorted, unique axes of a reduction (all if empty).
-llvm::Expected<Shape> reducedAxes(const Node &n) {
+llvm::Expected<Shape> kiln::reducedAxes(const Node &n) {
   auto axes = n.getInts("axes");
   if (!axes)
     return axes.takeError();
@@ -36,6 +33,8 @@ llvm::Expected<Shape> reducedAxes(const Node &n) {
   llvm::sort(out);
   return out;
 }
+
+namespace {
 
 llvm::Expected<TensorType> shapeReduce(const Node &n) {
   if (auto e = expectFloat(n, 0))
