@@ -11,6 +11,7 @@
 #include "codegen/Runtime.h"
 #include "ir/Printer.h"
 #include "runtime/ThreadPool.h"
+#include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Analysis/TargetLibraryInfo.h"
 #include "llvm/ExecutionEngine/Orc/ExecutionUtils.h"
@@ -259,28 +260,36 @@ Expected<const CompiledGraph &> JIT::compile(const Graph &g) {
       cg->leaves_.push_back({n.info().mnemonic.str(), n.stringAttr("name"),
                              n.type, cg->plan_.slotOf[i]});
   }
-  for (Node **root : const_cast<Graph &>(g).roots()) {
-    size_t i =
-        llvm::find_if(g.nodes, [&](auto &p) { return p.get() == *root; }) -
-        g.nodes.begin();
-    cg->roots_.push_back({(*root)->type, cg->plan_.slotOf[i]});
-  }
-  cg->failSites_.resize(g.nodes.size());
+  DenseMap<const Node *, size_t> index;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    index[g.nodes[i].get()] = i;
+  for (const Node *root : g.rootValues())
+    cg->roots_.push_back({root->type, cg->plan_.slotOf[index[root]]});
+  cg->failMessages_.resize(g.nodes.size());
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const Node &n = *g.nodes[i];
-    CompiledGraph::FailSite &f = cg->failSites_[i];
-    f.where = locationOf(n);
-    if (n.op == Op::Embedding) {
-      f.what = "embedding id";
-      f.limit = n.operands[1]->type.shape[0];
-    } else if (n.op == Op::OneHot) {
-      f.what = "one_hot id";
-      f.limit = n.intAttr("classes");
-    } else if (n.op == Op::CrossEntropy) {
-      f.what = "label";
-      f.limit = n.operands[0]->type.shape[1];
-    }
+    std::string where = locationOf(n);
+    CompiledGraph::FailMessage &f = cg->failMessages_[i];
+    if (n.op == Op::Embedding)
+      f = {where + "embedding id ",
+           " is out of range for a table of " +
+               std::to_string(n.operands[1]->type.shape[0]) + " rows"};
+    else if (n.op == Op::OneHot)
+      f = {where + "one_hot id ", " is out of range for " +
+                                      std::to_string(n.intAttr("classes")) +
+                                      " classes"};
+    else if (n.op == Op::CrossEntropy)
+      f = {where + "label ", " is out of range for " +
+                                 std::to_string(n.operands[0]->type.shape[1]) +
+                                 " classes"};
   }
+  if (auto e = checkMemory(cg->plan_.workspaceBytes, "compiled @" + g.name))
+    return std::move(e);
+  cg->workspace_.reset(static_cast<char *>(
+      std::aligned_alloc(64, std::max<int64_t>(64, cg->plan_.workspaceBytes))));
+  if (!cg->workspace_)
+    return makeError("cannot allocate " + Twine(cg->plan_.workspaceBytes) +
+                     " bytes for compiled @" + g.name);
   auto &slot = impl_->cache[key];
   slot = std::move(cg);
   return *slot;
@@ -311,32 +320,18 @@ CompiledGraph::run(const StringMap<Tensor> &leaves, uint64_t seed,
     }
     bufs[l.slot] = const_cast<void *>(use->raw());
   }
-  if (auto e = checkMemory(plan_.workspaceBytes, "the compiled step"))
-    return std::move(e);
-  std::unique_ptr<char, decltype(&std::free)> workspace(
-      static_cast<char *>(
-          std::aligned_alloc(64, std::max<int64_t>(64, plan_.workspaceBytes))),
-      &std::free);
-  if (!workspace)
-    return makeError("cannot allocate " + Twine(plan_.workspaceBytes) +
-                     " bytes for the compiled step");
   for (size_t s = 0; s < plan_.numSlots(); ++s)
     if (plan_.leafOf[s] < 0)
-      bufs[s] = workspace.get() + plan_.offset[s];
+      bufs[s] = workspace_.get() + plan_.offset[s];
 
   RuntimeContext rt;
   rt.pool = pool_->size() > 1 ? pool_ : nullptr;
   rt.seed = seed;
   rt.step = step;
   entry_(bufs.data(), &rt);
-  if (int64_t node = rt.failedNode.load(); node >= 0) {
-    const FailSite &f = failSites_[node];
-    return makeError(f.where + f.what + " " + Twine(rt.failedValue) +
-                     " is out of range for " +
-                     (f.what == "embedding id" ? "a table of " : "") +
-                     Twine(f.limit) +
-                     (f.what == "embedding id" ? " rows" : " classes"));
-  }
+  if (int64_t node = rt.failedNode.load(); node >= 0)
+    return makeError(failMessages_[node].before + Twine(rt.failedValue) +
+                     failMessages_[node].after);
   std::vector<Tensor> out;
   for (const Root &r : roots_) {
     Tensor t(r.type.dtype, r.type.shape);

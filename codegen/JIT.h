@@ -41,7 +41,8 @@ public:
   /// Runs the step with the given leaf values (by name; params, inputs and
   /// state, f32 or i32 as declared) and returns one tensor per root of the
   /// graph, in Graph::roots() order. Missing or mis-shaped leaves and
-  /// out-of-range ids are errors, as in the interpreter.
+  /// out-of-range ids are errors, as in the interpreter. Not reentrant: the
+  /// graph's intermediates live in one workspace.
   llvm::Expected<std::vector<Tensor>> run(const llvm::StringMap<Tensor> &leaves,
                                           uint64_t seed = 0,
                                           uint64_t step = 0) const;
@@ -57,19 +58,22 @@ private:
   };
   struct Root {
     TensorType type;
-    int64_t slot; ///< -1: a constant filled in by run()
+    int64_t slot;
   };
-  /// Where a node that failed at run time came from, and what it is.
-  struct FailSite {
-    std::string where, what;
-    int64_t limit;
+  /// The message of a node that can fail at run time (an id or label out of
+  /// range): before + the value + after.
+  struct FailMessage {
+    std::string before, after;
   };
   void (*entry_)(void **, void *) = nullptr;
   BufferPlan plan_;
   std::vector<Leaf> leaves_;
   std::vector<Root> roots_;
-  std::vector<FailSite> failSites_; ///< per node (empty where none)
+  std::vector<FailMessage> failMessages_; ///< per node
   ThreadPool *pool_ = nullptr;
+  /// The intermediates, allocated once by compile() and reused by every
+  /// run (so run() is not reentrant).
+  std::unique_ptr<char, void (*)(void *)> workspace_{nullptr, &std::free};
   CompileTimes times_;
 };
 

@@ -60,9 +60,8 @@ BufferPlan kiln::planBuffers(const Graph &g) {
     for (Node *o : n->operands)
       if (n->op != Op::MatMul)
         inPlace[index[o]] = false;
-  Graph &mg = const_cast<Graph &>(g);
-  for (Node **root : mg.roots())
-    inPlace[index[*root]] = false;
+  for (const Node *root : g.rootValues())
+    inPlace[index[root]] = false;
 
   BufferPlan plan;
   plan.slotOf.assign(g.nodes.size(), -1);

@@ -157,6 +157,13 @@ Node *Graph::findLeaf(Op kind, llvm::StringRef name) const {
   return nullptr;
 }
 
+std::vector<const Node *> Graph::rootValues() const {
+  std::vector<const Node *> r;
+  for (Node **n : const_cast<Graph *>(this)->roots())
+    r.push_back(*n);
+  return r;
+}
+
 std::vector<Node **> Graph::roots() {
   std::vector<Node **> r;
   for (Node **n : {&objective, &output})

@@ -121,6 +121,8 @@ public:
 
   /// Every value the graph exposes: objective, output, updates, gradients.
   std::vector<Node **> roots();
+  /// The values of roots(), in the same order.
+  std::vector<const Node *> rootValues() const;
 
   /// Infers the type of a new node from its op, operands and attributes and
   /// appends it. Leaf nodes must be given their type.

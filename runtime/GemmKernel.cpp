@@ -139,7 +139,7 @@ void gemmBlock(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K,
                int64_t ldc, bool accumulate) {
   thread_local std::unique_ptr<float, decltype(&std::free)> bBuf(nullptr,
                                                                  &std::free);
-  float *bp = scratch(bBuf, (KC + 1) * NC);
+  float *bp = scratch(bBuf, KC * NC); // K blocks never exceed KC
   if (K == 0) {
     for (int64_t i = i0; i < i1 && !accumulate; ++i)
       std::fill(C + i * ldc + j0, C + i * ldc + j1, 0.0f);

@@ -495,6 +495,28 @@ TEST(JIT, MissingAndMisshapedLeavesAreErrors) {
   ASSERT_FALSE(bool(bad));
   EXPECT_EQ(llvm::toString(bad.takeError()),
             "input 'a' must have shape [2,3], got [3,2]");
+  llvm::StringMap<Tensor> ints;
+  ints["a"] = Tensor(DType::I32, {2, 3});
+  auto kind = compiled->run(ints);
+  ASSERT_FALSE(bool(kind));
+  EXPECT_EQ(llvm::toString(kind.takeError()), "input 'a' must be f32, got i32");
+  // A float64 value is converted, as the interpreter converts it.
+  llvm::StringMap<Tensor> f64;
+  f64["a"] = Tensor::fromValues(DType::F64, {2, 3}, {1, 2, 3, 4, 5, 6});
+  auto converted = compiled->run(f64);
+  ASSERT_TRUE(bool(converted));
+  EXPECT_EQ((*converted)[0].at(5), -6.0);
+}
+
+TEST(JIT, Float64GraphsAreRefused) {
+  test::Source src("graph @t {\n  %a = input {name = \"a\"} : f64[2]\n"
+                   "  %out = neg %a : f64[2]\n  return %out\n}\n");
+  auto g = test::parseGraph(src);
+  ASSERT_TRUE(g) << src.errors;
+  auto compiled = sharedJIT().compile(*g);
+  ASSERT_FALSE(bool(compiled));
+  EXPECT_EQ(llvm::toString(compiled.takeError()),
+            "the JIT computes f32 and i32 values; node %0 is f64[2]");
 }
 
 //===-- The runtime GEMM
