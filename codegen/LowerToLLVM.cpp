@@ -388,8 +388,6 @@ Value *Lowering::scalar(const Node &n, ArrayRef<Value *> a, Value *flat,
     return libm("erff", x);
   case Op::Step:
     return b.CreateSelect(b.CreateFCmpOGT(x, zero), one, zero);
-  case Op::StopGradient:
-    return x;
   case Op::Add:
     return b.CreateFAdd(x, a[1]);
   case Op::Sub:

@@ -77,7 +77,7 @@ llvm::StringMap<Tensor> randomLeaves(const Graph &g, double lo, double hi,
 /// for the size under test, and the input range.
 struct OpCase {
   Op op;
-  const char *text;
+  std::string text;
   double lo = -1, hi = 1;
   std::vector<int> ids = {0};
 };
@@ -85,19 +85,17 @@ struct OpCase {
 // Each `S` is replaced by the size; `S2` by size + 2 (for windows).
 std::vector<OpCase> opCases() {
   auto unary = [](Op op, const char *mn, double lo = -1, double hi = 1) {
-    static std::vector<std::string> keep;
-    keep.push_back(std::string("%a = input {name = \"a\"} : f32[S,3]\n"
-                               "%out = ") +
-                   mn + " %a : f32[S,3]");
-    return OpCase{op, keep.back().c_str(), lo, hi};
+    std::string text = std::string("%a = input {name = \"a\"} : f32[S,3]\n"
+                                   "%out = ") +
+                       mn + " %a : f32[S,3]";
+    return OpCase{op, text, lo, hi};
   };
   auto binary = [](Op op, const char *mn, double lo = -1, double hi = 1) {
-    static std::vector<std::string> keep;
-    keep.push_back(std::string("%a = input {name = \"a\"} : f32[3,S]\n"
-                               "%b = input {name = \"b\"} : f32[3,S]\n"
-                               "%out = ") +
-                   mn + " %a, %b : f32[3,S]");
-    return OpCase{op, keep.back().c_str(), lo, hi};
+    std::string text = std::string("%a = input {name = \"a\"} : f32[3,S]\n"
+                                   "%b = input {name = \"b\"} : f32[3,S]\n"
+                                   "%out = ") +
+                       mn + " %a, %b : f32[3,S]";
+    return OpCase{op, text, lo, hi};
   };
   return {
       {Op::Input, "%out = input {name = \"a\"} : f32[S,2]"},
