@@ -10,7 +10,8 @@
 // context (thread pool, dropout seed and step, the first error). Each op
 // becomes a kernel: a loop nest over a range [begin, end) of its outermost
 // parallel dimension, which the entry point runs on the thread pool when it
-// is large. Matrix products call the runtime GEMM.
+// is large. Matrix products call the runtime GEMM with micro-kernels
+// generated into the module for the target (see emitGemmKernels).
 //
 //===----------------------------------------------------------------------===//
 #ifndef KILN_CODEGEN_CODEGEN_H
@@ -22,6 +23,7 @@
 #include <vector>
 
 namespace llvm {
+class GlobalVariable;
 class LLVMContext;
 class Module;
 } // namespace llvm
@@ -50,12 +52,37 @@ BufferPlan planBuffers(const Graph &g);
 /// Name of the entry point.
 inline constexpr const char *kEntryName = "kiln_step";
 
+/// The GEMM micro-tile: MR rows by NV vectors of `width` floats.
+struct MicroTile {
+  unsigned width = 8;
+  unsigned mr = 6;
+  unsigned nv = 2;
+  unsigned nr() const { return nv * width; }
+};
+
+/// The tile for vectors of `vectorBits` and a file of `registers` vector
+/// registers: MR x NV accumulators, NV vectors of B and A's broadcast must
+/// all stay in registers.
+MicroTile chooseMicroTile(unsigned vectorBits, unsigned registers);
+
+/// The table of micro-kernels, [MR x ptr], entry R - 1 handling R rows; each
+/// has the signature of kiln::GemmMicroKernel (runtime/Gemm.h).
+inline constexpr const char *kGemmKernelsName = "kiln_gemm_kernels";
+
+/// Emits the micro-kernels for `tile` and their table into m, or returns
+/// the table if m already has it.
+llvm::GlobalVariable *emitGemmKernels(llvm::Module &m, const MicroTile &tile);
+
+struct LoweringOptions {
+  /// Bits for each function's "prefer-vector-width"; 0 leaves LLVM's choice.
+  unsigned vectorWidth = 0;
+  MicroTile gemm;
+};
+
 /// Lowers g, float32 throughout, to a module with the entry point above.
-/// `vectorWidth` (bits, 0 for LLVM's choice) sets each function's
-/// "prefer-vector-width".
 llvm::Expected<std::unique_ptr<llvm::Module>>
 lowerToLLVM(const Graph &g, const BufferPlan &plan, llvm::LLVMContext &ctx,
-            unsigned vectorWidth = 0);
+            const LoweringOptions &opts);
 
 } // namespace kiln
 

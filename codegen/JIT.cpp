@@ -29,6 +29,7 @@
 #include <chrono>
 #include <cstring>
 #include <mutex>
+#include <optional>
 
 using namespace kiln;
 using namespace llvm;
@@ -63,7 +64,10 @@ struct JIT::Impl {
   std::unique_ptr<orc::LLJIT> lljit;
   std::unique_ptr<ThreadPool> pool;
   bool avx2 = false;
+  LoweringOptions lowering;
   std::mutex mutex;
+  /// The micro-kernels compiled on their own, for gemmKernels().
+  std::optional<GemmKernels> kernels;
   StringMap<std::unique_ptr<CompiledGraph>> cache;
   unsigned compiled = 0;
 
@@ -72,18 +76,39 @@ struct JIT::Impl {
   /// Lowers g into a fresh module for this target.
   Expected<std::unique_ptr<Module>>
   lower(const Graph &g, const BufferPlan &plan, LLVMContext &ctx) {
-    auto m = lowerToLLVM(g, plan, ctx, opts.vectorWidth);
+    auto m = lowerToLLVM(g, plan, ctx, lowering);
     if (!m)
       return m.takeError();
-    (*m)->setDataLayout(tm->createDataLayout());
-    (*m)->setTargetTriple(tm->getTargetTriple().str());
-    for (Function &f : **m)
+    forThisTarget(**m);
+    return m;
+  }
+
+  /// Sets m's data layout and triple, and each function's CPU and features.
+  void forThisTarget(Module &m) {
+    m.setDataLayout(tm->createDataLayout());
+    m.setTargetTriple(tm->getTargetTriple().str());
+    for (Function &f : m)
       if (!f.isDeclaration()) {
         f.addFnAttr("target-cpu", tm->getTargetCPU());
         f.addFnAttr("target-features", tm->getTargetFeatureString());
       }
-    return m;
   }
+
+  /// Adds m to a JITDylib of its own (linked to the runtime) and returns
+  /// the address of `symbol`.
+  Expected<orc::ExecutorAddr> link(std::unique_ptr<Module> m,
+                                   std::unique_ptr<LLVMContext> ctx,
+                                   StringRef symbol) {
+    auto jd = lljit->createJITDylib("module" + std::to_string(modules++));
+    if (!jd)
+      return jd.takeError();
+    jd->addToLinkOrder(lljit->getMainJITDylib());
+    if (auto e = lljit->addIRModule(
+            *jd, orc::ThreadSafeModule(std::move(m), std::move(ctx))))
+      return std::move(e);
+    return lljit->lookup(*jd, symbol);
+  }
+  unsigned modules = 0;
 
   /// LLVM's O3 pipeline, with libmvec for vector math where the CPU has AVX2.
   void optimize(Module &m) {
@@ -150,11 +175,20 @@ Expected<std::unique_ptr<JIT>> JIT::create(const JITOptions &opts) {
   if (!tm)
     return tm.takeError();
   impl->tm = std::move(*tm);
-  impl->avx2 = impl->tm->getMCSubtargetInfo()->checkFeatures("+avx2");
+  const MCSubtargetInfo &sti = *impl->tm->getMCSubtargetInfo();
+  impl->avx2 = sti.checkFeatures("+avx2");
   if (opts.vectorWidth && opts.vectorWidth != 128 && opts.vectorWidth != 256 &&
       opts.vectorWidth != 512)
     return makeError("--vector-width must be 128, 256 or 512, not " +
                      Twine(opts.vectorWidth));
+  // The GEMM's vectors: the requested width, at most the widest this CPU
+  // has (LLVM's own preference may be narrower, as on some AVX-512 parts).
+  bool avx512 = sti.checkFeatures("+avx512f");
+  unsigned widest = avx512 ? 512 : sti.checkFeatures("+avx") ? 256 : 128;
+  impl->lowering.vectorWidth = opts.vectorWidth;
+  impl->lowering.gemm = chooseMicroTile(
+      opts.vectorWidth ? std::min(opts.vectorWidth, widest) : widest,
+      avx512 ? 32 : 16);
   auto lljit = orc::LLJITBuilder().setJITTargetMachineBuilder(*jtmb).create();
   if (!lljit)
     return lljit.takeError();
@@ -184,6 +218,25 @@ Expected<std::unique_ptr<JIT>> JIT::create(const JITOptions &opts) {
 StringRef JIT::cpu() const { return impl_->tm->getTargetCPU(); }
 unsigned JIT::threads() const { return impl_->pool->size(); }
 unsigned JIT::compilations() const { return impl_->compiled; }
+const MicroTile &JIT::gemmTile() const { return impl_->lowering.gemm; }
+
+Expected<GemmKernels> JIT::gemmKernels() {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  if (impl_->kernels)
+    return *impl_->kernels;
+  auto ctx = std::make_unique<LLVMContext>();
+  auto m = std::make_unique<Module>("kiln.gemm", *ctx);
+  emitGemmKernels(*m, impl_->lowering.gemm);
+  impl_->forThisTarget(*m);
+  impl_->optimize(*m);
+  auto table = impl_->link(std::move(m), std::move(ctx), kGemmKernelsName);
+  if (!table)
+    return table.takeError();
+  const MicroTile &t = impl_->lowering.gemm;
+  impl_->kernels = GemmKernels{table->toPtr<const GemmMicroKernel *>(), t.mr,
+                               t.nr()};
+  return *impl_->kernels;
+}
 
 Expected<std::string> JIT::llvmIR(const Graph &g, bool optimized) {
   LLVMContext ctx;
@@ -238,15 +291,7 @@ Expected<const CompiledGraph &> JIT::compile(const Graph &g) {
   cg->times_.optimize = secondsSince(t0);
 
   t0 = std::chrono::steady_clock::now();
-  auto jd =
-      impl_->lljit->createJITDylib("graph" + std::to_string(impl_->compiled));
-  if (!jd)
-    return jd.takeError();
-  jd->addToLinkOrder(impl_->lljit->getMainJITDylib());
-  if (auto e = impl_->lljit->addIRModule(
-          *jd, orc::ThreadSafeModule(std::move(*m), std::move(ctx))))
-    return std::move(e);
-  auto sym = impl_->lljit->lookup(*jd, kEntryName);
+  auto sym = impl_->link(std::move(*m), std::move(ctx), kEntryName);
   if (!sym)
     return sym.takeError();
   cg->entry_ = sym->toPtr<void (*)(void **, void *)>();

@@ -12,6 +12,7 @@
 #define KILN_CODEGEN_JIT_H
 
 #include "codegen/Codegen.h"
+#include "runtime/Gemm.h"
 #include "runtime/Tensor.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Support/Error.h"
@@ -24,7 +25,9 @@ class ThreadPool;
 
 struct JITOptions {
   unsigned threads = 0;     ///< 0: one per core
-  unsigned vectorWidth = 0; ///< preferred vector bits; 0: LLVM's default
+  /// Vector bits for loops and the GEMM micro-kernels. 0: LLVM's choice for
+  /// loops and the CPU's widest vectors for the GEMM.
+  unsigned vectorWidth = 0;
 };
 
 /// Seconds spent in each compilation phase.
@@ -96,6 +99,12 @@ public:
   unsigned threads() const;
   /// Graphs compiled so far (cache misses).
   unsigned compilations() const;
+
+  /// The GEMM micro-tile generated for this CPU and vector width.
+  const MicroTile &gemmTile() const;
+  /// Those micro-kernels compiled on their own (once), for calling
+  /// kiln::gemm directly, as the GEMM tests and benchmarks do.
+  llvm::Expected<GemmKernels> gemmKernels();
 
   struct Impl;
 

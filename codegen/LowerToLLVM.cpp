@@ -111,9 +111,9 @@ struct Body {
 class Lowering {
 public:
   Lowering(const Graph &g, const BufferPlan &plan, Module &m,
-           unsigned vectorWidth)
+           const LoweringOptions &opts)
       : g(g), plan(plan), m(m), ctx(m.getContext()), b(ctx), eb(ctx),
-        vectorWidth(vectorWidth) {
+        opts(opts) {
     f32 = b.getFloatTy();
     i32 = b.getInt32Ty();
     i64 = b.getInt64Ty();
@@ -132,6 +132,10 @@ private:
   void emitConcat(const Node &n);
   void emitReduce(const Node &n);
   void emitMatMul(const Node &n);
+  /// Calls the runtime GEMM, with this module's micro-kernels, from the
+  /// entry point: args are kiln_rt_matmul's after `rt` and before the
+  /// kernels.
+  void callMatMul(ArrayRef<Value *> args);
   void emitIm2col(const Node &n, int64_t outSlot, int64_t size, int64_t stride,
                   int64_t pad, double padValue);
   void emitConv2d(const Node &n);
@@ -230,7 +234,7 @@ private:
   LLVMContext &ctx;
   IRBuilder<> b;  ///< kernel bodies
   IRBuilder<> eb; ///< the entry point
-  unsigned vectorWidth;
+  const LoweringOptions &opts;
   Type *f32, *i32, *i64, *ptr;
   Function *entry = nullptr;
   DenseMap<const Node *, size_t> index;
@@ -640,12 +644,18 @@ void Lowering::emitMatMul(const Node &n) {
     M *= batch;
     batch = 1;
   }
-  Value *rt = entry->getArg(1);
-  eb.CreateCall(matmul,
-                {rt, entrySlot(slot(a)), entrySlot(slot(w)), entrySlot(slot(n)),
-                 eb.getInt64(batch), eb.getInt64(M), eb.getInt64(N),
-                 eb.getInt64(K), eb.getInt32(ta | tb << 1), eb.getInt64(M * K),
-                 eb.getInt64(sharedB ? 0 : K * N), eb.getInt64(M * N)});
+  callMatMul({entrySlot(slot(a)), entrySlot(slot(w)), entrySlot(slot(n)),
+              eb.getInt64(batch), eb.getInt64(M), eb.getInt64(N),
+              eb.getInt64(K), eb.getInt32(ta | tb << 1), eb.getInt64(M * K),
+              eb.getInt64(sharedB ? 0 : K * N), eb.getInt64(M * N)});
+}
+
+void Lowering::callMatMul(ArrayRef<Value *> args) {
+  SmallVector<Value *, 16> all{entry->getArg(1)};
+  all.append(args.begin(), args.end());
+  all.append({emitGemmKernels(m, opts.gemm), eb.getInt64(opts.gemm.mr),
+              eb.getInt64(opts.gemm.nr())});
+  eb.CreateCall(matmul, all);
 }
 
 /// cols[n, (c, kh, kw), (oh, ow)] = x[n, c, oh*s - p + kh, ow*s - p + kw], or
@@ -688,12 +698,10 @@ void Lowering::emitConv2d(const Node &n) {
   emitIm2col(n, scratch, w[2], n.intAttr("stride"), n.intAttr("pad"), 0);
   // y[n] (O x P) = w (O x CKK) . cols[n] (CKK x P), per image.
   int64_t O = w[0], CKK = w[1] * w[2] * w[3], P = y[2] * y[3];
-  Value *rt = entry->getArg(1);
-  eb.CreateCall(matmul,
-                {rt, entrySlot(slot(n.operands[1])), entrySlot(scratch),
-                 entrySlot(slot(n)), eb.getInt64(y[0]), eb.getInt64(O),
-                 eb.getInt64(P), eb.getInt64(CKK), eb.getInt32(0),
-                 eb.getInt64(0), eb.getInt64(CKK * P), eb.getInt64(O * P)});
+  callMatMul({entrySlot(slot(n.operands[1])), entrySlot(scratch),
+              entrySlot(slot(n)), eb.getInt64(y[0]), eb.getInt64(O),
+              eb.getInt64(P), eb.getInt64(CKK), eb.getInt32(0), eb.getInt64(0),
+              eb.getInt64(CKK * P), eb.getInt64(O * P)});
 }
 
 /// col2im: each image plane sums the column entries that read it, in the
@@ -987,7 +995,8 @@ Error Lowering::run() {
   parallelFor = m.getOrInsertFunction(kRtParallelFor, b.getVoidTy(), ptr, ptr,
                                       ptr, i64, i64);
   matmul = m.getOrInsertFunction(kRtMatMul, b.getVoidTy(), ptr, ptr, ptr, ptr,
-                                 i64, i64, i64, i64, i32, i64, i64, i64);
+                                 i64, i64, i64, i64, i32, i64, i64, i64, ptr,
+                                 i64, i64);
   fail = m.getOrInsertFunction(kRtFail, b.getVoidTy(), ptr, i64, i64);
   dropoutKey = m.getOrInsertFunction(kRtDropoutKey, i64, ptr, i64);
 
@@ -1071,7 +1080,7 @@ Error Lowering::run() {
   }
   eb.CreateRetVoid();
 
-  std::string attr = vectorWidth ? std::to_string(vectorWidth) : "";
+  std::string attr = opts.vectorWidth ? std::to_string(opts.vectorWidth) : "";
   for (Function &f : m)
     if (!f.isDeclaration() && !attr.empty())
       f.addFnAttr("prefer-vector-width", attr);
@@ -1088,9 +1097,9 @@ Error Lowering::run() {
 Expected<std::unique_ptr<Module>> kiln::lowerToLLVM(const Graph &g,
                                                     const BufferPlan &plan,
                                                     LLVMContext &ctx,
-                                                    unsigned vectorWidth) {
+                                                    const LoweringOptions &opts) {
   auto m = std::make_unique<Module>("kiln." + g.name, ctx);
-  Lowering lower(g, plan, *m, vectorWidth);
+  Lowering lower(g, plan, *m, opts);
   if (auto e = lower.run())
     return std::move(e);
   return std::move(m);

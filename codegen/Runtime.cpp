@@ -2,7 +2,6 @@
 
 #include "codegen/Runtime.h"
 #include "ir/OpRules.h"
-#include "runtime/Gemm.h"
 #include "runtime/ThreadPool.h"
 
 using namespace kiln;
@@ -23,12 +22,15 @@ extern "C" void kiln_rt_matmul(RuntimeContext *rt, const float *a,
                                const float *b, float *c, int64_t batch,
                                int64_t m, int64_t n, int64_t k, int32_t flags,
                                int64_t strideA, int64_t strideB,
-                               int64_t strideC) {
+                               int64_t strideC,
+                               const GemmMicroKernel *kernels, int64_t mr,
+                               int64_t nr) {
   bool ta = flags & 1, tb = flags & 2;
+  GemmKernels kern{kernels, mr, nr};
   auto one = [&](int64_t i, ThreadPool *pool) {
     GemmOperand A{a + i * strideA, ta ? m : k, ta};
     GemmOperand B{b + i * strideB, tb ? k : n, tb};
-    gemm(m, n, k, A, B, c + i * strideC, n, false, pool);
+    gemm(m, n, k, A, B, c + i * strideC, n, false, kern, pool);
   };
   // Many small products: one per thread. Few large ones: split each.
   bool perBatch =

@@ -10,6 +10,7 @@
 #ifndef KILN_CODEGEN_RUNTIME_H
 #define KILN_CODEGEN_RUNTIME_H
 
+#include "runtime/Gemm.h"
 #include <atomic>
 #include <cstdint>
 
@@ -39,11 +40,13 @@ void kiln_rt_parallel_for(RuntimeContext *rt, KernelTask task, void **bufs,
                           int64_t count, int64_t grain);
 /// C[b] = op(A[b]) . op(B[b]) for b < batch, with flags bit 0: A stored
 /// transposed ([K, M]), bit 1: B stored transposed ([N, K]). Strides are
-/// in elements between consecutive batches (0: shared).
+/// in elements between consecutive batches (0: shared). `kernels` is the
+/// module's table of mr micro-kernels for an mr x nr tile.
 void kiln_rt_matmul(RuntimeContext *rt, const float *a, const float *b,
                     float *c, int64_t batch, int64_t m, int64_t n, int64_t k,
                     int32_t flags, int64_t strideA, int64_t strideB,
-                    int64_t strideC);
+                    int64_t strideC, const GemmMicroKernel *kernels,
+                    int64_t mr, int64_t nr);
 void kiln_rt_fail(RuntimeContext *rt, int64_t node, int64_t value);
 uint64_t kiln_rt_dropout_key(RuntimeContext *rt, int64_t opSeed);
 }

@@ -1,83 +1,181 @@
-//===- Gemm.cpp - Choosing the GEMM kernel and splitting it over threads --===//
-
+//===- Gemm.cpp - The GEMM macro-kernel: blocking, packing, threads -------===//
+//
+// The classic Goto/BLIS structure: a KC x NC panel of op(B) is packed into
+// contiguous NR-wide strips, an MC x KC block of A into row panels, and an
+// MR x NR micro-kernel keeps its tile of C in vector registers across the K
+// loop, broadcasting a column of A's panel at each k. A stored transposed
+// already has those columns contiguous, so it is read in place.
+//
+//===----------------------------------------------------------------------===//
 #include "runtime/Gemm.h"
 #include "runtime/ThreadPool.h"
 #include <algorithm>
+#include <cassert>
+#include <cstdlib>
+#include <memory>
 
 using namespace kiln;
 
-// One set per ISA build of GemmKernel.cpp.
-#define KILN_DECLARE_ISA(isa)                                                  \
-  namespace kiln::isa {                                                        \
-  void gemmBlock(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K,    \
-                 const GemmOperand &A, const GemmOperand &B, float *C,         \
-                 int64_t ldc, bool accumulate);                                \
-  double fmaPeakLoop(int64_t iters);                                           \
-  extern const int kVectorWidth, kMR, kNR;                                     \
-  }
-KILN_DECLARE_ISA(sse2)
-KILN_DECLARE_ISA(avx2)
-KILN_DECLARE_ISA(avx512)
-#undef KILN_DECLARE_ISA
-
 namespace {
 
-using BlockFn = void (*)(int64_t, int64_t, int64_t, int64_t, int64_t,
-                         const GemmOperand &, const GemmOperand &, float *,
-                         int64_t, bool);
+// A KC x NR strip of B sits in L1 and MC rows of A in L2.
+constexpr int64_t KC = 256, NC = 1024, MCTiles = 24;
 
-struct Kernel {
-  GemmInfo info;
-  BlockFn block;
-};
+typedef float V4 __attribute__((vector_size(16)));
+typedef float V4U __attribute__((vector_size(16), aligned(4)));
 
-Kernel chooseKernel() {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f"))
-    return {{"avx512", avx512::kVectorWidth, avx512::kMR, avx512::kNR,
-             &avx512::fmaPeakLoop},
-            &avx512::gemmBlock};
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return {
-        {"avx2", avx2::kVectorWidth, avx2::kMR, avx2::kNR, &avx2::fmaPeakLoop},
-        &avx2::gemmBlock};
-  return {
-      {"sse2", sse2::kVectorWidth, sse2::kMR, sse2::kNR, &sse2::fmaPeakLoop},
-      &sse2::gemmBlock};
+/// dst[j*ldd + i] = src[i*lds + j] for i < rows, j < cols: 4 x 4 blocks
+/// through vector shuffles, the edges one element at a time. Packing is a
+/// tenth of the MLP's GEMM time when done element by element.
+void transposeInto(const float *src, int64_t lds, int64_t rows, int64_t cols,
+                   float *dst, int64_t ldd) {
+  int64_t r4 = rows & ~int64_t(3), c4 = cols & ~int64_t(3);
+  for (int64_t i = 0; i < r4; i += 4) {
+    const float *s = src + i * lds;
+    for (int64_t j = 0; j < c4; j += 4) {
+      V4 x0 = *(const V4U *)(s + j), x1 = *(const V4U *)(s + lds + j);
+      V4 x2 = *(const V4U *)(s + 2 * lds + j);
+      V4 x3 = *(const V4U *)(s + 3 * lds + j);
+      V4 t0 = __builtin_shufflevector(x0, x1, 0, 4, 1, 5);
+      V4 t1 = __builtin_shufflevector(x0, x1, 2, 6, 3, 7);
+      V4 t2 = __builtin_shufflevector(x2, x3, 0, 4, 1, 5);
+      V4 t3 = __builtin_shufflevector(x2, x3, 2, 6, 3, 7);
+      float *d = dst + j * ldd + i;
+      *(V4U *)d = __builtin_shufflevector(t0, t2, 0, 1, 4, 5);
+      *(V4U *)(d + ldd) = __builtin_shufflevector(t0, t2, 2, 3, 6, 7);
+      *(V4U *)(d + 2 * ldd) = __builtin_shufflevector(t1, t3, 0, 1, 4, 5);
+      *(V4U *)(d + 3 * ldd) = __builtin_shufflevector(t1, t3, 2, 3, 6, 7);
+    }
+    for (int64_t j = c4; j < cols; ++j)
+      for (int64_t ii = i; ii < i + 4; ++ii)
+        dst[j * ldd + ii] = src[ii * lds + j];
+  }
+  for (int64_t i = r4; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      dst[j * ldd + i] = src[i * lds + j];
 }
 
-const Kernel &kernel() {
-  static const Kernel k = chooseKernel();
-  return k;
+/// Packs rows [k0, k0+kc) x columns [j0, j0+nc) of op(B) into NR-column
+/// strips, k-major within a strip, zero-padding the last strip.
+void packB(const GemmOperand &B, int64_t NR, int64_t k0, int64_t kc,
+           int64_t j0, int64_t nc, float *dst) {
+  for (int64_t s = 0; s < nc; s += NR, dst += kc * NR) {
+    int64_t cols = std::min(NR, nc - s);
+    if (B.trans) {
+      transposeInto(B.data + (j0 + s) * B.ld + k0, B.ld, cols, kc, dst, NR);
+    } else {
+      for (int64_t k = 0; k < kc; ++k) {
+        const float *src = B.data + (k0 + k) * B.ld + j0 + s;
+        for (int64_t c = 0; c < cols; ++c)
+          dst[k * NR + c] = src[c];
+      }
+    }
+    if (cols < NR)
+      for (int64_t k = 0; k < kc; ++k)
+        std::fill(dst + k * NR + cols, dst + (k + 1) * NR, 0.0f);
+  }
+}
+
+/// The rows of the next micro-tile when `left` rows remain. A remainder of
+/// fewer than MR rows shares the last whole tile's rows evenly (128 rows at
+/// MR = 6 end 4 + 4, not 6 + 2): a 2-row tile has too few independent FMA
+/// chains to hide their latency.
+int64_t tileRows(int64_t left, int64_t MR) {
+  return left > MR && left < 2 * MR ? (left + 1) / 2 : std::min(MR, left);
+}
+
+/// Packs rows [i0, i0+mc) x columns [k0, k0+kc) of A (not transposed) into
+/// one panel per micro-tile, column-major within a panel (element (r, k) of
+/// a tile of R rows at k*R + r), the panels back to back.
+void packA(const GemmOperand &A, int64_t MR, int64_t i0, int64_t mc,
+           int64_t k0, int64_t kc, float *dst) {
+  for (int64_t ir = 0; ir < mc;) {
+    int64_t rows = tileRows(mc - ir, MR);
+    transposeInto(A.data + (i0 + ir) * A.ld + k0, A.ld, rows, kc, dst, rows);
+    dst += rows * kc;
+    ir += rows;
+  }
+}
+
+/// C[i0:i1, j0:j1] (+)= op(A)[i0:i1, :] · op(B)[:, j0:j1].
+void gemmBlock(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K,
+               const GemmOperand &A, const GemmOperand &B, float *C,
+               int64_t ldc, bool accumulate, const GemmKernels &kern) {
+  if (K == 0) {
+    for (int64_t i = i0; i < i1 && !accumulate; ++i)
+      std::fill(C + i * ldc + j0, C + i * ldc + j1, 0.0f);
+    return;
+  }
+  const int64_t MR = kern.mr, NR = kern.nr, MC = MR * MCTiles;
+  // kc <= KC, and NC is a multiple of NR, so the padded panel fits KC x NC.
+  using Buffer = std::unique_ptr<float, decltype(&std::free)>;
+  auto alloc = [](int64_t floats) {
+    return Buffer(static_cast<float *>(std::aligned_alloc(64, floats * 4)),
+                  &std::free);
+  };
+  thread_local Buffer bBuf = alloc(KC * NC), aBuf(nullptr, &std::free);
+  thread_local int64_t aFloats = 0;
+  if (aFloats < MC * KC) {
+    aBuf = alloc(MC * KC);
+    aFloats = MC * KC;
+  }
+  float *bp = bBuf.get(), *ap = aBuf.get();
+  // Equal K blocks (784 = 3 x 262, not 3 x 256 + 16): a short last block
+  // would pay the C tile's loads and stores for few FMAs.
+  int64_t blocks = (K + KC - 1) / KC, kBlock = (K + blocks - 1) / blocks;
+  for (int64_t jc = j0; jc < j1; jc += NC) {
+    int64_t nc = std::min(NC, j1 - jc);
+    for (int64_t pc = 0; pc < K; pc += kBlock) {
+      int64_t kc = std::min(kBlock, K - pc);
+      bool overwrite = pc == 0 && !accumulate;
+      packB(B, NR, pc, kc, jc, nc, bp);
+      for (int64_t ic = i0; ic < i1; ic += MC) {
+        int64_t mc = std::min(MC, i1 - ic);
+        if (!A.trans)
+          packA(A, MR, ic, mc, pc, kc, ap);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const float *panel = ap;
+          for (int64_t ir = 0; ir < mc;) {
+            int64_t rows = tileRows(mc - ir, MR);
+            const float *a = A.trans ? A.data + pc * A.ld + ic + ir : panel;
+            kern.fns[rows - 1](kc, a, A.trans ? A.ld : rows, bp + jr * kc,
+                               C + (ic + ir) * ldc + jc + jr, ldc,
+                               std::min(NR, nc - jr), overwrite);
+            panel += rows * kc;
+            ir += rows;
+          }
+        }
+      }
+    }
+  }
 }
 
 } // namespace
 
-const GemmInfo &kiln::gemmInfo() { return kernel().info; }
-
 void kiln::gemm(int64_t M, int64_t N, int64_t K, GemmOperand A, GemmOperand B,
-                float *C, int64_t ldc, bool accumulate, ThreadPool *pool) {
+                float *C, int64_t ldc, bool accumulate,
+                const GemmKernels &kernels, ThreadPool *pool) {
+  assert(kernels.nr <= kGemmMaxNR && NC % kernels.nr == 0);
   if (M <= 0 || N <= 0)
     return;
-  const Kernel &k = kernel();
   // Below ~2 MFLOP a second thread costs more than it saves.
   bool parallel = pool && pool->size() > 1 && double(M) * N * K >= 1e6;
   if (!parallel) {
-    k.block(0, M, 0, N, K, A, B, C, ldc, accumulate);
+    gemmBlock(0, M, 0, N, K, A, B, C, ldc, accumulate, kernels);
     return;
   }
   // Split the longer side of C, in whole micro-tiles.
   if (N >= M) {
-    int64_t tiles = (N + k.info.nr - 1) / k.info.nr;
+    int64_t nr = kernels.nr, tiles = (N + nr - 1) / nr;
     pool->parallelFor(tiles, 1, [&](int64_t t0, int64_t t1) {
-      k.block(0, M, t0 * k.info.nr, std::min(N, t1 * k.info.nr), K, A, B, C,
-              ldc, accumulate);
+      gemmBlock(0, M, t0 * nr, std::min(N, t1 * nr), K, A, B, C, ldc,
+                accumulate, kernels);
     });
   } else {
-    int64_t tiles = (M + k.info.mr - 1) / k.info.mr;
+    int64_t mr = kernels.mr, tiles = (M + mr - 1) / mr;
     pool->parallelFor(tiles, 1, [&](int64_t t0, int64_t t1) {
-      k.block(t0 * k.info.mr, std::min(M, t1 * k.info.mr), 0, N, K, A, B, C,
-              ldc, accumulate);
+      gemmBlock(t0 * mr, std::min(M, t1 * mr), 0, N, K, A, B, C, ldc,
+                accumulate, kernels);
     });
   }
 }

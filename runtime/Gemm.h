@@ -1,11 +1,12 @@
-//===- Gemm.h - Packed, register-blocked matrix multiply ---------*- C++
-//-*-===//
+//===- Gemm.h - Packed, register-blocked matrix multiply ---------*- C++ -*-===//
 //
 // The runtime's float32 GEMM, called by compiled code for matmul and
 // convolution. Operands are row-major and either may be read transposed in
 // place (backward passes need A^T B and A B^T), so no transpose is ever
-// materialised. The micro-kernel is compiled once per x86 ISA level (SSE2,
-// AVX2+FMA, AVX-512) and chosen for the running CPU.
+// materialised. This file is the Goto/BLIS macro-kernel: blocking, packing
+// B and splitting the work across threads. The micro-kernels that do the
+// arithmetic are not here: the compiler generates them into each module for
+// the CPU it compiles for (codegen/GemmKernels.cpp) and passes them in.
 //
 //===----------------------------------------------------------------------===//
 #ifndef KILN_RUNTIME_GEMM_H
@@ -25,23 +26,30 @@ struct GemmOperand {
   bool trans;
 };
 
+/// C[0:R, 0:nr] = a · b (or C += a · b unless `overwrite`), where a is
+/// R x kc with element (r, k) at a[k*ks + r] (a packed panel, or A^T read in
+/// place) and b is a packed kc x NR strip (k-major, 64-byte aligned). R is
+/// fixed per kernel, kc >= 1 and 1 <= nr <= NR.
+using GemmMicroKernel = void (*)(int64_t kc, const float *a, int64_t ks,
+                                 const float *b, float *c, int64_t ldc,
+                                 int64_t nr, int32_t overwrite);
+
+/// A micro-tile of MR x NR and its kernels: fns[R - 1] handles R rows.
+struct GemmKernels {
+  const GemmMicroKernel *fns;
+  int64_t mr, nr;
+};
+
+/// The largest NR the packing buffers allow.
+inline constexpr int64_t kGemmMaxNR = 64;
+
 /// C[M, N] = op(A)[M, K] · op(B)[K, N], or C += that if `accumulate`. C has
 /// row stride ldc. With a pool, rows or columns of C are split across its
-/// threads; K never is, so every element is summed in the same order
-/// whatever the thread count.
+/// threads in whole micro-tiles; K never is, so every element is summed in
+/// the same order whatever the thread count.
 void gemm(int64_t M, int64_t N, int64_t K, GemmOperand A, GemmOperand B,
-          float *C, int64_t ldc, bool accumulate, ThreadPool *pool = nullptr);
-
-/// What the GEMM runs on this CPU.
-struct GemmInfo {
-  const char *isa; ///< "avx512", "avx2" or "sse2"
-  int vectorWidth; ///< floats per vector
-  int mr, nr;      ///< micro-tile
-  /// Runs `iters` iterations of independent vector FMA chains (the CPU's
-  /// peak) and returns the floating-point operations done.
-  double (*fmaPeakLoop)(int64_t iters);
-};
-const GemmInfo &gemmInfo();
+          float *C, int64_t ldc, bool accumulate, const GemmKernels &kernels,
+          ThreadPool *pool = nullptr);
 
 } // namespace kiln
 

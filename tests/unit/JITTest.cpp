@@ -19,6 +19,7 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FormatVariadic.h"
 #include <gtest/gtest.h>
+#include <array>
 #include <random>
 #include <set>
 
@@ -517,44 +518,79 @@ TEST(JIT, Float64GraphsAreRefused) {
             "the JIT computes f32 and i32 values; node %0 is f64[2]");
 }
 
-//===-- The runtime GEMM
-//----------------------------------------------------===//
+//===-- The runtime GEMM with generated micro-kernels ----------------------===//
 
-TEST(Gemm, MatchesFloat64ReferenceForEveryTransposeAndEdgeSize) {
+/// op(A) · op(B) (+ 7 if accumulating) in float64, against C.
+double worstGemmError(int64_t m, int64_t n, int64_t k, bool ta, bool tb,
+                      bool accumulate, const std::vector<float> &a,
+                      const std::vector<float> &b, const std::vector<float> &c) {
+  double worst = 0;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double want = accumulate ? 7.0 : 0.0, mag = 0;
+      for (int64_t p = 0; p < k; ++p) {
+        double x = ta ? a[p * m + i] : a[i * k + p];
+        double y = tb ? b[j * k + p] : b[p * n + j];
+        want += x * y;
+        mag += std::abs(x * y);
+      }
+      worst = std::max(worst,
+                       std::abs(c[i * n + j] - want) / std::max(mag, 1.0));
+    }
+  return worst;
+}
+
+class GemmWidth : public ::testing::TestWithParam<unsigned> {};
+
+TEST_P(GemmWidth, MatchesFloat64ReferenceForEveryTransposeAndEdgeSize) {
+  auto jit = JIT::create({/*threads=*/1, GetParam()});
+  ASSERT_TRUE(bool(jit)) << llvm::toString(jit.takeError());
+  auto kernels = (*jit)->gemmKernels();
+  ASSERT_TRUE(bool(kernels)) << llvm::toString(kernels.takeError());
+  const MicroTile &tile = (*jit)->gemmTile();
+  EXPECT_EQ(kernels->mr, tile.mr);
+  EXPECT_EQ(kernels->nr, tile.nr());
+  EXPECT_LE(tile.width * 32, GetParam());
   ThreadPool pool(2);
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> u(-1, 1);
+  // Every row remainder of a 6- or 12-row tile, partial column strips, one
+  // and several K blocks (300 > KC), and N past one NC panel (1100 > 1024).
+  std::vector<std::array<int64_t, 3>> shapes{{9, 1100, 20}};
   for (int64_t m : {1, 7, 17, 130})
     for (int64_t n : {1, 15, 33, 129})
       for (int64_t k : {1, 3, 300})
-        for (int t = 0; t < 4; ++t) {
-          bool ta = t & 1, tb = t & 2;
-          std::vector<float> a(m * k), b(k * n), c(m * n, 7.0f);
-          for (float &x : a)
-            x = u(rng);
-          for (float &x : b)
-            x = u(rng);
-          GemmOperand A{a.data(), ta ? m : k, ta}, B{b.data(), tb ? k : n, tb};
-          bool accumulate = (m + n + k + t) % 2;
-          gemm(m, n, k, A, B, c.data(), n, accumulate, &pool);
-          double worst = 0;
-          for (int64_t i = 0; i < m; ++i)
-            for (int64_t j = 0; j < n; ++j) {
-              double want = accumulate ? 7.0 : 0.0, mag = 0;
-              for (int64_t p = 0; p < k; ++p) {
-                double x = ta ? a[p * m + i] : a[i * k + p];
-                double y = tb ? b[j * k + p] : b[p * n + j];
-                want += x * y;
-                mag += std::abs(x * y);
-              }
-              worst = std::max(worst, std::abs(c[i * n + j] - want) /
-                                          std::max(mag, 1.0));
-            }
-          EXPECT_LE(worst, 1e-6)
-              << llvm::formatv("m={0} n={1} k={2} ta={3} tb={4}", m, n, k, ta,
-                               tb)
-                     .str();
-        }
+        shapes.push_back({m, n, k});
+  for (auto [m, n, k] : shapes)
+    for (int t = 0; t < 4; ++t) {
+      bool ta = t & 1, tb = t & 2;
+      std::vector<float> a(m * k), b(k * n), c(m * n, 7.0f);
+      for (float &x : a)
+        x = u(rng);
+      for (float &x : b)
+        x = u(rng);
+      GemmOperand A{a.data(), ta ? m : k, ta}, B{b.data(), tb ? k : n, tb};
+      bool accumulate = (m + n + k + t) % 2;
+      gemm(m, n, k, A, B, c.data(), n, accumulate, *kernels, &pool);
+      EXPECT_LE(worstGemmError(m, n, k, ta, tb, accumulate, a, b, c), 1e-6)
+          << llvm::formatv("m={0} n={1} k={2} ta={3} tb={4}", m, n, k, ta, tb)
+                 .str();
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(VectorBits, GemmWidth,
+                         ::testing::Values(128u, 256u, 512u));
+
+TEST(Gemm, MicroTileFitsTheRegisterFile) {
+  for (unsigned regs : {16u, 32u})
+    for (unsigned bits : {128u, 256u, 512u}) {
+      MicroTile t = chooseMicroTile(bits, regs);
+      EXPECT_EQ(t.width, bits / 32);
+      EXPECT_LE(t.mr * t.nv + t.nv + 1, regs);
+      EXPECT_LE(t.nr(), unsigned(kGemmMaxNR));
+    }
+  EXPECT_EQ(chooseMicroTile(256, 16).mr, 6u);
+  EXPECT_EQ(chooseMicroTile(512, 32).mr, 12u);
 }
 
 } // namespace
