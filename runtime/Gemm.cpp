@@ -23,10 +23,11 @@ constexpr int64_t KC = 256, NC = 1024, MCTiles = 24;
 
 typedef float V4 __attribute__((vector_size(16)));
 typedef float V4U __attribute__((vector_size(16), aligned(4)));
+typedef float V2U __attribute__((vector_size(8), aligned(4)));
 
-/// dst[j*ldd + i] = src[i*lds + j] for i < rows, j < cols: 4 x 4 blocks
-/// through vector shuffles, the edges one element at a time. Packing is a
-/// tenth of the MLP's GEMM time when done element by element.
+/// dst[j*ldd + i] = src[i*lds + j] for i < rows, j < cols: 4 x 4 and 2 x 4
+/// blocks through vector shuffles, the edges one element at a time. Packing
+/// took a tenth of the MLP's GEMM time when done element by element.
 void transposeInto(const float *src, int64_t lds, int64_t rows, int64_t cols,
                    float *dst, int64_t ldd) {
   int64_t r4 = rows & ~int64_t(3), c4 = cols & ~int64_t(3);
@@ -50,7 +51,24 @@ void transposeInto(const float *src, int64_t lds, int64_t rows, int64_t cols,
       for (int64_t ii = i; ii < i + 4; ++ii)
         dst[j * ldd + ii] = src[ii * lds + j];
   }
-  for (int64_t i = r4; i < rows; ++i)
+  int64_t r2 = rows & ~int64_t(1); // a 6-row tile is 4 + 2 rows
+  if (r4 < r2) {
+    const float *s = src + r4 * lds;
+    for (int64_t j = 0; j < c4; j += 4) {
+      V4 x0 = *(const V4U *)(s + j), x1 = *(const V4U *)(s + lds + j);
+      V4 t0 = __builtin_shufflevector(x0, x1, 0, 4, 1, 5);
+      V4 t1 = __builtin_shufflevector(x0, x1, 2, 6, 3, 7);
+      float *d = dst + j * ldd + r4;
+      *(V2U *)d = __builtin_shufflevector(t0, t0, 0, 1);
+      *(V2U *)(d + ldd) = __builtin_shufflevector(t0, t0, 2, 3);
+      *(V2U *)(d + 2 * ldd) = __builtin_shufflevector(t1, t1, 0, 1);
+      *(V2U *)(d + 3 * ldd) = __builtin_shufflevector(t1, t1, 2, 3);
+    }
+    for (int64_t j = c4; j < cols; ++j)
+      for (int64_t ii = r4; ii < r2; ++ii)
+        dst[j * ldd + ii] = src[ii * lds + j];
+  }
+  for (int64_t i = r2; i < rows; ++i)
     for (int64_t j = 0; j < cols; ++j)
       dst[j * ldd + i] = src[i * lds + j];
 }
@@ -59,17 +77,23 @@ void transposeInto(const float *src, int64_t lds, int64_t rows, int64_t cols,
 /// strips, k-major within a strip, zero-padding the last strip.
 void packB(const GemmOperand &B, int64_t NR, int64_t k0, int64_t kc,
            int64_t j0, int64_t nc, float *dst) {
-  for (int64_t s = 0; s < nc; s += NR, dst += kc * NR) {
-    int64_t cols = std::min(NR, nc - s);
-    if (B.trans) {
-      transposeInto(B.data + (j0 + s) * B.ld + k0, B.ld, cols, kc, dst, NR);
-    } else {
-      for (int64_t k = 0; k < kc; ++k) {
-        const float *src = B.data + (k0 + k) * B.ld + j0 + s;
+  if (!B.trans) {
+    // Row by row of B, so its reads are one sequential stream.
+    for (int64_t k = 0; k < kc; ++k) {
+      const float *src = B.data + (k0 + k) * B.ld + j0;
+      float *row = dst + k * NR;
+      for (int64_t s = 0; s < nc; s += NR, row += kc * NR, src += NR) {
+        int64_t cols = std::min(NR, nc - s);
         for (int64_t c = 0; c < cols; ++c)
-          dst[k * NR + c] = src[c];
+          row[c] = src[c];
+        std::fill(row + cols, row + NR, 0.0f);
       }
     }
+    return;
+  }
+  for (int64_t s = 0; s < nc; s += NR, dst += kc * NR) {
+    int64_t cols = std::min(NR, nc - s);
+    transposeInto(B.data + (j0 + s) * B.ld + k0, B.ld, cols, kc, dst, NR);
     if (cols < NR)
       for (int64_t k = 0; k < kc; ++k)
         std::fill(dst + k * NR + cols, dst + (k + 1) * NR, 0.0f);
