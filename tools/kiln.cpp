@@ -123,8 +123,9 @@ static cl::opt<unsigned>
             cl::value_desc("T"), cl::init(0), cl::sub(gradCmd));
 static cl::opt<unsigned> vectorWidth(
     "vector-width",
-    cl::desc("Preferred vector width in bits for compiled loops: 128, 256 "
-             "or 512 (default: LLVM's choice for this CPU)"),
+    cl::desc("Vector width in bits for compiled loops and the GEMM: 128, "
+             "256 or 512 (default: LLVM's choice for loops, the CPU's widest "
+             "for the GEMM)"),
     cl::value_desc("bits"), cl::init(0), cl::sub(gradCmd), cl::sub(dumpCmd));
 
 static int fail(const llvm::Twine &msg) {
