@@ -121,19 +121,26 @@ Function *emitKernel(Module &m, const MicroTile &t, unsigned R) {
   BasicBlock *whole = BasicBlock::Create(ctx, "store.whole", f);
   BasicBlock *part = BasicBlock::Create(ctx, "store.part", f);
   b.CreateCondBr(b.CreateICmpEQ(nr, b.getInt64(NR)), whole, part);
-  // loadC(at, v) and storeC(x, at, v) access vector v of a row.
+  // loadC(at, v) and storeC(x, at, v) access vector v of a row. C is read
+  // only when the tile adds to it (not in the first K block).
   auto storeTile = [&](function_ref<Value *(Value *, unsigned)> loadC,
                        function_ref<void(Value *, Value *, unsigned)> storeC) {
-    for (unsigned r = 0; r < R; ++r) {
-      Value *row = b.CreateInBoundsGEP(f32, c, b.CreateMul(ldc, b.getInt64(r)));
-      for (unsigned v = 0; v < NV; ++v) {
-        Value *at = b.CreateConstInBoundsGEP1_64(f32, row, v * W);
-        Value *tile = sum[r * NV + v], *old = loadC(at, v);
-        storeC(b.CreateSelect(overwrite, tile, b.CreateFAdd(old, tile)), at,
-               v);
+    BasicBlock *set = BasicBlock::Create(ctx, "set", f);
+    BasicBlock *add = BasicBlock::Create(ctx, "add", f);
+    b.CreateCondBr(overwrite, set, add);
+    for (BasicBlock *bb : {set, add}) {
+      b.SetInsertPoint(bb);
+      for (unsigned r = 0; r < R; ++r) {
+        Value *row =
+            b.CreateInBoundsGEP(f32, c, b.CreateMul(ldc, b.getInt64(r)));
+        for (unsigned v = 0; v < NV; ++v) {
+          Value *at = b.CreateConstInBoundsGEP1_64(f32, row, v * W);
+          Value *tile = sum[r * NV + v];
+          storeC(bb == set ? tile : b.CreateFAdd(loadC(at, v), tile), at, v);
+        }
       }
+      b.CreateRetVoid();
     }
-    b.CreateRetVoid();
   };
   b.SetInsertPoint(whole);
   storeTile(
