@@ -65,8 +65,9 @@ struct MicroTile {
 /// all stay in registers.
 MicroTile chooseMicroTile(unsigned vectorBits, unsigned registers);
 
-/// The table of micro-kernels, [MR x ptr], entry R - 1 handling R rows; each
-/// has the signature of kiln::GemmMicroKernel (runtime/Gemm.h).
+/// The table of micro-kernels, [2*MR x ptr], laid out as kiln::GemmKernels
+/// describes; each has the signature of kiln::GemmMicroKernel
+/// (runtime/Gemm.h).
 inline constexpr const char *kGemmKernelsName = "kiln_gemm_kernels";
 
 /// Emits the micro-kernels for `tile` and their table into m, or returns

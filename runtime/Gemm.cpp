@@ -4,7 +4,10 @@
 // contiguous NR-wide strips, an MC x KC block of A into row panels, and an
 // MR x NR micro-kernel keeps its tile of C in vector registers across the K
 // loop, broadcasting a column of A's panel at each k. A stored transposed
-// already has those columns contiguous, so it is read in place.
+// already has those columns contiguous, so it is read in place. B not
+// transposed is packed by the first micro-kernel of each strip, as it does
+// its own FMAs: the packing's loads overlap with arithmetic instead of
+// taking a pass of their own.
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/Gemm.h"
@@ -73,24 +76,12 @@ void transposeInto(const float *src, int64_t lds, int64_t rows, int64_t cols,
       dst[j * ldd + i] = src[i * lds + j];
 }
 
-/// Packs rows [k0, k0+kc) x columns [j0, j0+nc) of op(B) into NR-column
-/// strips, k-major within a strip, zero-padding the last strip.
-void packB(const GemmOperand &B, int64_t NR, int64_t k0, int64_t kc,
-           int64_t j0, int64_t nc, float *dst) {
-  if (!B.trans) {
-    // Row by row of B, so its reads are one sequential stream.
-    for (int64_t k = 0; k < kc; ++k) {
-      const float *src = B.data + (k0 + k) * B.ld + j0;
-      float *row = dst + k * NR;
-      for (int64_t s = 0; s < nc; s += NR, row += kc * NR, src += NR) {
-        int64_t cols = std::min(NR, nc - s);
-        for (int64_t c = 0; c < cols; ++c)
-          row[c] = src[c];
-        std::fill(row + cols, row + NR, 0.0f);
-      }
-    }
-    return;
-  }
+/// Packs rows [k0, k0+kc) x columns [j0, j0+nc) of op(B), for B stored
+/// transposed, into NR-column strips, k-major within a strip, zero-padding
+/// the last strip. (B not transposed is packed by the kernels.)
+void packTransposedB(const GemmOperand &B, int64_t NR, int64_t k0, int64_t kc,
+                     int64_t j0, int64_t nc, float *dst) {
+  assert(B.trans);
   for (int64_t s = 0; s < nc; s += NR, dst += kc * NR) {
     int64_t cols = std::min(NR, nc - s);
     transposeInto(B.data + (j0 + s) * B.ld + k0, B.ld, cols, kc, dst, NR);
@@ -111,8 +102,8 @@ int64_t tileRows(int64_t left, int64_t MR) {
 /// Packs rows [i0, i0+mc) x columns [k0, k0+kc) of A (not transposed) into
 /// one panel per micro-tile, column-major within a panel (element (r, k) of
 /// a tile of R rows at k*R + r), the panels back to back.
-void packA(const GemmOperand &A, int64_t MR, int64_t i0, int64_t mc,
-           int64_t k0, int64_t kc, float *dst) {
+void packA(const GemmOperand &A, int64_t MR, int64_t i0, int64_t mc, int64_t k0,
+           int64_t kc, float *dst) {
   for (int64_t ir = 0; ir < mc;) {
     int64_t rows = tileRows(mc - ir, MR);
     transposeInto(A.data + (i0 + ir) * A.ld + k0, A.ld, rows, kc, dst, rows);
@@ -147,24 +138,41 @@ void gemmBlock(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K,
   // Equal K blocks (784 = 3 x 262, not 3 x 256 + 16): a short last block
   // would pay the C tile's loads and stores for few FMAs.
   int64_t blocks = (K + KC - 1) / KC, kBlock = (K + blocks - 1) / blocks;
+  // B not transposed is packed by the first row tile's kernel as it reads
+  // it. When one block of A covers all the rows, no strip is needed again
+  // after its column of tiles, so every strip is packed into the same
+  // buffer, which then stays in L1.
+  const bool fusePackB = !B.trans;
+  const bool oneStrip = fusePackB && i1 - i0 <= MC;
   for (int64_t jc = j0; jc < j1; jc += NC) {
     int64_t nc = std::min(NC, j1 - jc);
     for (int64_t pc = 0; pc < K; pc += kBlock) {
       int64_t kc = std::min(kBlock, K - pc);
       bool overwrite = pc == 0 && !accumulate;
-      packB(B, NR, pc, kc, jc, nc, bp);
+      if (!fusePackB)
+        packTransposedB(B, NR, pc, kc, jc, nc, bp);
       for (int64_t ic = i0; ic < i1; ic += MC) {
         int64_t mc = std::min(MC, i1 - ic);
         if (!A.trans)
           packA(A, MR, ic, mc, pc, kc, ap);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const float *panel = ap;
+          float *strip = oneStrip ? bp : bp + jr * kc;
+          int64_t nr = std::min(NR, nc - jr);
           for (int64_t ir = 0; ir < mc;) {
-            int64_t rows = tileRows(mc - ir, MR);
-            const float *a = A.trans ? A.data + pc * A.ld + ic + ir : panel;
-            kern.fns[rows - 1](kc, a, A.trans ? A.ld : rows, bp + jr * kc,
-                               C + (ic + ir) * ldc + jc + jr, ldc,
-                               std::min(NR, nc - jr), overwrite);
+            int64_t rows = tileRows(mc - ir, MR), lda = rows;
+            const float *a = panel;
+            if (A.trans) {
+              a = A.data + pc * A.ld + ic + ir;
+              lda = A.ld;
+            }
+            float *c = C + (ic + ir) * ldc + jc + jr;
+            if (fusePackB && ic == i0 && ir == 0)
+              kern.kernel(rows, true)(kc, a, lda, B.data + pc * B.ld + jc + jr,
+                                      B.ld, strip, c, ldc, nr, overwrite);
+            else
+              kern.kernel(rows, false)(kc, a, lda, strip, 0, nullptr, c, ldc,
+                                       nr, overwrite);
             panel += rows * kc;
             ir += rows;
           }

@@ -1,4 +1,5 @@
-//===- Gemm.h - Packed, register-blocked matrix multiply ---------*- C++ -*-===//
+//===- Gemm.h - Packed, register-blocked matrix multiply ---------*- C++
+//-*-===//
 //
 // The runtime's float32 GEMM, called by compiled code for matmul and
 // convolution. Operands are row-major and either may be read transposed in
@@ -27,17 +28,28 @@ struct GemmOperand {
 };
 
 /// C[0:R, 0:nr] = a · b (or C += a · b unless `overwrite`), where a is
-/// R x kc with element (r, k) at a[k*ks + r] (a packed panel, or A^T read in
-/// place) and b is a packed kc x NR strip (k-major, 64-byte aligned). R is
-/// fixed per kernel, kc >= 1 and 1 <= nr <= NR.
-using GemmMicroKernel = void (*)(int64_t kc, const float *a, int64_t ks,
-                                 const float *b, float *c, int64_t ldc,
-                                 int64_t nr, int32_t overwrite);
+/// R x kc with element (r, k) at a[k*lda + r] (a packed panel, or A^T read
+/// in place) and b is kc x nr; R is fixed per kernel, kc >= 1 and
+/// 1 <= nr <= NR. A plain kernel reads b as a packed strip (k-major, row
+/// stride NR, 64-byte aligned) and ignores ldb and bpack. A packing kernel
+/// reads b as op(B) in place, row stride ldb, and also writes what it reads
+/// to bpack as a packed strip, zero-padded to NR columns, for the tiles
+/// below it to use: B is packed while the first tile computes, not in a
+/// pass of its own.
+using GemmMicroKernel = void (*)(int64_t kc, const float *a, int64_t lda,
+                                 const float *b, int64_t ldb, float *bpack,
+                                 float *c, int64_t ldc, int64_t nr,
+                                 int32_t overwrite);
 
-/// A micro-tile of MR x NR and its kernels: fns[R - 1] handles R rows.
+/// A micro-tile of MR x NR and its kernels: the plain kernel for R rows at
+/// fns[R - 1], the packing one at fns[MR + R - 1].
 struct GemmKernels {
   const GemmMicroKernel *fns;
   int64_t mr, nr;
+
+  GemmMicroKernel kernel(int64_t rows, bool packB) const {
+    return fns[packB * mr + rows - 1];
+  }
 };
 
 /// The largest NR the packing buffers allow.

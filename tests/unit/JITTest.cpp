@@ -555,8 +555,10 @@ TEST_P(GemmWidth, MatchesFloat64ReferenceForEveryTransposeAndEdgeSize) {
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> u(-1, 1);
   // Every row remainder of a 6- or 12-row tile, partial column strips, one
-  // and several K blocks (300 > KC), and N past one NC panel (1100 > 1024).
-  std::vector<std::array<int64_t, 3>> shapes{{9, 1100, 20}};
+  // and several K blocks (300 > KC), N past one NC panel (1100 > 1024), and
+  // M past one MC block on each of the two threads (700 > 2 x 24 x 12), so
+  // later row blocks reuse the B strips the first one packed.
+  std::vector<std::array<int64_t, 3>> shapes{{9, 1100, 20}, {700, 20, 300}};
   for (int64_t m : {1, 7, 17, 130})
     for (int64_t n : {1, 15, 33, 129})
       for (int64_t k : {1, 3, 300})
