@@ -151,7 +151,7 @@ void BM_GemmMicroKernel(benchmark::State &state) {
   auto bv = randomMatrix(kc * nr, 2);
   std::copy(bv.begin(), bv.end(), b);
   std::vector<float> c(mr * nr);
-  GemmMicroKernel kernel = kernels.kernel(mr, /*packB=*/false);
+  GemmMicroKernel kernel = kernels.plain(mr);
   for (auto _ : state) {
     kernel(kc, a.data(), mr, b, 0, nullptr, c.data(), nr, nr, 0);
     benchmark::DoNotOptimize(c.data());

@@ -65,7 +65,7 @@ struct MicroTile {
 /// all stay in registers.
 MicroTile chooseMicroTile(unsigned vectorBits, unsigned registers);
 
-/// The table of micro-kernels, [2*MR x ptr], laid out as kiln::GemmKernels
+/// The table of micro-kernels, [MR + 1 x ptr], laid out as kiln::GemmKernels
 /// describes; each has the signature of kiln::GemmMicroKernel
 /// (runtime/Gemm.h).
 inline constexpr const char *kGemmKernelsName = "kiln_gemm_kernels";

@@ -195,9 +195,11 @@ GlobalVariable *kiln::emitGemmKernels(Module &m, const MicroTile &tile) {
   if (GlobalVariable *table = m.getGlobalVariable(kGemmKernelsName))
     return table;
   SmallVector<Constant *, 16> fns;
-  for (bool packB : {false, true})
-    for (unsigned r = 1; r <= tile.mr; ++r)
-      fns.push_back(emitKernel(m, tile, r, packB));
+  for (unsigned r = 1; r <= tile.mr; ++r)
+    fns.push_back(emitKernel(m, tile, r, /*packB=*/false));
+  // Only whole tiles pack: the first tile of a strip is one unless M is
+  // tiny, and each kernel adds to every module's compile time.
+  fns.push_back(emitKernel(m, tile, tile.mr, /*packB=*/true));
   auto *type = ArrayType::get(PointerType::get(m.getContext(), 0), fns.size());
   return new GlobalVariable(m, type, /*isConstant=*/true,
                             GlobalValue::ExternalLinkage,

@@ -76,12 +76,24 @@ void transposeInto(const float *src, int64_t lds, int64_t rows, int64_t cols,
       dst[j * ldd + i] = src[i * lds + j];
 }
 
-/// Packs rows [k0, k0+kc) x columns [j0, j0+nc) of op(B), for B stored
-/// transposed, into NR-column strips, k-major within a strip, zero-padding
-/// the last strip. (B not transposed is packed by the kernels.)
-void packTransposedB(const GemmOperand &B, int64_t NR, int64_t k0, int64_t kc,
-                     int64_t j0, int64_t nc, float *dst) {
-  assert(B.trans);
+/// Packs rows [k0, k0+kc) x columns [j0, j0+nc) of op(B) into NR-column
+/// strips, k-major within a strip, zero-padding the last strip.
+void packB(const GemmOperand &B, int64_t NR, int64_t k0, int64_t kc, int64_t j0,
+           int64_t nc, float *dst) {
+  if (!B.trans) {
+    // Row by row of B, so its reads are one sequential stream.
+    for (int64_t k = 0; k < kc; ++k) {
+      const float *src = B.data + (k0 + k) * B.ld + j0;
+      float *row = dst + k * NR;
+      for (int64_t s = 0; s < nc; s += NR, row += kc * NR, src += NR) {
+        int64_t cols = std::min(NR, nc - s);
+        for (int64_t c = 0; c < cols; ++c)
+          row[c] = src[c];
+        std::fill(row + cols, row + NR, 0.0f);
+      }
+    }
+    return;
+  }
   for (int64_t s = 0; s < nc; s += NR, dst += kc * NR) {
     int64_t cols = std::min(NR, nc - s);
     transposeInto(B.data + (j0 + s) * B.ld + k0, B.ld, cols, kc, dst, NR);
@@ -139,10 +151,10 @@ void gemmBlock(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K,
   // would pay the C tile's loads and stores for few FMAs.
   int64_t blocks = (K + KC - 1) / KC, kBlock = (K + blocks - 1) / blocks;
   // B not transposed is packed by the first row tile's kernel as it reads
-  // it. When one block of A covers all the rows, no strip is needed again
-  // after its column of tiles, so every strip is packed into the same
-  // buffer, which then stays in L1.
-  const bool fusePackB = !B.trans;
+  // it, when that tile is a whole one. When one block of A covers all the
+  // rows, no strip is needed again after its column of tiles, so every
+  // strip is packed into the same buffer, which then stays in L1.
+  const bool fusePackB = !B.trans && tileRows(std::min(MC, i1 - i0), MR) == MR;
   const bool oneStrip = fusePackB && i1 - i0 <= MC;
   for (int64_t jc = j0; jc < j1; jc += NC) {
     int64_t nc = std::min(NC, j1 - jc);
@@ -150,7 +162,7 @@ void gemmBlock(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K,
       int64_t kc = std::min(kBlock, K - pc);
       bool overwrite = pc == 0 && !accumulate;
       if (!fusePackB)
-        packTransposedB(B, NR, pc, kc, jc, nc, bp);
+        packB(B, NR, pc, kc, jc, nc, bp);
       for (int64_t ic = i0; ic < i1; ic += MC) {
         int64_t mc = std::min(MC, i1 - ic);
         if (!A.trans)
@@ -168,11 +180,11 @@ void gemmBlock(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K,
             }
             float *c = C + (ic + ir) * ldc + jc + jr;
             if (fusePackB && ic == i0 && ir == 0)
-              kern.kernel(rows, true)(kc, a, lda, B.data + pc * B.ld + jc + jr,
-                                      B.ld, strip, c, ldc, nr, overwrite);
+              kern.packing()(kc, a, lda, B.data + pc * B.ld + jc + jr, B.ld,
+                             strip, c, ldc, nr, overwrite);
             else
-              kern.kernel(rows, false)(kc, a, lda, strip, 0, nullptr, c, ldc,
-                                       nr, overwrite);
+              kern.plain(rows)(kc, a, lda, strip, 0, nullptr, c, ldc, nr,
+                               overwrite);
             panel += rows * kc;
             ir += rows;
           }

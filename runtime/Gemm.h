@@ -42,14 +42,13 @@ using GemmMicroKernel = void (*)(int64_t kc, const float *a, int64_t lda,
                                  int32_t overwrite);
 
 /// A micro-tile of MR x NR and its kernels: the plain kernel for R rows at
-/// fns[R - 1], the packing one at fns[MR + R - 1].
+/// fns[R - 1], and the packing kernel, for MR rows only, at fns[MR].
 struct GemmKernels {
   const GemmMicroKernel *fns;
   int64_t mr, nr;
 
-  GemmMicroKernel kernel(int64_t rows, bool packB) const {
-    return fns[packB * mr + rows - 1];
-  }
+  GemmMicroKernel plain(int64_t rows) const { return fns[rows - 1]; }
+  GemmMicroKernel packing() const { return fns[mr]; }
 };
 
 /// The largest NR the packing buffers allow.
