@@ -5,8 +5,10 @@
 // this core's measured fp32 FMA peak (BM_FmaPeak measures it with
 // independent FMA chains on this CPU's widest vectors). The MLP's shapes run
 // side by side with Eigen's GEMM on the same operands, single-threaded, with
-// transposed operands read in place by both. This file is compiled with
-// -march=native so Eigen and the peak loop get this CPU's vector units too.
+// transposed operands read in place by both; BM_GemmVsEigen alternates the
+// two call by call and reports Eigen's median time over Kiln's. This file is
+// compiled with -march=native so Eigen and the peak loop get this CPU's
+// vector units too.
 //
 //   build/bin/kiln-bench --benchmark_filter='Gemm|Peak'
 //
@@ -171,21 +173,35 @@ BENCHMARK(BM_GemmMicroKernel)->ArgName("kc")->Arg(64)->Arg(256);
 using RowMajor =
     Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+using ConstMap = Eigen::Map<const RowMajor>;
+
+/// Eigen's views of the operands as `s` stores them.
+ConstMap eigenA(const Shape3 &s, const std::vector<float> &a) {
+  return ConstMap(a.data(), s.ta ? s.k : s.m, s.ta ? s.m : s.k);
+}
+ConstMap eigenB(const Shape3 &s, const std::vector<float> &b) {
+  return ConstMap(b.data(), s.tb ? s.n : s.k, s.tb ? s.k : s.n);
+}
+
+/// c = op(A) op(B) with Eigen, the transposed operand read in place.
+void eigenGemm(const Shape3 &s, const ConstMap &A, const ConstMap &B,
+               RowMajor &c) {
+  if (s.ta)
+    c.noalias() = A.transpose() * B;
+  else if (s.tb)
+    c.noalias() = A * B.transpose();
+  else
+    c.noalias() = A * B;
+  benchmark::DoNotOptimize(c.data());
+}
+
 void BM_EigenGemm(benchmark::State &state) {
   Shape3 s = shapeArg(state);
   auto a = randomMatrix(s.m * s.k, 1), b = randomMatrix(s.k * s.n, 2);
   RowMajor c(s.m, s.n);
-  Eigen::Map<const RowMajor> A(a.data(), s.ta ? s.k : s.m, s.ta ? s.m : s.k);
-  Eigen::Map<const RowMajor> B(b.data(), s.tb ? s.n : s.k, s.tb ? s.k : s.n);
-  for (auto _ : state) {
-    if (s.ta)
-      c.noalias() = A.transpose() * B;
-    else if (s.tb)
-      c.noalias() = A * B.transpose();
-    else
-      c.noalias() = A * B;
-    benchmark::DoNotOptimize(c.data());
-  }
+  ConstMap A = eigenA(s, a), B = eigenB(s, b);
+  for (auto _ : state)
+    eigenGemm(s, A, B, c);
   report(state, s);
 }
 
@@ -201,8 +217,7 @@ void BM_GemmVsEigen(benchmark::State &state) {
   GemmOperand B{b.data(), s.tb ? s.k : s.n, s.tb};
   const GemmKernels &kernels = jitKernels();
   RowMajor ce(s.m, s.n);
-  Eigen::Map<const RowMajor> EA(a.data(), s.ta ? s.k : s.m, s.ta ? s.m : s.k);
-  Eigen::Map<const RowMajor> EB(b.data(), s.tb ? s.n : s.k, s.tb ? s.k : s.n);
+  ConstMap EA = eigenA(s, a), EB = eigenB(s, b);
   std::vector<double> kiln, eigen;
   using Clock = std::chrono::steady_clock;
   for (auto _ : state) {
@@ -210,13 +225,7 @@ void BM_GemmVsEigen(benchmark::State &state) {
     gemm(s.m, s.n, s.k, A, B, c.data(), s.n, false, kernels, nullptr);
     benchmark::DoNotOptimize(c.data());
     auto t1 = Clock::now();
-    if (s.ta)
-      ce.noalias() = EA.transpose() * EB;
-    else if (s.tb)
-      ce.noalias() = EA * EB.transpose();
-    else
-      ce.noalias() = EA * EB;
-    benchmark::DoNotOptimize(ce.data());
+    eigenGemm(s, EA, EB, ce);
     auto t2 = Clock::now();
     kiln.push_back(std::chrono::duration<double>(t1 - t0).count());
     eigen.push_back(std::chrono::duration<double>(t2 - t1).count());
