@@ -41,7 +41,7 @@ void kiln_rt_parallel_for(RuntimeContext *rt, KernelTask task, void **bufs,
 /// C[b] = op(A[b]) . op(B[b]) for b < batch, with flags bit 0: A stored
 /// transposed ([K, M]), bit 1: B stored transposed ([N, K]). Strides are
 /// in elements between consecutive batches (0: shared). `kernels` is the
-/// module's table of mr micro-kernels for an mr x nr tile.
+/// module's table of micro-kernels (kiln::GemmKernels) for an mr x nr tile.
 void kiln_rt_matmul(RuntimeContext *rt, const float *a, const float *b,
                     float *c, int64_t batch, int64_t m, int64_t n, int64_t k,
                     int32_t flags, int64_t strideA, int64_t strideB,
