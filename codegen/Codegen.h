@@ -38,12 +38,25 @@ struct BufferPlan {
   std::vector<int64_t> slotOf;
   /// Per slot: the leaf node it holds, or -1 for workspace.
   std::vector<int64_t> leafOf;
-  /// Per slot: byte offset in the workspace (workspace slots only).
+  /// Per slot: byte offset in the workspace (workspace slots only). Slots
+  /// whose live ranges do not overlap may share bytes.
   std::vector<int64_t> offset;
+  /// Per slot: its size in the workspace (0 for leaves), a multiple of 64.
+  std::vector<int64_t> bytes;
+  /// Per slot: the first and last node (graph order) during which it holds
+  /// a value; the roots' slots end at nodes.size(), after the last node.
+  std::vector<std::pair<int64_t, int64_t>> live;
   /// Per node: a scratch slot (convolution's im2col buffer), or -1.
   std::vector<int64_t> scratchOf;
   int64_t workspaceBytes = 0;
   size_t numSlots() const { return leafOf.size(); }
+  /// The workspace a plan that shared no bytes would need.
+  int64_t unsharedBytes() const {
+    int64_t sum = 0;
+    for (int64_t b : bytes)
+      sum += b;
+    return sum;
+  }
 };
 
 /// Plans the buffers of g's nodes.

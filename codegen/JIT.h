@@ -51,6 +51,8 @@ public:
                                           uint64_t step = 0) const;
 
   const CompileTimes &times() const { return times_; }
+  /// Where each node's value lives; `workspaceBytes` is what run() uses.
+  const BufferPlan &plan() const { return plan_; }
 
 private:
   friend class JIT;

@@ -66,30 +66,67 @@ BufferPlan kiln::planBuffers(const Graph &g) {
   BufferPlan plan;
   plan.slotOf.assign(g.nodes.size(), -1);
   plan.scratchOf.assign(g.nodes.size(), -1);
-  auto newSlot = [&](int64_t leaf, int64_t bytes) {
+  auto newSlot = [&](int64_t leaf, int64_t bytes, int64_t node) {
     plan.leafOf.push_back(leaf);
-    plan.offset.push_back(leaf >= 0 ? -1 : plan.workspaceBytes);
-    if (leaf < 0)
-      plan.workspaceBytes += (bytes + 63) / 64 * 64;
+    plan.offset.push_back(-1);
+    plan.bytes.push_back(leaf >= 0 ? 0 : (bytes + 63) / 64 * 64);
+    plan.live.push_back({node, node});
     return int64_t(plan.leafOf.size() - 1);
   };
-  for (size_t i = 0; i < g.nodes.size(); ++i) {
+  const int64_t N = g.nodes.size();
+  for (int64_t i = 0; i < N; ++i) {
     const Node &n = *g.nodes[i];
     if (inPlace[i])
       continue;
     if (n.info().flags & Leaf && n.op != Op::Constant) {
-      plan.slotOf[i] = newSlot(i, 0);
+      plan.slotOf[i] = newSlot(i, 0, i);
     } else if (n.op == Op::Reshape || n.op == Op::StopGradient) {
       plan.slotOf[i] = plan.slotOf[index[n.operands[0]]];
     } else {
-      plan.slotOf[i] = newSlot(-1, elems(n) * 4);
+      plan.slotOf[i] = newSlot(-1, elems(n) * 4, i);
     }
     if (n.op == Op::Conv2d) {
       const Shape &w = n.operands[1]->type.shape;
       int64_t cols = n.type.shape[0] * w[1] * w[2] * w[3] * n.type.shape[2] *
                      n.type.shape[3];
-      plan.scratchOf[i] = newSlot(-1, cols * 4);
+      plan.scratchOf[i] = newSlot(-1, cols * 4, i);
     }
+  }
+
+  // A slot is live from the node that writes it to the last node that reads
+  // it, through views and in-place transposes; roots to the end of the step,
+  // when they are copied out. Nodes run one after another in graph order.
+  auto slotRead = [&](const Node *o) {
+    int64_t s = plan.slotOf[index[o]];
+    return s >= 0 ? s : plan.slotOf[index[o->operands[0]]];
+  };
+  for (int64_t i = 0; i < N; ++i)
+    for (const Node *o : g.nodes[i]->operands) {
+      int64_t s = slotRead(o);
+      plan.live[s].second = std::max(plan.live[s].second, i);
+    }
+  for (const Node *root : g.rootValues())
+    plan.live[slotRead(root)].second = N;
+
+  // First fit, in the order slots are written: a region whose last reader
+  // is node i is free from node i + 1 on, so no node writes over its own
+  // operands.
+  struct Region {
+    int64_t begin, end, last;
+  };
+  std::vector<Region> taken; // sorted by begin
+  for (size_t sl = 0; sl < plan.numSlots(); ++sl) {
+    if (plan.leafOf[sl] >= 0)
+      continue;
+    auto [first, last] = plan.live[sl];
+    llvm::erase_if(taken, [&](const Region &r) { return r.last < first; });
+    int64_t at = 0;
+    auto pos = taken.begin();
+    for (; pos != taken.end() && pos->begin < at + plan.bytes[sl]; ++pos)
+      at = std::max(at, pos->end);
+    taken.insert(pos, {at, at + plan.bytes[sl], last});
+    plan.offset[sl] = at;
+    plan.workspaceBytes = std::max(plan.workspaceBytes, at + plan.bytes[sl]);
   }
   return plan;
 }

@@ -112,8 +112,11 @@ static cl::opt<bool> printAfterAll("print-after-all",
 static cl::list<std::string> printAfter("print-after",
                                         cl::desc("Print the IR after pass P"),
                                         cl::value_desc("P"), cl::sub(optCmd));
-static cl::opt<bool> stats("stats", cl::desc("Print op counts per pass"),
-                           cl::sub(optCmd));
+static cl::opt<bool>
+    stats("stats",
+          cl::desc("Print op counts per pass (and, for grad, the compiled "
+                   "step's memory plan)"),
+          cl::sub(optCmd), cl::sub(dumpCmd), cl::sub(gradCmd));
 static cl::opt<bool> timePasses(
     "time-passes",
     cl::desc("Time each graph pass and each phase of LLVM compilation"),
@@ -275,6 +278,7 @@ static int runCheck() {
 static llvm::Error makeTrainingGraph(Graph &g) {
   std::vector<std::string> inputs(wrt.begin(), wrt.end());
   PassOptions opts;
+  opts.stats = stats;
   opts.timePasses = timePasses;
   if (auto e = differentiate(g, inputs))
     return e;
@@ -310,6 +314,21 @@ static void reportCompileTimes(const CompileTimes &t) {
                << llvm::format("  %8.1f ms  total; LLVM's share %.0f%%\n",
                                ms(t.total()),
                                t.total() > 0 ? 100 * llvmPart / t.total() : 0);
+}
+
+/// With --stats: the compiled step's workspace, and what sharing saved.
+static void reportMemoryPlan(const BufferPlan &plan) {
+  if (!stats)
+    return;
+  int64_t regions = 0;
+  for (int64_t b : plan.bytes)
+    regions += b > 0;
+  auto kib = [](int64_t bytes) { return bytes / 1024.0; };
+  llvm::errs() << "===-- Kiln memory plan --===\n"
+               << llvm::format("  %10.1f KiB  workspace (%lld buffers)\n",
+                               kib(plan.workspaceBytes), (long long)regions)
+               << llvm::format("  %10.1f KiB  without sharing\n",
+                               kib(plan.unsharedBytes()));
 }
 
 /// The model file with -D bindings, parsed and checked, and the model chosen
@@ -423,6 +442,7 @@ jitGradients(Graph &training, const llvm::StringMap<Tensor> &leaves) {
   if (!compiled)
     return compiled.takeError();
   reportCompileTimes(compiled->times());
+  reportMemoryPlan(compiled->plan());
   auto values = compiled->run(leaves);
   if (!values)
     return values.takeError();

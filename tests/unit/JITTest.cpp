@@ -413,6 +413,70 @@ TEST(JITModels, CNN) { expectModelMatches("cnn", 4); }
 TEST(JITModels, AlexNet) { expectModelMatches("alexnet", 2); }
 TEST(JITModels, ResNet) { expectModelMatches("resnet", 2); }
 
+/// Checks a model's buffer plan against the graph: every value's bytes are
+/// left alone from the node that writes them to the last node that reads
+/// them (the end of the step for roots), and the plan shares bytes between
+/// values that are never live together.
+void expectPlanIsSound(const char *name, int64_t batch) {
+  test::Source src(modelFile(name));
+  ModelRun r = trainingGraph(src, batch);
+  ASSERT_TRUE(r.training) << src.errors;
+  const Graph &g = *r.training;
+  BufferPlan plan = planBuffers(g);
+  llvm::DenseMap<const Node *, int64_t> index;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    index[g.nodes[i].get()] = i;
+  // Per slot, the nodes at which it must hold its value.
+  const int64_t end = g.nodes.size();
+  std::vector<int64_t> from(plan.numSlots(), end + 1), to(plan.numSlots(), -1);
+  auto liveAt = [&](int64_t slot, int64_t i) {
+    from[slot] = std::min(from[slot], i);
+    to[slot] = std::max(to[slot], i);
+  };
+  auto storage = [&](const Node *n) {
+    int64_t s = plan.slotOf[index[n]];
+    // A transpose read in place by matmul: its operand's bytes.
+    return s >= 0 ? s : plan.slotOf[index[n->operands[0]]];
+  };
+  for (int64_t i = 0; i < end; ++i) {
+    const Node &n = *g.nodes[i];
+    if (plan.slotOf[i] >= 0)
+      liveAt(plan.slotOf[i], i);
+    if (plan.scratchOf[i] >= 0)
+      liveAt(plan.scratchOf[i], i);
+    for (const Node *o : n.operands)
+      liveAt(storage(o), i);
+  }
+  for (const Node *root : g.rootValues())
+    liveAt(storage(root), end);
+  int64_t regions = 0;
+  for (size_t a = 0; a < plan.numSlots(); ++a) {
+    if (plan.leafOf[a] >= 0 || plan.bytes[a] == 0)
+      continue;
+    ++regions;
+    EXPECT_EQ(plan.offset[a] % 64, 0);
+    EXPECT_LE(plan.offset[a] + plan.bytes[a], plan.workspaceBytes);
+    for (size_t b = a + 1; b < plan.numSlots(); ++b) {
+      if (plan.leafOf[b] >= 0 || plan.bytes[b] == 0)
+        continue;
+      bool together = from[a] <= to[b] && from[b] <= to[a];
+      bool overlap = plan.offset[a] < plan.offset[b] + plan.bytes[b] &&
+                     plan.offset[b] < plan.offset[a] + plan.bytes[a];
+      EXPECT_FALSE(together && overlap)
+          << name << ": slots " << a << " and " << b << " share bytes while "
+          << "both are live";
+    }
+  }
+  EXPECT_GT(regions, 5) << name;
+  // Sharing happened: deep networks keep few of their activations at once.
+  EXPECT_LT(plan.workspaceBytes, plan.unsharedBytes()) << name;
+}
+
+TEST(JITPlan, MLP) { expectPlanIsSound("mlp", 16); }
+TEST(JITPlan, SVM) { expectPlanIsSound("svm", 16); }
+TEST(JITPlan, CNN) { expectPlanIsSound("cnn", 4); }
+TEST(JITPlan, ResNet) { expectPlanIsSound("resnet", 2); }
+
 TEST(JIT, ResultsAreBitwiseIdenticalAcrossThreadCounts) {
   test::Source src(modelFile("cnn"));
   ModelRun r = trainingGraph(src, 8);
