@@ -43,9 +43,6 @@ struct BufferPlan {
   std::vector<int64_t> offset;
   /// Per slot: its size in the workspace (0 for leaves), a multiple of 64.
   std::vector<int64_t> bytes;
-  /// Per slot: the first and last node (graph order) during which it holds
-  /// a value; the roots' slots end at nodes.size(), after the last node.
-  std::vector<std::pair<int64_t, int64_t>> live;
   /// Per node: a scratch slot (convolution's im2col buffer), or -1.
   std::vector<int64_t> scratchOf;
   int64_t workspaceBytes = 0;

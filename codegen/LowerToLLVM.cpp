@@ -66,11 +66,14 @@ BufferPlan kiln::planBuffers(const Graph &g) {
   BufferPlan plan;
   plan.slotOf.assign(g.nodes.size(), -1);
   plan.scratchOf.assign(g.nodes.size(), -1);
+  // Per slot: the first and last node (graph order) during which it holds
+  // a value; the roots' slots end at nodes.size(), after the last node.
+  std::vector<std::pair<int64_t, int64_t>> live;
   auto newSlot = [&](int64_t leaf, int64_t bytes, int64_t node) {
     plan.leafOf.push_back(leaf);
     plan.offset.push_back(-1);
     plan.bytes.push_back(leaf >= 0 ? 0 : (bytes + 63) / 64 * 64);
-    plan.live.push_back({node, node});
+    live.push_back({node, node});
     return int64_t(plan.leafOf.size() - 1);
   };
   const int64_t N = g.nodes.size();
@@ -103,10 +106,10 @@ BufferPlan kiln::planBuffers(const Graph &g) {
   for (int64_t i = 0; i < N; ++i)
     for (const Node *o : g.nodes[i]->operands) {
       int64_t s = slotRead(o);
-      plan.live[s].second = std::max(plan.live[s].second, i);
+      live[s].second = std::max(live[s].second, i);
     }
   for (const Node *root : g.rootValues())
-    plan.live[slotRead(root)].second = N;
+    live[slotRead(root)].second = N;
 
   // First fit, in the order slots are written: a region whose last reader
   // is node i is free from node i + 1 on, so no node writes over its own
@@ -118,7 +121,7 @@ BufferPlan kiln::planBuffers(const Graph &g) {
   for (size_t sl = 0; sl < plan.numSlots(); ++sl) {
     if (plan.leafOf[sl] >= 0)
       continue;
-    auto [first, last] = plan.live[sl];
+    auto [first, last] = live[sl];
     llvm::erase_if(taken, [&](const Region &r) { return r.last < first; });
     int64_t at = 0;
     auto pos = taken.begin();
