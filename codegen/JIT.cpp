@@ -2,7 +2,9 @@
 //
 // The TargetMachine comes from the host (JITTargetMachineBuilder::
 // detectHost), so the code uses AVX-512 where the CPU has it and still runs
-// where it does not. The middle end is LLVM's O3 pipeline with glibc's
+// where it does not; or from a named CPU and feature list, for printing code
+// for another machine and for testing one ISA's code on a CPU that has a
+// larger one (x86-64-v3 code on an AVX-512 host). The middle end is LLVM's O3 pipeline with glibc's
 // libmvec as the vector math library (expf, logf, powf, tanhf, erff, ...),
 // so loops that call them vectorize too.
 //
@@ -12,6 +14,7 @@
 #include "ir/Printer.h"
 #include "runtime/ThreadPool.h"
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Analysis/TargetLibraryInfo.h"
 #include "llvm/ExecutionEngine/Orc/ExecutionUtils.h"
@@ -21,11 +24,13 @@
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
 #include "llvm/MC/MCSubtargetInfo.h"
+#include "llvm/MC/TargetRegistry.h"
 #include "llvm/Passes/PassBuilder.h"
 #include "llvm/Support/DynamicLibrary.h"
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/Target/TargetMachine.h"
+#include "llvm/TargetParser/Host.h"
 #include <chrono>
 #include <cstring>
 #include <mutex>
@@ -64,6 +69,8 @@ struct JIT::Impl {
   std::unique_ptr<orc::LLJIT> lljit;
   std::unique_ptr<ThreadPool> pool;
   bool avx2 = false;
+  /// Features the target uses and this CPU lacks (empty: runnable here).
+  std::vector<std::string> missing;
   LoweringOptions lowering;
   std::mutex mutex;
   /// The micro-kernels compiled on their own, for gemmKernels().
@@ -159,13 +166,75 @@ struct JIT::Impl {
 JIT::JIT(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 JIT::~JIT() = default;
 
+/// The target for `opts`: this CPU, or the named CPU with the named
+/// features added or removed. Unknown CPUs and features are errors (LLVM
+/// would only warn and ignore them).
+static Expected<orc::JITTargetMachineBuilder>
+targetFor(const JITOptions &opts) {
+  if (opts.cpu.empty() && opts.features.empty())
+    return orc::JITTargetMachineBuilder::detectHost();
+  auto host = orc::JITTargetMachineBuilder::detectHost();
+  if (!host)
+    return host.takeError();
+  orc::JITTargetMachineBuilder jtmb(host->getTargetTriple());
+  // The features: a named CPU brings its own; this one, those it has.
+  if (opts.cpu.empty()) {
+    jtmb.setCPU(host->getCPU());
+    jtmb.addFeatures(host->getFeatures().getFeatures());
+  } else {
+    jtmb.setCPU(opts.cpu);
+  }
+  std::string error;
+  const Target *target =
+      TargetRegistry::lookupTarget(jtmb.getTargetTriple().str(), error);
+  if (!target)
+    return makeError(error);
+  // A generic subtarget, which knows every CPU and feature name (one for an
+  // unknown CPU would warn on stderr).
+  std::unique_ptr<MCSubtargetInfo> sti(
+      target->createMCSubtargetInfo(jtmb.getTargetTriple().str(), "", ""));
+  if (!sti->isCPUStringValid(jtmb.getCPU()))
+    return makeError("unknown CPU '" + jtmb.getCPU() + "' for --mcpu (LLVM's " +
+                     "names, as for llc: znver3, skylake-avx512, x86-64-v3, " +
+                     "...)");
+  SmallVector<StringRef, 8> features;
+  StringRef(opts.features).split(features, ',', -1, /*KeepEmpty=*/false);
+  for (StringRef f : features) {
+    f = f.trim();
+    StringRef name = f.drop_front();
+    bool known = llvm::any_of(
+        sti->getAllProcessorFeatures(),
+        [&](const SubtargetFeatureKV &kv) { return name == kv.Key; });
+    if ((!f.starts_with("+") && !f.starts_with("-")) || !known)
+      return makeError("--mattr: '" + f + "' is not +FEATURE or -FEATURE " +
+                       "with a feature of this target (as for llc: " +
+                       "+avx512f,-fma)");
+    jtmb.getFeatures().AddFeature(f);
+  }
+  return jtmb;
+}
+
+/// The ISA features `sti` has and this CPU lacks.
+static std::vector<std::string> missingOnHost(const MCSubtargetInfo &sti) {
+  // The host's map names every ISA feature it can detect, with whether it
+  // has it; tuning flags, which a CPU name also sets, are not in it.
+  std::vector<std::string> missing;
+  StringMap<bool> host = sys::getHostCPUFeatures();
+  for (const SubtargetFeatureKV &kv : sti.getAllProcessorFeatures()) {
+    auto it = host.find(kv.Key);
+    if (it != host.end() && !it->second && sti.getFeatureBits()[kv.Value])
+      missing.push_back(kv.Key);
+  }
+  return missing;
+}
+
 Expected<std::unique_ptr<JIT>> JIT::create(const JITOptions &opts) {
   static std::once_flag once;
   std::call_once(once, [] {
     InitializeNativeTarget();
     InitializeNativeTargetAsmPrinter();
   });
-  auto jtmb = orc::JITTargetMachineBuilder::detectHost();
+  auto jtmb = targetFor(opts);
   if (!jtmb)
     return jtmb.takeError();
   jtmb->setCodeGenOptLevel(CodeGenOptLevel::Aggressive);
@@ -177,6 +246,7 @@ Expected<std::unique_ptr<JIT>> JIT::create(const JITOptions &opts) {
   impl->tm = std::move(*tm);
   const MCSubtargetInfo &sti = *impl->tm->getMCSubtargetInfo();
   impl->avx2 = sti.checkFeatures("+avx2");
+  impl->missing = missingOnHost(sti);
   if (opts.vectorWidth && opts.vectorWidth != 128 && opts.vectorWidth != 256 &&
       opts.vectorWidth != 512)
     return makeError("--vector-width must be 128, 256 or 512, not " +
@@ -216,11 +286,26 @@ Expected<std::unique_ptr<JIT>> JIT::create(const JITOptions &opts) {
 }
 
 StringRef JIT::cpu() const { return impl_->tm->getTargetCPU(); }
+bool JIT::hasFeature(StringRef feature) const {
+  return impl_->tm->getMCSubtargetInfo()->checkFeatures(("+" + feature).str());
+}
+
+Error JIT::checkRunnable() const {
+  if (impl_->missing.empty())
+    return Error::success();
+  return makeError("this CPU (" + sys::getHostCPUName() +
+                   ") cannot run code for " + cpu() + ": it lacks " +
+                   join(impl_->missing, ", ") +
+                   " (code for another CPU can be printed with kiln dump " +
+                   "--stage=llvm|asm, not run)");
+}
 unsigned JIT::threads() const { return impl_->pool->size(); }
 unsigned JIT::compilations() const { return impl_->compiled; }
 const MicroTile &JIT::gemmTile() const { return impl_->lowering.gemm; }
 
 Expected<GemmKernels> JIT::gemmKernels() {
+  if (auto e = checkRunnable())
+    return std::move(e);
   std::lock_guard<std::mutex> lock(impl_->mutex);
   if (impl_->kernels)
     return *impl_->kernels;
@@ -270,6 +355,8 @@ Expected<std::string> JIT::assembly(const Graph &g) {
 }
 
 Expected<const CompiledGraph &> JIT::compile(const Graph &g) {
+  if (auto e = checkRunnable())
+    return std::move(e);
   std::string key;
   raw_string_ostream keyOs(key);
   printGraph(g, keyOs);

@@ -1,8 +1,9 @@
 //===- JIT.h - Compiling graphs to native code with ORC LLJIT ----*- C++
 //-*-===//
 //
-// The JIT owns a host TargetMachine (this CPU and its features), LLVM's
-// optimisation pipeline, an LLJIT instance and the runtime's thread pool.
+// The JIT owns a TargetMachine (this CPU and its features by default, or the
+// CPU that --mcpu/--mattr name), LLVM's optimisation pipeline, an LLJIT
+// instance and the runtime's thread pool.
 // compile() lowers a graph, optimises and compiles it, and caches the result
 // under the graph's printed IR, so compiling an identical graph again costs a
 // hash lookup.
@@ -28,6 +29,12 @@ struct JITOptions {
   /// Vector bits for loops and the GEMM micro-kernels. 0: LLVM's choice for
   /// loops and the CPU's widest vectors for the GEMM.
   unsigned vectorWidth = 0;
+  /// The x86-64 CPU to compile for, by LLVM's name (znver3, skylake-avx512,
+  /// x86-64-v3; as llc's -mcpu). Empty: this CPU, with the features it has.
+  std::string cpu;
+  /// Features added to or removed from the CPU's, as llc's -mattr:
+  /// "+avx512f,-fma".
+  std::string features;
 };
 
 /// Seconds spent in each compilation phase.
@@ -88,16 +95,24 @@ public:
   create(const JITOptions &opts = {});
   ~JIT();
 
-  /// Compiles g (or finds it in the cache).
+  /// Compiles g (or finds it in the cache) to run on this CPU: an error
+  /// if the target has features this CPU lacks (checkRunnable).
   llvm::Expected<const CompiledGraph &> compile(const Graph &g);
+
+  /// Success if this CPU can run the target's code; else an error naming
+  /// the features it lacks. Printing code (llvmIR, assembly) needs no such
+  /// CPU.
+  llvm::Error checkRunnable() const;
 
   /// g's LLVM module, before or after the optimisation pipeline.
   llvm::Expected<std::string> llvmIR(const Graph &g, bool optimized);
   /// g's native assembly for this CPU.
   llvm::Expected<std::string> assembly(const Graph &g);
 
-  /// The host CPU name the code is compiled for.
+  /// The name of the CPU the code is compiled for.
   llvm::StringRef cpu() const;
+  /// Whether the target has a feature ("avx512f").
+  bool hasFeature(llvm::StringRef feature) const;
   unsigned threads() const;
   /// Graphs compiled so far (cache misses).
   unsigned compilations() const;

@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "codegen/JIT.h"
+#include "ErrorSpec.h"
 #include "TestUtil.h"
 #include "ir/Graph.h"
 #include "passes/Autodiff.h"
@@ -18,8 +19,10 @@
 #include "runtime/ThreadPool.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FormatVariadic.h"
+#include "llvm/TargetParser/Host.h"
 #include <gtest/gtest.h>
 #include <array>
+#include <map>
 #include <random>
 #include <set>
 
@@ -27,32 +30,37 @@ using namespace kiln;
 
 namespace {
 
-JIT &sharedJIT() {
-  static std::unique_ptr<JIT> jit = [] {
+/// The targets that execution tests run on: this CPU, and AVX2 code
+/// (x86-64-v3: AVX2, FMA, BMI2) wherever this CPU can run it, so an
+/// AVX-512 host tests both code paths.
+const std::vector<std::string> kTargets = {"host", "x86-64-v3"};
+
+/// One two-thread JIT per target, shared by the tests.
+JIT &jitFor(const std::string &target) {
+  static std::map<std::string, std::unique_ptr<JIT>> jits;
+  std::unique_ptr<JIT> &jit = jits[target];
+  if (!jit) {
     JITOptions opts;
     opts.threads = 2;
-    return llvm::cantFail(JIT::create(opts));
-  }();
+    if (target != "host")
+      opts.cpu = target;
+    jit = llvm::cantFail(JIT::create(opts));
+  }
   return *jit;
 }
+JIT &sharedJIT() { return jitFor("host"); }
 
-/// Element-wise relative error |a - b| / max(|b|, 1), the worst over a
-/// tensor; NaN where exactly one side is NaN.
-double worstError(const Tensor &a, const Tensor &b) {
-  EXPECT_EQ(a.shape(), b.shape());
-  double worst = 0;
-  for (int64_t i = 0; i < a.numel() && i < b.numel(); ++i) {
-    double x = a.at(i), y = b.at(i);
-    if (std::isnan(x) || std::isnan(y)) {
-      if (std::isnan(x) != std::isnan(y))
-        return NAN;
-      continue;
-    }
-    if (x == y)
-      continue; // infinities too
-    worst = std::max(worst, std::abs(x - y) / std::max(std::abs(y), 1.0));
-  }
-  return worst;
+/// Skips a test whose target this CPU cannot run (x86-64-v3 on a CPU
+/// without AVX2).
+#define SKIP_UNLESS_RUNNABLE(jit)                                              \
+  if (llvm::Error e = (jit).checkRunnable())                                   \
+  GTEST_SKIP() << llvm::toString(std::move(e))
+
+std::string testName(std::string s) {
+  for (char &c : s)
+    if (!llvm::isAlnum(c))
+      c = '_';
+  return s;
 }
 
 /// Random values for every leaf of g: floats uniform in [lo, hi), ids from
@@ -294,38 +302,46 @@ std::string caseGraph(const OpCase &c, int64_t s) {
   return text + "  return %out\n}\n";
 }
 
-class JITOp : public testing::TestWithParam<std::tuple<size_t, int64_t>> {};
+class JITOp : public testing::TestWithParam<
+                  std::tuple<std::string, size_t, int64_t>> {};
 
 TEST_P(JITOp, MatchesInterpreter) {
   static const std::vector<OpCase> cases = opCases();
-  const OpCase &c = cases[std::get<0>(GetParam())];
-  int64_t s = std::get<1>(GetParam());
+  JIT &jit = jitFor(std::get<0>(GetParam()));
+  SKIP_UNLESS_RUNNABLE(jit);
+  const OpCase &c = cases[std::get<1>(GetParam())];
+  int64_t s = std::get<2>(GetParam());
   std::string text = caseGraph(c, s);
   test::Source src(text);
   auto g = test::parseGraph(src);
   ASSERT_TRUE(g) << src.errors << text;
   auto leaves = randomLeaves(*g, c.lo, c.hi, c.ids, 11 + s);
-  auto want = interpret(*g, leaves);
-  ASSERT_TRUE(bool(want)) << llvm::toString(want.takeError());
-  auto compiled = sharedJIT().compile(*g);
+  auto want32 = interpret(*g, leaves);
+  ASSERT_TRUE(bool(want32)) << llvm::toString(want32.takeError());
+  auto want64 = interpret(*g, leaves, {DType::F64});
+  ASSERT_TRUE(bool(want64)) << llvm::toString(want64.takeError());
+  auto compiled = jit.compile(*g);
   ASSERT_TRUE(bool(compiled)) << llvm::toString(compiled.takeError()) << text;
   auto got = compiled->run(leaves, /*seed=*/0, /*step=*/0);
   ASSERT_TRUE(bool(got)) << llvm::toString(got.takeError());
-  const Tensor &expect = want->back(); // %out is the last node
   ASSERT_EQ(got->size(), 1u);
-  EXPECT_LE(worstError((*got)[0], expect), 1e-5) << text;
+  // %out is the last node.
+  EXPECT_TRUE(
+      test::withinErrorSpec((*got)[0], want32->back(), want64->back()))
+      << text;
 }
 
 INSTANTIATE_TEST_SUITE_P(
     AllOps, JITOp,
-    testing::Combine(testing::Range<size_t>(0, opCases().size()),
+    testing::Combine(testing::ValuesIn(kTargets),
+                     testing::Range<size_t>(0, opCases().size()),
                      testing::Values(1, 3, 17, 129)),
     [](const testing::TestParamInfo<JITOp::ParamType> &info) {
-      size_t i = std::get<0>(info.param);
-      std::string op = opInfo(opCases()[i].op).mnemonic.str();
-      std::replace(op.begin(), op.end(), '.', '_');
-      return op + "_" + std::to_string(i) + "_size" +
-             std::to_string(std::get<1>(info.param));
+      size_t i = std::get<1>(info.param);
+      return testName(std::get<0>(info.param) + "_" +
+                      opInfo(opCases()[i].op).mnemonic.str() + "_" +
+                      std::to_string(i) + "_size" +
+                      std::to_string(std::get<2>(info.param)));
     });
 
 TEST(JITOpTable, EveryOpHasADifferentialCase) {
@@ -374,14 +390,16 @@ ModelRun trainingGraph(test::Source &src, int64_t batch) {
   return r;
 }
 
-/// Norm-wise error of each root: max |a - b| / max(max |b|, 1e-3).
-void expectModelMatches(const char *name, int64_t batch) {
+/// Every root (loss, gradients, updated statistics) within the error spec.
+void expectModelMatches(JIT &jit, const char *name, int64_t batch) {
   test::Source src(modelFile(name));
   ModelRun r = trainingGraph(src, batch);
   ASSERT_TRUE(r.training) << src.errors;
-  auto want = interpret(*r.training, r.leaves);
-  ASSERT_TRUE(bool(want)) << llvm::toString(want.takeError());
-  auto compiled = sharedJIT().compile(*r.training);
+  auto want32 = interpret(*r.training, r.leaves);
+  ASSERT_TRUE(bool(want32)) << llvm::toString(want32.takeError());
+  auto want64 = interpret(*r.training, r.leaves, {DType::F64});
+  ASSERT_TRUE(bool(want64)) << llvm::toString(want64.takeError());
+  auto compiled = jit.compile(*r.training);
   ASSERT_TRUE(bool(compiled)) << llvm::toString(compiled.takeError());
   auto got = compiled->run(r.leaves);
   ASSERT_TRUE(bool(got)) << llvm::toString(got.takeError());
@@ -391,27 +409,37 @@ void expectModelMatches(const char *name, int64_t batch) {
     size_t node = llvm::find_if(r.training->nodes,
                                 [&](auto &n) { return n.get() == *roots[i]; }) -
                   r.training->nodes.begin();
-    const Tensor &a = (*got)[i], &b = (*want)[node];
-    double scale = 1e-3, diff = 0;
-    for (int64_t j = 0; j < b.numel(); ++j) {
-      scale = std::max(scale, std::abs(b.at(j)));
-      diff = std::max(diff, std::abs(a.at(j) - b.at(j)));
-    }
-    EXPECT_LE(diff / scale, 1e-5) << name << " root " << i;
+    EXPECT_TRUE(test::withinErrorSpec((*got)[i], (*want32)[node],
+                                      (*want64)[node]))
+        << name << " root " << i << " (%" << node << ")";
   }
 }
 
-TEST(JITModels, MLP) { expectModelMatches("mlp", 16); }
-TEST(JITModels, SoftmaxRegression) {
-  expectModelMatches("softmax_regression", 16);
+class JITModels : public testing::TestWithParam<std::string> {
+protected:
+  void expectMatches(const char *name, int64_t batch) {
+    JIT &jit = jitFor(GetParam());
+    SKIP_UNLESS_RUNNABLE(jit);
+    expectModelMatches(jit, name, batch);
+  }
+};
+
+TEST_P(JITModels, MLP) { expectMatches("mlp", 16); }
+TEST_P(JITModels, SoftmaxRegression) {
+  expectMatches("softmax_regression", 16);
 }
-TEST(JITModels, LogisticRegression) {
-  expectModelMatches("logistic_regression", 16);
+TEST_P(JITModels, LogisticRegression) {
+  expectMatches("logistic_regression", 16);
 }
-TEST(JITModels, SVM) { expectModelMatches("svm", 16); }
-TEST(JITModels, CNN) { expectModelMatches("cnn", 4); }
-TEST(JITModels, AlexNet) { expectModelMatches("alexnet", 2); }
-TEST(JITModels, ResNet) { expectModelMatches("resnet", 2); }
+TEST_P(JITModels, SVM) { expectMatches("svm", 16); }
+TEST_P(JITModels, CNN) { expectMatches("cnn", 4); }
+TEST_P(JITModels, AlexNet) { expectMatches("alexnet", 2); }
+TEST_P(JITModels, ResNet) { expectMatches("resnet", 2); }
+
+INSTANTIATE_TEST_SUITE_P(Targets, JITModels, testing::ValuesIn(kTargets),
+                         [](const testing::TestParamInfo<std::string> &info) {
+                           return testName(info.param);
+                         });
 
 /// Checks a model's buffer plan against the graph: every value's bytes are
 /// left alone from the node that writes them to the last node that reads
@@ -604,17 +632,25 @@ double worstGemmError(int64_t m, int64_t n, int64_t k, bool ta, bool tb,
   return worst;
 }
 
-class GemmWidth : public ::testing::TestWithParam<unsigned> {};
+class GemmWidth
+    : public ::testing::TestWithParam<std::tuple<std::string, unsigned>> {};
 
 TEST_P(GemmWidth, MatchesFloat64ReferenceForEveryTransposeAndEdgeSize) {
-  auto jit = JIT::create({/*threads=*/1, GetParam()});
+  auto [target, bits] = GetParam();
+  JITOptions opts;
+  opts.threads = 1;
+  opts.vectorWidth = bits;
+  if (target != "host")
+    opts.cpu = target;
+  auto jit = JIT::create(opts);
   ASSERT_TRUE(bool(jit)) << llvm::toString(jit.takeError());
+  SKIP_UNLESS_RUNNABLE(**jit);
   auto kernels = (*jit)->gemmKernels();
   ASSERT_TRUE(bool(kernels)) << llvm::toString(kernels.takeError());
   const MicroTile &tile = (*jit)->gemmTile();
   EXPECT_EQ(kernels->mr, tile.mr);
   EXPECT_EQ(kernels->nr, tile.nr());
-  EXPECT_LE(tile.width * 32, GetParam());
+  EXPECT_LE(tile.width * 32, bits);
   ThreadPool pool(2);
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> u(-1, 1);
@@ -644,8 +680,80 @@ TEST_P(GemmWidth, MatchesFloat64ReferenceForEveryTransposeAndEdgeSize) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(VectorBits, GemmWidth,
-                         ::testing::Values(128u, 256u, 512u));
+INSTANTIATE_TEST_SUITE_P(
+    VectorBits, GemmWidth,
+    ::testing::Combine(::testing::ValuesIn(kTargets),
+                       ::testing::Values(128u, 256u, 512u)),
+    [](const testing::TestParamInfo<GemmWidth::ParamType> &info) {
+      return testName(std::get<0>(info.param) + "_" +
+                      std::to_string(std::get<1>(info.param)));
+    });
+
+//===-- Targets ------------------------------------------------------------===//
+
+TEST(JITTarget, NamedCPUsSetTheISAAndTheGemmTile) {
+  JITOptions avx2, avx512;
+  avx2.cpu = "znver3";
+  avx512.cpu = "skylake-avx512";
+  auto a = JIT::create(avx2), b = JIT::create(avx512);
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ((*a)->cpu(), "znver3");
+  EXPECT_TRUE((*a)->hasFeature("avx2") && (*a)->hasFeature("fma"));
+  EXPECT_FALSE((*a)->hasFeature("avx512f"));
+  EXPECT_EQ((*a)->gemmTile().mr, 6u);
+  EXPECT_EQ((*a)->gemmTile().width, 8u);
+  EXPECT_TRUE((*b)->hasFeature("avx512f"));
+  EXPECT_EQ((*b)->gemmTile().mr, 12u);
+  EXPECT_EQ((*b)->gemmTile().width, 16u);
+  // -mattr takes features away (and the GEMM's vectors with them).
+  avx512.features = "-avx512f";
+  auto c = JIT::create(avx512);
+  ASSERT_TRUE(bool(c));
+  EXPECT_FALSE((*c)->hasFeature("avx512f"));
+  EXPECT_EQ((*c)->gemmTile().width, 8u);
+}
+
+TEST(JITTarget, UnknownCPUsAndFeaturesAreErrors) {
+  JITOptions opts;
+  opts.cpu = "pentium9";
+  auto bad = JIT::create(opts);
+  ASSERT_FALSE(bool(bad));
+  EXPECT_NE(llvm::toString(bad.takeError()).find("unknown CPU 'pentium9'"),
+            std::string::npos);
+  for (const char *features : {"+avx9", "avx2", "+"}) {
+    JITOptions f;
+    f.features = features;
+    auto made = JIT::create(f);
+    ASSERT_FALSE(bool(made)) << features;
+    EXPECT_NE(llvm::toString(made.takeError()).find("--mattr"),
+              std::string::npos);
+  }
+}
+
+TEST(JITTarget, CodeThisCPUCannotRunIsPrintedButNotRun) {
+  // A feature this CPU lacks (every x86 CPU lacks some).
+  std::string lacking;
+  for (auto &kv : llvm::sys::getHostCPUFeatures())
+    if (!kv.second && lacking.empty())
+      lacking = kv.getKey().str();
+  ASSERT_FALSE(lacking.empty());
+  JITOptions opts;
+  opts.features = "+" + lacking;
+  auto jit = JIT::create(opts);
+  ASSERT_TRUE(bool(jit)) << llvm::toString(jit.takeError());
+  std::string why = llvm::toString((*jit)->checkRunnable());
+  EXPECT_NE(why.find("lacks " + lacking), std::string::npos) << why;
+  test::Source src("graph @t {\n  %a = input {name = \"a\"} : f32[4]\n"
+                   "  %out = exp %a : f32[4]\n  return %out\n}\n");
+  auto g = test::parseGraph(src);
+  ASSERT_TRUE(g);
+  auto compiled = (*jit)->compile(*g);
+  ASSERT_FALSE(bool(compiled));
+  EXPECT_EQ(llvm::toString(compiled.takeError()), why);
+  auto asm_ = (*jit)->assembly(*g);
+  ASSERT_TRUE(bool(asm_)) << llvm::toString(asm_.takeError());
+  EXPECT_NE(asm_->find("kiln_step:"), std::string::npos);
+}
 
 TEST(Gemm, MicroTileFitsTheRegisterFile) {
   for (unsigned regs : {16u, 32u})
