@@ -40,6 +40,9 @@ enum OpFlags : unsigned {
   Reduction = 8,
   HasMode = 16,
   Loss = 32,
+  /// 0 or 1 by a comparison, so its value jumps: the gradient rules of
+  /// piecewise ops (relu, abs, max, ...) pick their piece with these.
+  Selector = 64,
 };
 
 struct OpInfo {

@@ -7,6 +7,7 @@
 #include "runtime/Interpreter.h"
 #include "ir/OpRules.h"
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/DenseSet.h"
 
 using namespace kiln;
 
@@ -16,10 +17,20 @@ kiln::interpret(const Graph &g, const llvm::StringMap<Tensor> &leaves,
   if (opts.precision != DType::F32 && opts.precision != DType::F64)
     return makeError("the interpreter computes in f32 or f64");
   bool f64 = opts.precision == DType::F64;
+  // With `only`, the nodes it needs: a walk back over the operands.
+  llvm::DenseSet<const Node *> needed(opts.only.begin(), opts.only.end());
+  for (size_t i = g.nodes.size(); i-- > 0 && !opts.only.empty();)
+    if (needed.contains(g.nodes[i].get()))
+      needed.insert(g.nodes[i]->operands.begin(), g.nodes[i]->operands.end());
+  auto skipped = [&](const Node &n) {
+    return !opts.only.empty() && !needed.contains(&n);
+  };
   uint64_t bytes = 0;
   for (auto &n : g.nodes)
-    bytes += uint64_t(*numElements(n->type.shape)) *
-             dtypeSize(isFloat(n->type.dtype) ? opts.precision : n->type.dtype);
+    if (!skipped(*n))
+      bytes +=
+          uint64_t(*numElements(n->type.shape)) *
+          dtypeSize(isFloat(n->type.dtype) ? opts.precision : n->type.dtype);
   if (auto e = checkMemory(bytes, "interpreting @" + g.name))
     return std::move(e);
   EvalContext ctx;
@@ -31,6 +42,8 @@ kiln::interpret(const Graph &g, const llvm::StringMap<Tensor> &leaves,
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const Node &n = *g.nodes[i];
     index[&n] = i;
+    if (skipped(n))
+      continue;
     llvm::SmallVector<const Tensor *, 4> ins;
     for (const Node *o : n.operands)
       ins.push_back(&values[index.lookup(o)]);

@@ -20,6 +20,9 @@ struct InterpOptions {
   DType precision = DType::F32;
   uint64_t seed = 0; ///< Dropout's run seed and step.
   uint64_t step = 0;
+  /// If not empty, only these nodes and what they depend on are evaluated;
+  /// the other values are left empty.
+  llvm::ArrayRef<const Node *> only;
 };
 
 /// Evaluates every node of `g`, given values for its inputs, params and state

@@ -279,13 +279,16 @@ TEST_P(OpGradient, MatchesFiniteDifferences) {
       wrt.push_back(in.name);
   ASSERT_FALSE(bool(differentiate(*training, wrt)));
   ASSERT_FALSE(bool(verifyGraph(*training)));
-  // Every gradient rule node keeps the location of the forward op.
-  auto checks = checkGradients(*forward, *training,
-                               randomLeaves(*forward, c, GetParam()), 64);
+  auto leaves = randomLeaves(*forward, c, GetParam());
+  auto grads = evaluateGradients(*training, leaves, DType::F64);
+  ASSERT_TRUE(bool(grads)) << llvm::toString(grads.takeError());
+  auto checks = checkGradients(*training, *grads, leaves,
+                               {/*samples=*/64, /*tolerance=*/1e-5});
   ASSERT_TRUE(bool(checks)) << llvm::toString(checks.takeError());
   ASSERT_EQ(checks->size(), wrt.size());
   for (const GradCheck &r : *checks) {
     EXPECT_GT(r.checked, 0);
+    EXPECT_EQ(r.kinks, 0) << "d/d" << r.name; // inputs avoid kinks
     EXPECT_LT(r.worst, 1e-5) << "d/d" << r.name;
   }
 }
@@ -330,11 +333,16 @@ void checkModelSource(const std::string &text, llvm::StringMap<int64_t> dims,
   }
   auto leaves = bindLeaves(*forward, params, inputs);
   ASSERT_TRUE(bool(leaves)) << llvm::toString(leaves.takeError());
-  auto checks = checkGradients(*forward, *training, *leaves, 12);
+  auto grads = evaluateGradients(*training, *leaves, DType::F64);
+  ASSERT_TRUE(bool(grads)) << llvm::toString(grads.takeError());
+  auto checks =
+      checkGradients(*training, *grads, *leaves, {/*samples=*/12, tol});
   ASSERT_TRUE(bool(checks)) << llvm::toString(checks.takeError());
   EXPECT_EQ(checks->size(), forward->leaves(Op::Param).size());
-  for (const GradCheck &c : *checks)
+  for (const GradCheck &c : *checks) {
     EXPECT_LT(c.worst, tol) << c.name;
+    EXPECT_GT(c.checked, 0) << c.name;
+  }
 }
 
 std::string modelFile(const char *name) {
@@ -393,6 +401,110 @@ model rnn(x: f32[N, 4, 3], y: f32[N, 3]) {
   auto g = test::lowerSource(src, {{"N", 2}});
   ASSERT_TRUE(g);
   EXPECT_EQ(g->leaves(Op::Param).size(), 2u); // shared across the 4 steps
+}
+
+/// A sum of an elementwise op at x = {0, 1e-7, -1, 2} (kinks of relu at 0
+/// and within h = 1e-6 of it), differentiated, with the interpreter's
+/// gradients.
+struct KinkCase {
+  std::unique_ptr<Graph> training;
+  llvm::StringMap<Tensor> leaves;
+  TensorMap grads;
+};
+
+KinkCase atKinks(test::Source &src) {
+  KinkCase k;
+  k.training = test::parseGraph(src);
+  if (!k.training)
+    return k;
+  EXPECT_FALSE(bool(differentiate(*k.training, {"x"})));
+  k.leaves["x"] = Tensor::fromValues(DType::F64, {4}, {0, 1e-7, -1, 2});
+  k.grads = llvm::cantFail(evaluateGradients(*k.training, k.leaves));
+  return k;
+}
+
+TEST(GradCheck, NextToAKinkTheGradientIsCheckedOneSided) {
+  const char *text = "graph @t {\n  %x = input {name = \"x\"} : f32[4]\n"
+                     "  %r = relu %x : f32[4]\n"
+                     "  %s = sum %r {axes = [], keepdims = 0} : f32[]\n"
+                     "  minimize %s\n}\n";
+  test::Source src(text);
+  KinkCase k = atKinks(src);
+  ASSERT_TRUE(k.training) << src.errors;
+  auto checks = checkGradients(*k.training, k.grads, k.leaves);
+  ASSERT_TRUE(bool(checks)) << llvm::toString(checks.takeError());
+  ASSERT_EQ(checks->size(), 1u);
+  // At x = 0 the central difference is 0.5 and relu'(0) = 0, the left
+  // derivative; at x = 1e-7 (the kink within h = 1e-6) it is 0.55 and the
+  // right derivative is 1. Both are right, one-sided; -1 and 2 centrally.
+  EXPECT_EQ((*checks)[0].checked, 4);
+  EXPECT_EQ((*checks)[0].oneSided, 2);
+  EXPECT_EQ((*checks)[0].kinks, 0);
+  // float64 rounding (1e-10) over the error's floor (1e-4).
+  EXPECT_LT((*checks)[0].worst, 1e-5);
+  EXPECT_TRUE((*checks)[0].passed({}));
+
+  // A wrong gradient at a smooth point fails, by its own error.
+  k.grads["x"].data<float>()[3] *= 1.01f;
+  checks = checkGradients(*k.training, k.grads, k.leaves);
+  ASSERT_TRUE(bool(checks));
+  EXPECT_NEAR((*checks)[0].worst, 0.01 / 1.01, 1e-6);
+  EXPECT_FALSE((*checks)[0].passed({}));
+  // So does one at the kink that is neither side's derivative (nor the
+  // central difference 0.5, the mean of the two).
+  k.grads["x"].data<float>()[3] /= 1.01f;
+  k.grads["x"].data<float>()[0] = 0.8f;
+  checks = checkGradients(*k.training, k.grads, k.leaves);
+  ASSERT_TRUE(bool(checks));
+  EXPECT_NEAR((*checks)[0].worst, 0.2, 1e-6); // |0.8 - 1| / 1, the nearer
+  EXPECT_FALSE((*checks)[0].passed({}));
+}
+
+TEST(GradCheck, WithKinksOnBothSidesTheElementIsLeftOut) {
+  // relu(x) + relu(x + 2e-6) + relu(x - 2e-6) at x = 0: a kink at x and
+  // one 2h away on either side. The central difference (1.5) is not the
+  // gradient (1), and no side offers three points on one piece.
+  const char *text = "graph @t {\n  %x = input {name = \"x\"} : f32[1]\n"
+                     "  %d = constant {value = 2e-06} : f32[1]\n"
+                     "  %p = add %x, %d : f32[1]\n"
+                     "  %m = sub %x, %d : f32[1]\n"
+                     "  %r0 = relu %x : f32[1]\n"
+                     "  %r1 = relu %p : f32[1]\n"
+                     "  %r2 = relu %m : f32[1]\n"
+                     "  %s0 = add %r0, %r1 : f32[1]\n"
+                     "  %s1 = add %s0, %r2 : f32[1]\n"
+                     "  %s = sum %s1 {axes = [], keepdims = 0} : f32[]\n"
+                     "  minimize %s\n}\n";
+  test::Source src(text);
+  auto training = test::parseGraph(src);
+  ASSERT_TRUE(training) << src.errors;
+  ASSERT_FALSE(bool(differentiate(*training, {"x"})));
+  llvm::StringMap<Tensor> leaves;
+  leaves["x"] = Tensor::fromValues(DType::F64, {1}, {0});
+  TensorMap grads = llvm::cantFail(evaluateGradients(*training, leaves));
+  EXPECT_EQ(grads["x"].at(0), 1.0);
+  auto checks = checkGradients(*training, grads, leaves);
+  ASSERT_TRUE(bool(checks)) << llvm::toString(checks.takeError());
+  EXPECT_EQ((*checks)[0].kinks, 1);
+  EXPECT_EQ((*checks)[0].checked, 0);
+  EXPECT_TRUE((*checks)[0].passed({}));
+}
+
+TEST(GradCheck, ASmoothObjectiveHasNoKinks) {
+  // gelu has no kink: x = 0 is compared like any point.
+  const char *text = "graph @t {\n  %x = input {name = \"x\"} : f32[4]\n"
+                     "  %r = gelu %x : f32[4]\n"
+                     "  %s = sum %r {axes = [], keepdims = 0} : f32[]\n"
+                     "  minimize %s\n}\n";
+  test::Source src(text);
+  KinkCase k = atKinks(src);
+  ASSERT_TRUE(k.training) << src.errors;
+  k.grads["x"].data<float>()[0] += 0.01f; // gelu'(0) = 0.5
+  auto checks = checkGradients(*k.training, k.grads, k.leaves);
+  ASSERT_TRUE(bool(checks)) << llvm::toString(checks.takeError());
+  EXPECT_EQ((*checks)[0].kinks, 0);
+  EXPECT_EQ((*checks)[0].checked, 4);
+  EXPECT_NEAR((*checks)[0].worst, 0.01 / 0.51, 1e-6);
 }
 
 TEST(Autodiff, FanOutAccumulatesAndIntegersGetNoGradient) {
