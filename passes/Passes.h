@@ -11,6 +11,7 @@
 
 #include "ir/Graph.h"
 #include "llvm/ADT/DenseSet.h"
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -26,16 +27,42 @@ struct PassInfo {
 };
 llvm::ArrayRef<PassInfo> allPasses();
 
+/// The instrumentation every pass gets (kiln's --print-after-all,
+/// --print-after=P, --print-before=P, --verify-each, --stats, --time-passes).
 struct PassOptions {
   bool printAfterAll = false;
   std::vector<std::string> printAfter;
+  std::vector<std::string> printBefore;
+  /// Verify after every pass, so the error names the pass that broke the
+  /// graph. Without it the graph is verified once, after the pipeline
+  /// (builds with assertions verify after every pass regardless).
+  bool verifyEach = false;
   bool stats = false;
   bool timePasses = false;
 };
 
-/// Runs `pipeline` ("cse,dce"; empty: none) on g, printing as `opts` asks to
-/// `os` (IR) and llvm::errs() (statistics, timings). Unknown pass names are
-/// an error listing the known ones. The graph is verified after each pass.
+/// One step of a pipeline: a pass from Passes.def, or a pass a driver
+/// configures (autodiff with --wrt), under the same instrumentation.
+struct PipelineStep {
+  std::string name;
+  /// Whether it changed the graph, or why it could not run.
+  std::function<llvm::Expected<bool>(Graph &)> run;
+};
+
+/// The steps of `pipeline` ("cse,dce"; empty: none). Unknown pass names are
+/// an error listing the known ones.
+llvm::Expected<std::vector<PipelineStep>>
+parsePipeline(llvm::StringRef pipeline);
+
+/// Checks that every pass named by --print-after and --print-before exists.
+llvm::Error checkPassNames(const PassOptions &opts);
+
+/// Runs the steps on g, printing as `opts` asks to `os` (IR) and
+/// llvm::errs() (statistics, timings).
+llvm::Error runPasses(Graph &g, llvm::ArrayRef<PipelineStep> steps,
+                      const PassOptions &opts, llvm::raw_ostream &os);
+
+/// parsePipeline, then runPasses.
 llvm::Error runPipeline(Graph &g, llvm::StringRef pipeline,
                         const PassOptions &opts, llvm::raw_ostream &os);
 

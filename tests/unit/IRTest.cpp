@@ -124,6 +124,48 @@ TEST(Passes, PipelineRefusesUnknownPasses) {
   ASSERT_TRUE(bool(err));
   EXPECT_EQ(llvm::toString(std::move(err)),
             "unknown pass 'frob' (known passes: autodiff, simplify, dce, cse)");
+  PassOptions printing;
+  printing.printBefore = {"frob"};
+  EXPECT_EQ(llvm::toString(runPipeline(g, "", printing, llvm::nulls())),
+            "--print-before names unknown pass 'frob' (known passes: "
+            "autodiff, simplify, dce, cse)");
+}
+
+TEST(Passes, VerifyEachNamesThePassThatBrokeTheGraph) {
+  test::Source src("graph @t {\n  %a = input {name = \"a\"} : f32[2]\n"
+                   "  %b = neg %a : f32[2]\n  return %b\n}\n");
+  auto g = test::parseGraph(src);
+  ASSERT_TRUE(g) << src.errors;
+  std::vector<PipelineStep> steps{
+      {"break",
+       [](Graph &g) -> llvm::Expected<bool> {
+         g.nodes[1]->type.shape = {3}; // neg of f32[2] typed f32[3]
+         return true;
+       }},
+      {"nothing", [](Graph &) -> llvm::Expected<bool> { return false; }}};
+  PassOptions each;
+  each.verifyEach = true;
+  std::string named = llvm::toString(runPasses(*g, steps, each, llvm::nulls()));
+  EXPECT_NE(named.find("invalid after pass 'break'"), std::string::npos)
+      << named;
+  // Without --verify-each, the graph is checked once, after the pipeline
+  // (or still after each pass where assertions are on).
+  std::string once = llvm::toString(runPasses(*g, steps, {}, llvm::nulls()));
+#ifdef NDEBUG
+  EXPECT_NE(once.find("invalid after the passes (--verify-each names the "
+                      "pass that broke it)"),
+            std::string::npos)
+      << once;
+#else
+  EXPECT_NE(once.find("invalid after pass 'break'"), std::string::npos) << once;
+#endif
+  // A step's own error stops the pipeline.
+  std::vector<PipelineStep> failing{
+      {"fails", [](Graph &) -> llvm::Expected<bool> {
+         return makeError("no objective");
+       }}};
+  EXPECT_EQ(llvm::toString(runPasses(*g, failing, {}, llvm::nulls())),
+            "no objective");
 }
 
 } // namespace
