@@ -122,7 +122,8 @@ BufferPlan kiln::planBuffers(const Graph &g) {
     if (plan.leafOf[sl] >= 0)
       continue;
     auto [first, last] = live[sl];
-    llvm::erase_if(taken, [&](const Region &r) { return r.last < first; });
+    llvm::erase_if(
+        taken, [&, first = first](const Region &r) { return r.last < first; });
     int64_t at = 0;
     auto pos = taken.begin();
     for (; pos != taken.end() && pos->begin < at + plan.bytes[sl]; ++pos)
@@ -1034,9 +1035,9 @@ void Lowering::emitPairLoss(const Node &n) {
 Error Lowering::run() {
   parallelFor = m.getOrInsertFunction(kRtParallelFor, b.getVoidTy(), ptr, ptr,
                                       ptr, i64, i64);
-  matmul = m.getOrInsertFunction(kRtMatMul, b.getVoidTy(), ptr, ptr, ptr, ptr,
-                                 i64, i64, i64, i64, i32, i64, i64, i64, ptr,
-                                 i64, i64);
+  matmul =
+      m.getOrInsertFunction(kRtMatMul, b.getVoidTy(), ptr, ptr, ptr, ptr, i64,
+                            i64, i64, i64, i32, i64, i64, i64, ptr, i64, i64);
   fail = m.getOrInsertFunction(kRtFail, b.getVoidTy(), ptr, i64, i64);
   dropoutKey = m.getOrInsertFunction(kRtDropoutKey, i64, ptr, i64);
 
@@ -1134,10 +1135,9 @@ Error Lowering::run() {
 
 } // namespace
 
-Expected<std::unique_ptr<Module>> kiln::lowerToLLVM(const Graph &g,
-                                                    const BufferPlan &plan,
-                                                    LLVMContext &ctx,
-                                                    const LoweringOptions &opts) {
+Expected<std::unique_ptr<Module>>
+kiln::lowerToLLVM(const Graph &g, const BufferPlan &plan, LLVMContext &ctx,
+                  const LoweringOptions &opts) {
   auto m = std::make_unique<Module>("kiln." + g.name, ctx);
   Lowering lower(g, plan, *m, opts);
   if (auto e = lower.run())

@@ -7,8 +7,8 @@ for m in mlp softmax_regression logistic_regression svm cnn alexnet resnet; do
   n=8
   case $m in cnn) n=4 ;; alexnet|resnet) n=2 ;; esac
   kiln init "$models/$m.kiln" -D N=$n -o "$t.$m.P" --inputs "$t.$m.I" --seed 4 --int-max 10
-  kiln grad "$models/$m.kiln" -D N=$n --params "$t.$m.P" --inputs "$t.$m.I" -o "$t.$m.interp" --backend=interp
-  kiln grad "$models/$m.kiln" -D N=$n --params "$t.$m.P" --inputs "$t.$m.I" -o "$t.$m.jit"
+  kiln grad "$models/$m.kiln" -D N=$n --params "$t.$m.P" --inputs "$t.$m.I" -o "$t.$m.interp" --backend=interp >/dev/null
+  kiln grad "$models/$m.kiln" -D N=$n --params "$t.$m.P" --inputs "$t.$m.I" -o "$t.$m.jit" >/dev/null
   echo "== $m"
   $compare "$t.$m.jit" "$t.$m.interp" 1e-4
 done

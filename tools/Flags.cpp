@@ -1,0 +1,314 @@
+//===- Flags.cpp - The kiln driver's command line -------------------------===//
+//
+// llvm::cl accepts any top-level option in every subcommand, and LLVM's
+// libraries register about 300 of their own (--print-after-all among them,
+// which would shadow Kiln's). So before parsing, every option outside Kiln's
+// category and cl's generic one (--help, --version) is unregistered: LLVM's
+// code keeps reading their defaults, and a user who types one gets
+// "Unknown command line argument" instead of a flag silently taken.
+//
+//===----------------------------------------------------------------------===//
+#include "tools/Flags.h"
+#include "llvm/ADT/SmallPtrSet.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Config/llvm-config.h"
+#include "llvm/Support/raw_ostream.h"
+#include "llvm/TargetParser/Host.h"
+
+using namespace kiln;
+
+#ifndef KILN_VERSION
+#define KILN_VERSION "unknown"
+#endif
+
+namespace kiln::flags {
+
+static cl::OptionCategory kilnCategory("Kiln options");
+
+cl::SubCommand checkCmd("check", "Parse and verify a model file");
+cl::SubCommand dumpCmd("dump", "Print a model at a pipeline stage");
+cl::SubCommand optCmd("opt", "Run passes on textual IR");
+cl::SubCommand gradCmd("grad", "Evaluate the objective and its gradients");
+cl::SubCommand initCmd("init", "Write initial parameters (and random "
+                               "inputs) as safetensors");
+static cl::SubCommand helpCmd("help", "Describe kiln or one of its commands: "
+                                      "kiln help [COMMAND]");
+
+cl::opt<std::string> inputFile(cl::Positional, cl::desc("<file>"), cl::Required,
+                               cl::cat(kilnCategory), cl::sub(checkCmd),
+                               cl::sub(dumpCmd), cl::sub(optCmd),
+                               cl::sub(gradCmd), cl::sub(initCmd));
+cl::list<std::string> defines("D", cl::Prefix,
+                              cl::desc("Bind a dimension: -D N=4"),
+                              cl::value_desc("NAME=VALUE"),
+                              cl::cat(kilnCategory), cl::sub(checkCmd),
+                              cl::sub(dumpCmd), cl::sub(gradCmd),
+                              cl::sub(initCmd));
+cl::opt<std::string> modelName("model", cl::desc("The model to use"),
+                               cl::value_desc("name"), cl::cat(kilnCategory),
+                               cl::sub(checkCmd), cl::sub(dumpCmd),
+                               cl::sub(gradCmd), cl::sub(initCmd));
+cl::list<std::string>
+    wrt("wrt", cl::CommaSeparated,
+        cl::desc("Also differentiate with respect to these inputs"),
+        cl::value_desc("input,..."), cl::cat(kilnCategory), cl::sub(dumpCmd),
+        cl::sub(gradCmd));
+
+cl::opt<std::string> paramsFile("params", cl::desc("Parameters (safetensors)"),
+                                cl::value_desc("P.safetensors"),
+                                cl::cat(kilnCategory), cl::sub(gradCmd));
+cl::opt<std::string> inputsFile("inputs",
+                                cl::desc("Inputs (safetensors); with init: "
+                                         "write random inputs"),
+                                cl::value_desc("I.safetensors"),
+                                cl::cat(kilnCategory), cl::sub(gradCmd),
+                                cl::sub(initCmd));
+cl::opt<std::string> outputFile("o", cl::desc("Output file"),
+                                cl::value_desc("file"), cl::Required,
+                                cl::cat(kilnCategory), cl::sub(gradCmd),
+                                cl::sub(initCmd));
+cl::opt<Backend> backend("backend", cl::desc("How to evaluate"),
+                         cl::init(Backend::JIT),
+                         cl::values(clEnumValN(Backend::JIT, "jit",
+                                               "JIT-compiled native code"),
+                                    clEnumValN(Backend::Interp, "interp",
+                                               "the reference interpreter")),
+                         cl::cat(kilnCategory), cl::sub(gradCmd));
+cl::opt<bool>
+    checkGrad("check-grad",
+              cl::desc("Compare the backend's gradients with float64 central "
+                       "differences"),
+              cl::cat(kilnCategory), cl::sub(gradCmd));
+cl::opt<uint64_t> seed("seed", cl::desc("Random seed"), cl::init(0),
+                       cl::cat(kilnCategory), cl::sub(initCmd));
+cl::opt<int> intMax("int-max", cl::desc("Random integer inputs lie in [0, K)"),
+                    cl::value_desc("K"), cl::init(10), cl::cat(kilnCategory),
+                    cl::sub(initCmd));
+
+cl::opt<Stage>
+    stage("stage", cl::desc("The stage to print"), cl::init(Stage::IR),
+          cl::values(clEnumValN(Stage::AST, "ast", "the syntax tree"),
+                     clEnumValN(Stage::IR, "ir", "the graph IR"),
+                     clEnumValN(Stage::Grad, "grad", "the training graph"),
+                     clEnumValN(Stage::Opt, "opt", "after the pass pipeline"),
+                     clEnumValN(Stage::LLVM, "llvm", "the LLVM module"),
+                     clEnumValN(Stage::Asm, "asm", "native assembly")),
+          cl::cat(kilnCategory), cl::sub(dumpCmd));
+cl::opt<Format>
+    format("format", cl::desc("Output format"), cl::init(Format::Text),
+           cl::values(clEnumValN(Format::Text, "text", "textual IR"),
+                      clEnumValN(Format::Dot, "dot", "Graphviz")),
+           cl::cat(kilnCategory), cl::sub(dumpCmd), cl::sub(optCmd));
+cl::opt<std::string> mode("mode", cl::desc("Lower for 'train' or 'eval'"),
+                          cl::init("train"), cl::cat(kilnCategory),
+                          cl::sub(dumpCmd));
+
+cl::opt<std::string> passes("passes", cl::desc("Comma-separated passes to run"),
+                            cl::cat(kilnCategory), cl::sub(optCmd));
+
+// Pass instrumentation, wherever Kiln's passes run.
+static cl::opt<bool> printAfterAll("print-after-all",
+                                   cl::desc("Print the IR after every pass"),
+                                   cl::cat(kilnCategory), cl::sub(optCmd),
+                                   cl::sub(dumpCmd), cl::sub(gradCmd));
+static cl::list<std::string> printAfter("print-after",
+                                        cl::desc("Print the IR after pass P"),
+                                        cl::value_desc("P"),
+                                        cl::cat(kilnCategory), cl::sub(optCmd),
+                                        cl::sub(dumpCmd), cl::sub(gradCmd));
+static cl::list<std::string> printBefore("print-before",
+                                         cl::desc("Print the IR before pass P"),
+                                         cl::value_desc("P"),
+                                         cl::cat(kilnCategory), cl::sub(optCmd),
+                                         cl::sub(dumpCmd), cl::sub(gradCmd));
+static cl::opt<bool> verifyEach(
+    "verify-each",
+    cl::desc("Verify the graph after every pass, naming the one that breaks "
+             "it (default: once, after the passes)"),
+    cl::cat(kilnCategory), cl::sub(optCmd), cl::sub(dumpCmd), cl::sub(gradCmd));
+cl::opt<bool> stats("stats",
+                    cl::desc("Print op counts per pass (and, for grad, the "
+                             "compiled step's memory plan)"),
+                    cl::cat(kilnCategory), cl::sub(optCmd), cl::sub(dumpCmd),
+                    cl::sub(gradCmd));
+cl::opt<bool> timePasses(
+    "time-passes",
+    cl::desc("Time each graph pass (and, for grad, each phase of LLVM "
+             "compilation)"),
+    cl::cat(kilnCategory), cl::sub(optCmd), cl::sub(dumpCmd), cl::sub(gradCmd));
+
+// Code generation.
+cl::opt<unsigned> threads("threads",
+                          cl::desc("Threads for compiled code (0: all cores)"),
+                          cl::value_desc("T"), cl::init(0),
+                          cl::cat(kilnCategory), cl::sub(gradCmd));
+cl::opt<unsigned> vectorWidth(
+    "vector-width",
+    cl::desc("Vector width in bits for compiled loops and the GEMM: 128, "
+             "256 or 512 (default: LLVM's choice for the CPU for loops, the "
+             "CPU's widest for the GEMM)"),
+    cl::value_desc("bits"), cl::init(0), cl::cat(kilnCategory),
+    cl::sub(gradCmd), cl::sub(dumpCmd));
+cl::opt<std::string>
+    mcpu("mcpu",
+         cl::desc("Compile for this x86-64 CPU, by LLVM's name (znver3, "
+                  "skylake-avx512, x86-64-v3; default: this one)"),
+         cl::value_desc("name"), cl::cat(kilnCategory), cl::sub(gradCmd),
+         cl::sub(dumpCmd));
+cl::opt<std::string>
+    mattr("mattr",
+          cl::desc("Add or remove CPU features: +avx512f,-fma (as llc)"),
+          cl::value_desc("+a,-b"), cl::cat(kilnCategory), cl::sub(gradCmd),
+          cl::sub(dumpCmd));
+
+static const char *const stageNames[] = {"ast", "ir",   "grad",
+                                         "opt", "llvm", "asm"};
+
+llvm::StringRef stageName() { return stageNames[int(stage.getValue())]; }
+
+PassOptions passOptions() {
+  PassOptions opts;
+  opts.printAfterAll = printAfterAll;
+  opts.printAfter.assign(printAfter.begin(), printAfter.end());
+  opts.printBefore.assign(printBefore.begin(), printBefore.end());
+  opts.verifyEach = verifyEach;
+  opts.stats = stats;
+  opts.timePasses = timePasses;
+  return opts;
+}
+
+static void printVersion(llvm::raw_ostream &os) {
+  os << "kiln " << KILN_VERSION << "\n"
+     << "  LLVM " << LLVM_VERSION_STRING << "\n"
+     << "  default target " << llvm::sys::getDefaultTargetTriple()
+     << ", host CPU " << llvm::sys::getHostCPUName() << "\n";
+#ifndef NDEBUG
+  os << "  with assertions\n";
+#endif
+}
+
+/// Unregisters every option that is neither Kiln's nor cl's own (--help,
+/// --version, ..., the options of every subcommand).
+static void dropForeignOptions() {
+  llvm::SmallPtrSet<cl::Option *, 32> foreign;
+  for (cl::SubCommand *sub : cl::getRegisteredSubcommands())
+    for (auto &kv : cl::getRegisteredOptions(*sub)) {
+      cl::Option *o = kv.getValue();
+      // cl's own category has no accessor; it is the one of this name.
+      bool keep = llvm::any_of(o->Categories, [](cl::OptionCategory *c) {
+        return c == &kilnCategory || c->getName() == "Generic Options";
+      });
+      if (!keep)
+        foreign.insert(o);
+    }
+  for (cl::Option *o : foreign)
+    o->removeArgument();
+}
+
+int prepareCommandLine(int argc, char **argv, std::vector<const char *> &args) {
+  args.assign(argv, argv + argc);
+  if (argc >= 2 && llvm::StringRef(argv[1]) == "help") {
+    if (argc > 3)
+      return fail("usage: kiln help [COMMAND]");
+    args = {argv[0]};
+    if (argc == 3) {
+      llvm::StringRef name = argv[2];
+      std::vector<std::string> names;
+      bool known = false;
+      for (cl::SubCommand *sub : cl::getRegisteredSubcommands())
+        if (!sub->getName().empty()) {
+          names.push_back(sub->getName().str());
+          known |= sub->getName() == name;
+        }
+      llvm::sort(names);
+      if (!known)
+        return fail("unknown command '" + name +
+                    "' (commands: " + llvm::join(names, ", ") + ")");
+      if (name != "help")
+        args.push_back(argv[2]);
+    }
+    args.push_back("--help");
+  }
+  dropForeignOptions();
+  cl::SetVersionPrinter(printVersion);
+  return -1;
+}
+
+/// "--name" (or "-D"), as the user typed it.
+static std::string flagName(const cl::Option &o) {
+  return (o.ArgStr.size() == 1 ? "-" : "--") + o.ArgStr.str();
+}
+
+/// An error naming the first of `opts` that was given, else success.
+static llvm::Error refuse(std::initializer_list<const cl::Option *> opts,
+                          const llvm::Twine &why) {
+  for (const cl::Option *o : opts)
+    if (o->getNumOccurrences())
+      return makeError(flagName(*o) + " does not apply: " + why);
+  return llvm::Error::success();
+}
+
+llvm::Error refusePassFlags(const llvm::Twine &why) {
+  // cl::list's operator& gives its std::vector, hence std::addressof.
+  return refuse({&printAfterAll, std::addressof(printAfter),
+                 std::addressof(printBefore), &verifyEach, &stats, &timePasses,
+                 std::addressof(wrt)},
+                why);
+}
+
+llvm::Error checkDumpFlags() {
+  if (mode != "train" && mode != "eval")
+    return makeError("--mode must be 'train' or 'eval', not '" + mode + "'");
+  std::initializer_list<const cl::Option *> codegen = {&vectorWidth, &mcpu,
+                                                       &mattr};
+  switch (stage) {
+  case Stage::AST: {
+    const char *why = "--stage=ast prints the file's syntax tree, before "
+                      "any model is chosen or lowered";
+    if (format == Format::Dot)
+      return makeError("--format=dot is for graph stages (ir, grad, opt), "
+                       "not --stage=ast");
+    if (auto e = refuse({std::addressof(defines), &modelName, &mode}, why))
+      return e;
+    if (auto e = refusePassFlags(why))
+      return e;
+    return refuse(codegen, why);
+  }
+  case Stage::IR:
+  case Stage::Grad:
+  case Stage::Opt:
+    return refuse(codegen, "it sets the code generation of --stage=llvm and "
+                           "--stage=asm, not --stage=" +
+                               stageName());
+  case Stage::LLVM:
+  case Stage::Asm:
+    if (format == Format::Dot)
+      return makeError("--format=dot is for graph stages (ir, grad, opt), "
+                       "not --stage=" +
+                       stageName());
+    return llvm::Error::success();
+  }
+  return llvm::Error::success();
+}
+
+llvm::Error checkGradFlags() {
+  if (paramsFile.empty() || inputsFile.empty())
+    return makeError(
+        "grad needs --params P.safetensors and --inputs I.safetensors");
+  if (backend == Backend::Interp)
+    return refuse({&threads, &vectorWidth, &mcpu, &mattr},
+                  "it sets the compiled code of --backend=jit, and "
+                  "--backend=interp compiles nothing");
+  return llvm::Error::success();
+}
+
+llvm::Error checkInitFlags() {
+  if (inputsFile.empty())
+    return refuse({&intMax}, "it bounds the random inputs that --inputs "
+                             "writes, and there is no --inputs");
+  if (intMax < 1)
+    return makeError("--int-max must be at least 1");
+  return llvm::Error::success();
+}
+
+} // namespace kiln::flags

@@ -1,0 +1,71 @@
+//===- Flags.h - The kiln driver's command line ------------------*- C++
+//-*-===//
+//
+// Every subcommand and option of `kiln`, in Kiln's own option category, and
+// the checks that refuse a flag where it does not apply (a flag silently
+// ignored is a wrong answer the user cannot see).
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_TOOLS_FLAGS_H
+#define KILN_TOOLS_FLAGS_H
+
+#include "passes/Passes.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/Error.h"
+#include <string>
+#include <vector>
+
+namespace kiln {
+
+namespace cl = llvm::cl;
+
+/// Prints `kiln: error: MSG` and returns the exit code 1.
+int fail(const llvm::Twine &msg);
+
+namespace flags {
+
+extern cl::SubCommand checkCmd, dumpCmd, optCmd, gradCmd, initCmd;
+
+extern cl::opt<std::string> inputFile, modelName, paramsFile, inputsFile,
+    outputFile, mode, passes, mcpu, mattr;
+extern cl::list<std::string> defines, wrt;
+extern cl::opt<bool> checkGrad, stats, timePasses;
+extern cl::opt<uint64_t> seed;
+extern cl::opt<int> intMax;
+extern cl::opt<unsigned> threads, vectorWidth;
+
+enum class Backend { JIT, Interp };
+extern cl::opt<Backend> backend;
+enum class Stage { AST, IR, Grad, Opt, LLVM, Asm };
+extern cl::opt<Stage> stage;
+enum class Format { Text, Dot };
+extern cl::opt<Format> format;
+
+/// The --stage value as written ("ir").
+llvm::StringRef stageName();
+
+/// The pass instrumentation that --print-after-all, --print-after,
+/// --print-before, --verify-each, --stats and --time-passes ask for.
+PassOptions passOptions();
+
+/// Before anything is read: `kiln help [COMMAND]` becomes
+/// `kiln [COMMAND] --help`, LLVM's own options are unregistered (so they are
+/// neither listed nor accepted), and --version names Kiln and LLVM. Fills
+/// `args` for cl::ParseCommandLineOptions and returns -1, or returns the
+/// exit code after an error.
+int prepareCommandLine(int argc, char **argv, std::vector<const char *> &args);
+
+/// Errors for flags that do not apply to what `dump`, `grad` or `init` was
+/// asked, checked before any file is read.
+llvm::Error checkDumpFlags();
+llvm::Error checkGradFlags();
+llvm::Error checkInitFlags();
+
+/// An error if a flag that needs graph passes was given where none run;
+/// `why` says why none do.
+llvm::Error refusePassFlags(const llvm::Twine &why);
+
+} // namespace flags
+} // namespace kiln
+
+#endif
