@@ -211,10 +211,32 @@ targetFor(const JITOptions &opts) {
                        "+avx512f,-fma)");
     jtmb.getFeatures().AddFeature(f);
   }
+  // A 32-bit CPU (i386, pentium4) or -64bit: LLVM would abort.
+  std::unique_ptr<MCSubtargetInfo> chosen(target->createMCSubtargetInfo(
+      jtmb.getTargetTriple().str(), jtmb.getCPU(),
+      jtmb.getFeatures().getString()));
+  if (!chosen->checkFeatures("+64bit"))
+    return makeError("'" + jtmb.getCPU() + (opts.features.empty() ? "" : " " +
+                     opts.features) + "' is not an x86-64 CPU; Kiln compiles " +
+                     "64-bit code");
   return jtmb;
 }
 
-/// The ISA features `sti` has and this CPU lacks.
+/// Whether LLVM's code generator may use instructions of an x86 feature in
+/// code that calls no intrinsics: the vector extensions and the scalar ones
+/// it picks on its own. Not the system features a CPU name also implies
+/// (invpcid, rdseed, xsaves, ...), which hypervisors often hide and
+/// compiled arithmetic never uses.
+static bool emittedUnasked(StringRef feature) {
+  static const char *const exact[] = {
+      "64bit", "cmov",  "cx8",        "cx16", "sahf", "popcnt", "lzcnt",
+      "movbe", "bmi",   "bmi2",       "fma",  "fma4", "f16c",   "adx",
+      "xop",   "sse4a", "vpclmulqdq", "gfni", "prfchw"};
+  return feature.starts_with("sse") || feature.starts_with("ssse") ||
+         feature.starts_with("avx") || llvm::is_contained(exact, feature);
+}
+
+/// The features `sti` has that compiled code may use and this CPU lacks.
 static std::vector<std::string> missingOnHost(const MCSubtargetInfo &sti) {
   // The host's map names every ISA feature it can detect, with whether it
   // has it; tuning flags, which a CPU name also sets, are not in it.
@@ -222,7 +244,8 @@ static std::vector<std::string> missingOnHost(const MCSubtargetInfo &sti) {
   StringMap<bool> host = sys::getHostCPUFeatures();
   for (const SubtargetFeatureKV &kv : sti.getAllProcessorFeatures()) {
     auto it = host.find(kv.Key);
-    if (it != host.end() && !it->second && sti.getFeatureBits()[kv.Value])
+    if (it != host.end() && !it->second && emittedUnasked(kv.Key) &&
+        sti.getFeatureBits()[kv.Value])
       missing.push_back(kv.Key);
   }
   return missing;

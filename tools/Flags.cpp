@@ -111,16 +111,15 @@ static cl::opt<bool> printAfterAll("print-after-all",
                                    cl::desc("Print the IR after every pass"),
                                    cl::cat(kilnCategory), cl::sub(optCmd),
                                    cl::sub(dumpCmd), cl::sub(gradCmd));
-static cl::list<std::string> printAfter("print-after",
-                                        cl::desc("Print the IR after pass P"),
-                                        cl::value_desc("P"),
-                                        cl::cat(kilnCategory), cl::sub(optCmd),
-                                        cl::sub(dumpCmd), cl::sub(gradCmd));
-static cl::list<std::string> printBefore("print-before",
-                                         cl::desc("Print the IR before pass P"),
-                                         cl::value_desc("P"),
-                                         cl::cat(kilnCategory), cl::sub(optCmd),
-                                         cl::sub(dumpCmd), cl::sub(gradCmd));
+static cl::list<std::string>
+    printAfter("print-after", cl::desc("Print the IR after passes P,..."),
+               cl::value_desc("P"), cl::CommaSeparated, cl::cat(kilnCategory),
+               cl::sub(optCmd), cl::sub(dumpCmd), cl::sub(gradCmd));
+static cl::list<std::string>
+    printBefore("print-before", cl::desc("Print the IR before passes P,..."),
+                cl::value_desc("P"), cl::CommaSeparated,
+                cl::cat(kilnCategory), cl::sub(optCmd), cl::sub(dumpCmd),
+                cl::sub(gradCmd));
 static cl::opt<bool> verifyEach(
     "verify-each",
     cl::desc("Verify the graph after every pass, naming the one that breaks "
@@ -205,6 +204,50 @@ static void dropForeignOptions() {
     o->removeArgument();
 }
 
+/// An error for a Kiln option given to a command it is not for (llvm::cl
+/// would call it unknown, and take its value for a stray positional).
+static llvm::Error checkOptionsBelong(llvm::ArrayRef<const char *> args) {
+  if (args.size() < 2)
+    return llvm::Error::success();
+  cl::SubCommand *chosen = nullptr;
+  for (cl::SubCommand *sub : cl::getRegisteredSubcommands())
+    if (!sub->getName().empty() && sub->getName() == args[1])
+      chosen = sub;
+  if (!chosen)
+    return llvm::Error::success();
+  for (llvm::StringRef arg : args.drop_front(2)) {
+    if (arg == "--")
+      break;
+    if (!arg.starts_with("-") || arg == "-")
+      continue;
+    llvm::StringRef name = arg.ltrim('-').split('=').first;
+    // -DN=4 and -ofile: prefix options, named by their first letter.
+    bool single = !arg.starts_with("--");
+    auto lookup = [&](cl::SubCommand &sub) -> cl::Option * {
+      auto &opts = cl::getRegisteredOptions(sub);
+      auto it = opts.find(name);
+      if (it == opts.end() && single)
+        it = opts.find(name.take_front(1));
+      return it == opts.end() ? nullptr : it->second;
+    };
+    if (lookup(*chosen))
+      continue;
+    std::vector<std::string> owners;
+    for (cl::SubCommand *sub : cl::getRegisteredSubcommands())
+      if (cl::Option *o = lookup(*sub);
+          o && sub != chosen && !sub->getName().empty() &&
+          llvm::is_contained(o->Categories, &kilnCategory))
+        owners.push_back(sub->getName().str());
+    if (!owners.empty()) {
+      llvm::sort(owners);
+      return makeError(arg.split('=').first + " applies to " +
+                       llvm::join(owners, ", ") + ", not " +
+                       chosen->getName());
+    }
+  }
+  return llvm::Error::success();
+}
+
 int prepareCommandLine(int argc, char **argv, std::vector<const char *> &args) {
   args.assign(argv, argv + argc);
   if (argc >= 2 && llvm::StringRef(argv[1]) == "help") {
@@ -231,6 +274,8 @@ int prepareCommandLine(int argc, char **argv, std::vector<const char *> &args) {
   }
   dropForeignOptions();
   cl::SetVersionPrinter(printVersion);
+  if (auto e = checkOptionsBelong(args))
+    return fail(llvm::toString(std::move(e)));
   return -1;
 }
 
@@ -256,9 +301,20 @@ llvm::Error refusePassFlags(const llvm::Twine &why) {
                 why);
 }
 
+/// --mcpu= and --mattr= with nothing after them.
+static llvm::Error checkTargetFlags() {
+  for (cl::opt<std::string> *o : {&mcpu, &mattr})
+    if (o->getNumOccurrences() && o->getValue().empty())
+      return makeError(flagName(*o) + " needs a value (" +
+                       o->ValueStr + ")");
+  return llvm::Error::success();
+}
+
 llvm::Error checkDumpFlags() {
   if (mode != "train" && mode != "eval")
     return makeError("--mode must be 'train' or 'eval', not '" + mode + "'");
+  if (auto e = checkTargetFlags())
+    return e;
   std::initializer_list<const cl::Option *> codegen = {&vectorWidth, &mcpu,
                                                        &mattr};
   switch (stage) {
@@ -295,6 +351,8 @@ llvm::Error checkGradFlags() {
   if (paramsFile.empty() || inputsFile.empty())
     return makeError(
         "grad needs --params P.safetensors and --inputs I.safetensors");
+  if (auto e = checkTargetFlags())
+    return e;
   if (backend == Backend::Interp)
     return refuse({&threads, &vectorWidth, &mcpu, &mattr},
                   "it sets the compiled code of --backend=jit, and "

@@ -199,20 +199,14 @@ static llvm::Error makeTrainingGraph(Graph &g) {
   return runPasses(g, steps, passOptions(), llvm::outs());
 }
 
-/// A JIT for this run's --threads, --vector-width, --mcpu and --mattr, or
-/// null after reporting why not.
-static std::unique_ptr<JIT> makeJIT() {
+/// A JIT for this run's --threads, --vector-width, --mcpu and --mattr.
+static llvm::Expected<std::unique_ptr<JIT>> makeJIT() {
   JITOptions opts;
   opts.threads = threads;
   opts.vectorWidth = vectorWidth;
   opts.cpu = mcpu;
   opts.features = mattr;
-  auto jit = JIT::create(opts);
-  if (!jit) {
-    fail(llvm::toString(jit.takeError()));
-    return nullptr;
-  }
-  return std::move(*jit);
+  return JIT::create(opts);
 }
 
 /// With --time-passes: where compilation went, and LLVM's share of it.
@@ -296,10 +290,11 @@ static int runDump() {
     std::string why =
         stage == Stage::IR ? "--stage=ir prints the graph before any pass"
         : mode == "eval"
-            ? "--mode=eval compiles the forward graph, which no pass changes"
-            : "@" + g->name +
-                  " minimizes nothing, so --stage=" + stageName().str() +
-                  " compiles the forward graph";
+            ? "with --mode=eval, --stage=" + stageName().str() +
+                  " shows the forward graph, which no pass changes"
+            : "@" + g->name + " minimizes nothing, so --stage=" +
+                  stageName().str() +
+                  " shows the forward graph, which no pass changes";
     if (auto e = refusePassFlags(why))
       return fail(llvm::toString(std::move(e)));
   } else if (auto e = makeTrainingGraph(*g)) {
@@ -308,9 +303,9 @@ static int runDump() {
   if (stage == Stage::LLVM || stage == Stage::Asm) {
     auto jit = makeJIT();
     if (!jit)
-      return 1;
-    auto text = stage == Stage::LLVM ? jit->llvmIR(*g, /*optimized=*/true)
-                                     : jit->assembly(*g);
+      return fail(llvm::toString(jit.takeError()));
+    auto text = stage == Stage::LLVM ? (*jit)->llvmIR(*g, /*optimized=*/true)
+                                     : (*jit)->assembly(*g);
     if (!text)
       return fail(llvm::toString(text.takeError()));
     llvm::outs() << *text;
@@ -352,8 +347,8 @@ static llvm::Expected<TensorMap>
 jitGradients(Graph &training, const llvm::StringMap<Tensor> &leaves) {
   auto jit = makeJIT();
   if (!jit)
-    return makeError("cannot start the JIT");
-  auto compiled = jit->compile(training);
+    return jit.takeError();
+  auto compiled = (*jit)->compile(training);
   if (!compiled)
     return compiled.takeError();
   reportCompileTimes(compiled->times());
@@ -379,8 +374,7 @@ jitGradients(Graph &training, const llvm::StringMap<Tensor> &leaves) {
 /// central differences; 1 if any tensor fails.
 static int reportGradientCheck(const Graph &training, const TensorMap &grads,
                                const llvm::StringMap<Tensor> &leaves) {
-  GradCheckOptions opts;
-  opts.tolerance = kFloat32Tolerance;
+  GradCheckOptions opts; // the bound for float32 gradients
   auto checks = checkGradients(training, grads, leaves, opts);
   if (!checks)
     return fail(llvm::toString(checks.takeError()));
@@ -398,7 +392,9 @@ static int reportGradientCheck(const Graph &training, const TensorMap &grads,
                                  "%lld elements%s%s\n",
                                  c.name.c_str(), who, c.worst,
                                  (long long)c.checked, kinks.c_str(),
-                                 pass ? "" : "  FAILED");
+                                 pass ? ""
+                                 : c.checked ? "  FAILED"
+                                             : "  FAILED (nothing compared)");
   }
   if (!ok)
     llvm::errs() << llvm::format("kiln: --check-grad: some gradients differ "
