@@ -4,9 +4,9 @@
 // detectHost), so the code uses AVX-512 where the CPU has it and still runs
 // where it does not; or from a named CPU and feature list, for printing code
 // for another machine and for testing one ISA's code on a CPU that has a
-// larger one (x86-64-v3 code on an AVX-512 host). The middle end is LLVM's O3 pipeline with glibc's
-// libmvec as the vector math library (expf, logf, powf, tanhf, erff, ...),
-// so loops that call them vectorize too.
+// larger one (x86-64-v3 code on an AVX-512 host). The middle end is LLVM's O3
+// pipeline with glibc's libmvec as the vector math library (expf, logf, powf,
+// tanhf, erff, ...), so loops that call them vectorize too.
 //
 //===----------------------------------------------------------------------===//
 #include "codegen/JIT.h"
@@ -206,19 +206,19 @@ targetFor(const JITOptions &opts) {
         sti->getAllProcessorFeatures(),
         [&](const SubtargetFeatureKV &kv) { return name == kv.Key; });
     if ((!f.starts_with("+") && !f.starts_with("-")) || !known)
-      return makeError("--mattr: '" + f + "' is not +FEATURE or -FEATURE " +
-                       "with a feature of this target (as for llc: " +
-                       "+avx512f,-fma)");
+      return makeError(
+          "--mattr: '" + f + "' is not +FEATURE or -FEATURE " +
+          "with a feature of this target (as for llc: " + "+avx512f,-fma)");
     jtmb.getFeatures().AddFeature(f);
   }
   // A 32-bit CPU (i386, pentium4) or -64bit: LLVM would abort.
-  std::unique_ptr<MCSubtargetInfo> chosen(target->createMCSubtargetInfo(
-      jtmb.getTargetTriple().str(), jtmb.getCPU(),
-      jtmb.getFeatures().getString()));
+  std::unique_ptr<MCSubtargetInfo> chosen(
+      target->createMCSubtargetInfo(jtmb.getTargetTriple().str(), jtmb.getCPU(),
+                                    jtmb.getFeatures().getString()));
   if (!chosen->checkFeatures("+64bit"))
-    return makeError("'" + jtmb.getCPU() + (opts.features.empty() ? "" : " " +
-                     opts.features) + "' is not an x86-64 CPU; Kiln compiles " +
-                     "64-bit code");
+    return makeError("'" + jtmb.getCPU() +
+                     (opts.features.empty() ? "" : " " + opts.features) +
+                     "' is not an x86-64 CPU; Kiln compiles " + "64-bit code");
   return jtmb;
 }
 
@@ -229,8 +229,8 @@ targetFor(const JITOptions &opts) {
 /// compiled arithmetic never uses.
 static bool emittedUnasked(StringRef feature) {
   static const char *const exact[] = {
-      "64bit", "cmov",  "cx8",        "cx16", "sahf", "popcnt", "lzcnt",
-      "movbe", "bmi",   "bmi2",       "fma",  "fma4", "f16c",   "adx",
+      "64bit", "cmov",  "cx8",        "cx16", "sahf",  "popcnt", "lzcnt",
+      "movbe", "bmi",   "bmi2",       "fma",  "fma4",  "f16c",   "adx",
       "xop",   "sse4a", "vpclmulqdq", "gfni", "prfchw"};
   return feature.starts_with("sse") || feature.starts_with("ssse") ||
          feature.starts_with("avx") || llvm::is_contained(exact, feature);
@@ -341,8 +341,8 @@ Expected<GemmKernels> JIT::gemmKernels() {
   if (!table)
     return table.takeError();
   const MicroTile &t = impl_->lowering.gemm;
-  impl_->kernels = GemmKernels{table->toPtr<const GemmMicroKernel *>(), t.mr,
-                               t.nr()};
+  impl_->kernels =
+      GemmKernels{table->toPtr<const GemmMicroKernel *>(), t.mr, t.nr()};
   return *impl_->kernels;
 }
 

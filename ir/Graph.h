@@ -43,6 +43,10 @@ enum OpFlags : unsigned {
   /// 0 or 1 by a comparison, so its value jumps: the gradient rules of
   /// piecewise ops (relu, abs, max, ...) pick their piece with these.
   Selector = 64,
+  /// Continuous, with kinks where the piece changes; its gradient rule
+  /// picks the piece with selectors, and gradient rules never build one
+  /// (so --check-grad finds every kink through the selectors).
+  Piecewise = 128,
 };
 
 struct OpInfo {

@@ -117,9 +117,8 @@ static cl::list<std::string>
                cl::sub(optCmd), cl::sub(dumpCmd), cl::sub(gradCmd));
 static cl::list<std::string>
     printBefore("print-before", cl::desc("Print the IR before passes P,..."),
-                cl::value_desc("P"), cl::CommaSeparated,
-                cl::cat(kilnCategory), cl::sub(optCmd), cl::sub(dumpCmd),
-                cl::sub(gradCmd));
+                cl::value_desc("P"), cl::CommaSeparated, cl::cat(kilnCategory),
+                cl::sub(optCmd), cl::sub(dumpCmd), cl::sub(gradCmd));
 static cl::opt<bool> verifyEach(
     "verify-each",
     cl::desc("Verify the graph after every pass, naming the one that breaks "
@@ -241,8 +240,7 @@ static llvm::Error checkOptionsBelong(llvm::ArrayRef<const char *> args) {
     if (!owners.empty()) {
       llvm::sort(owners);
       return makeError(arg.split('=').first + " applies to " +
-                       llvm::join(owners, ", ") + ", not " +
-                       chosen->getName());
+                       llvm::join(owners, ", ") + ", not " + chosen->getName());
     }
   }
   return llvm::Error::success();
@@ -305,8 +303,7 @@ llvm::Error refusePassFlags(const llvm::Twine &why) {
 static llvm::Error checkTargetFlags() {
   for (cl::opt<std::string> *o : {&mcpu, &mattr})
     if (o->getNumOccurrences() && o->getValue().empty())
-      return makeError(flagName(*o) + " needs a value (" +
-                       o->ValueStr + ")");
+      return makeError(flagName(*o) + " needs a value (" + o->ValueStr + ")");
   return llvm::Error::success();
 }
 

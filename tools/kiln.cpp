@@ -32,11 +32,6 @@
 using namespace kiln;
 using namespace kiln::flags;
 
-/// --check-grad's bound on the relative error of float32 gradients (both
-/// backends compute in float32) against float64 central differences.
-/// TOLERANCE-RATIONALE
-static constexpr double kFloat32Tolerance = 1e-3;
-
 int kiln::fail(const llvm::Twine &msg) {
   llvm::WithColor::error(llvm::errs(), "kiln") << msg << "\n";
   return 1;
@@ -292,8 +287,8 @@ static int runDump() {
         : mode == "eval"
             ? "with --mode=eval, --stage=" + stageName().str() +
                   " shows the forward graph, which no pass changes"
-            : "@" + g->name + " minimizes nothing, so --stage=" +
-                  stageName().str() +
+            : "@" + g->name +
+                  " minimizes nothing, so --stage=" + stageName().str() +
                   " shows the forward graph, which no pass changes";
     if (auto e = refusePassFlags(why))
       return fail(llvm::toString(std::move(e)));
@@ -392,7 +387,7 @@ static int reportGradientCheck(const Graph &training, const TensorMap &grads,
                                  "%lld elements%s%s\n",
                                  c.name.c_str(), who, c.worst,
                                  (long long)c.checked, kinks.c_str(),
-                                 pass ? ""
+                                 pass        ? ""
                                  : c.checked ? "  FAILED"
                                              : "  FAILED (nothing compared)");
   }

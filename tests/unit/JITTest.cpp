@@ -20,8 +20,8 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/TargetParser/Host.h"
-#include <gtest/gtest.h>
 #include <array>
+#include <gtest/gtest.h>
 #include <map>
 #include <random>
 #include <set>
@@ -302,8 +302,9 @@ std::string caseGraph(const OpCase &c, int64_t s) {
   return text + "  return %out\n}\n";
 }
 
-class JITOp : public testing::TestWithParam<
-                  std::tuple<std::string, size_t, int64_t>> {};
+class JITOp
+    : public testing::TestWithParam<std::tuple<std::string, size_t, int64_t>> {
+};
 
 TEST_P(JITOp, MatchesInterpreter) {
   static const std::vector<OpCase> cases = opCases();
@@ -326,8 +327,7 @@ TEST_P(JITOp, MatchesInterpreter) {
   ASSERT_TRUE(bool(got)) << llvm::toString(got.takeError());
   ASSERT_EQ(got->size(), 1u);
   // %out is the last node.
-  EXPECT_TRUE(
-      test::withinErrorSpec((*got)[0], want32->back(), want64->back()))
+  EXPECT_TRUE(test::withinErrorSpec((*got)[0], want32->back(), want64->back()))
       << text;
 }
 
@@ -409,8 +409,8 @@ void expectModelMatches(JIT &jit, const char *name, int64_t batch) {
     size_t node = llvm::find_if(r.training->nodes,
                                 [&](auto &n) { return n.get() == *roots[i]; }) -
                   r.training->nodes.begin();
-    EXPECT_TRUE(test::withinErrorSpec((*got)[i], (*want32)[node],
-                                      (*want64)[node]))
+    EXPECT_TRUE(
+        test::withinErrorSpec((*got)[i], (*want32)[node], (*want64)[node]))
         << name << " root " << i << " (%" << node << ")";
   }
 }
@@ -610,12 +610,14 @@ TEST(JIT, Float64GraphsAreRefused) {
             "the JIT computes f32 and i32 values; node %0 is f64[2]");
 }
 
-//===-- The runtime GEMM with generated micro-kernels ----------------------===//
+//===-- The runtime GEMM with generated micro-kernels
+//----------------------===//
 
 /// op(A) · op(B) (+ 7 if accumulating) in float64, against C.
 double worstGemmError(int64_t m, int64_t n, int64_t k, bool ta, bool tb,
                       bool accumulate, const std::vector<float> &a,
-                      const std::vector<float> &b, const std::vector<float> &c) {
+                      const std::vector<float> &b,
+                      const std::vector<float> &c) {
   double worst = 0;
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) {
@@ -626,8 +628,8 @@ double worstGemmError(int64_t m, int64_t n, int64_t k, bool ta, bool tb,
         want += x * y;
         mag += std::abs(x * y);
       }
-      worst = std::max(worst,
-                       std::abs(c[i * n + j] - want) / std::max(mag, 1.0));
+      worst =
+          std::max(worst, std::abs(c[i * n + j] - want) / std::max(mag, 1.0));
     }
   return worst;
 }
@@ -689,7 +691,8 @@ INSTANTIATE_TEST_SUITE_P(
                       std::to_string(std::get<1>(info.param)));
     });
 
-//===-- Targets ------------------------------------------------------------===//
+//===-- Targets
+//------------------------------------------------------------===//
 
 TEST(JITTarget, NamedCPUsSetTheISAAndTheGemmTile) {
   JITOptions avx2, avx512;
