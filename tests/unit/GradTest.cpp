@@ -419,6 +419,14 @@ struct KinkCase {
   TensorMap grads;
 };
 
+/// The graph of sum(OP(x)) for x: f32[4].
+std::string sumOf(llvm::StringRef op) {
+  return ("graph @t {\n  %x = input {name = \"x\"} : f32[4]\n  %r = " + op +
+          " %x : f32[4]\n  %s = sum %r {axes = [], keepdims = 0} : f32[]\n"
+          "  minimize %s\n}\n")
+      .str();
+}
+
 KinkCase atKinks(test::Source &src) {
   KinkCase k;
   k.training = test::parseGraph(src);
@@ -431,11 +439,7 @@ KinkCase atKinks(test::Source &src) {
 }
 
 TEST(GradCheck, NextToAKinkTheGradientIsCheckedOneSided) {
-  const char *text = "graph @t {\n  %x = input {name = \"x\"} : f32[4]\n"
-                     "  %r = relu %x : f32[4]\n"
-                     "  %s = sum %r {axes = [], keepdims = 0} : f32[]\n"
-                     "  minimize %s\n}\n";
-  test::Source src(text);
+  test::Source src(sumOf("relu"));
   KinkCase k = atKinks(src);
   ASSERT_TRUE(k.training) << src.errors;
   auto checks = checkGradients(*k.training, k.grads, k.leaves);
@@ -500,11 +504,7 @@ TEST(GradCheck, WithKinksOnBothSidesTheElementIsLeftOut) {
 
 TEST(GradCheck, ASmoothObjectiveHasNoKinks) {
   // gelu has no kink: x = 0 is compared like any point.
-  const char *text = "graph @t {\n  %x = input {name = \"x\"} : f32[4]\n"
-                     "  %r = gelu %x : f32[4]\n"
-                     "  %s = sum %r {axes = [], keepdims = 0} : f32[]\n"
-                     "  minimize %s\n}\n";
-  test::Source src(text);
+  test::Source src(sumOf("gelu"));
   KinkCase k = atKinks(src);
   ASSERT_TRUE(k.training) << src.errors;
   k.grads["x"].data<float>()[0] += 0.01f; // gelu'(0) = 0.5
