@@ -229,9 +229,9 @@ targetFor(const JITOptions &opts) {
 /// compiled arithmetic never uses.
 static bool emittedUnasked(StringRef feature) {
   static const char *const exact[] = {
-      "64bit", "cmov",  "cx8",        "cx16", "sahf",  "popcnt", "lzcnt",
-      "movbe", "bmi",   "bmi2",       "fma",  "fma4",  "f16c",   "adx",
-      "xop",   "sse4a", "vpclmulqdq", "gfni", "prfchw"};
+      "64bit", "cmov",  "cx8", "cx16",  "sahf",  "popcnt",
+      "lzcnt", "movbe", "bmi", "bmi2",  "fma",   "fma4",
+      "f16c",  "adx",   "xop", "sse4a", "prfchw"};
   return feature.starts_with("sse") || feature.starts_with("ssse") ||
          feature.starts_with("avx") || llvm::is_contained(exact, feature);
 }

@@ -716,15 +716,17 @@ TEST(JITTarget, NamedCPUsSetTheISAAndTheGemmTile) {
   EXPECT_EQ((*c)->gemmTile().width, 8u);
 }
 
-TEST(JITTarget, ThisCPUByNameRuns) {
-  // By name, this CPU brings system features (invpcid, rdseed, ...) that a
-  // hypervisor may hide; compiled code never uses them, so they do not stop
-  // it from running.
+TEST(JITTarget, SystemFeaturesACPUNameImpliesDoNotStopItsCodeRunning) {
+  // Haswell's name brings invpcid, fsgsbase, rdrnd, ... which hypervisors
+  // often hide (this project's VMs hide invpcid); compiled code never uses
+  // them. Its vector ISA (AVX2, FMA, BMI2) every AVX2 CPU has.
   JITOptions opts;
-  opts.cpu = llvm::sys::getHostCPUName().str();
+  opts.cpu = "haswell";
   auto jit = JIT::create(opts);
   ASSERT_TRUE(bool(jit)) << llvm::toString(jit.takeError());
-  EXPECT_FALSE(bool((*jit)->checkRunnable())) << opts.cpu;
+  if (!llvm::sys::getHostCPUFeatures().lookup("avx2"))
+    GTEST_SKIP() << "this CPU has no AVX2";
+  EXPECT_FALSE(bool((*jit)->checkRunnable()));
 }
 
 TEST(JITTarget, UnknownCPUsAndFeaturesAreErrors) {
