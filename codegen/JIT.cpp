@@ -222,18 +222,24 @@ targetFor(const JITOptions &opts) {
   return jtmb;
 }
 
-/// Whether LLVM's code generator may use instructions of an x86 feature in
-/// code that calls no intrinsics: the vector extensions and the scalar ones
-/// it picks on its own. Not the system features a CPU name also implies
-/// (invpcid, rdseed, xsaves, ...), which hypervisors often hide and
-/// compiled arithmetic never uses.
-static bool emittedUnasked(StringRef feature) {
-  static const char *const exact[] = {
-      "64bit", "cmov",  "cx8", "cx16",  "sahf",  "popcnt",
-      "lzcnt", "movbe", "bmi", "bmi2",  "fma",   "fma4",
-      "f16c",  "adx",   "xop", "sse4a", "prfchw"};
-  return feature.starts_with("sse") || feature.starts_with("ssse") ||
-         feature.starts_with("avx") || llvm::is_contained(exact, feature);
+/// Whether an x86 feature is one of the system or special-purpose
+/// extensions that a CPU name implies and LLVM's code generator never uses
+/// in code that calls no intrinsics (invpcid, rdseed, xsaves, AES, AMX, ...).
+/// Hypervisors often hide them. Every other feature (SSE, AVX, FMA, BMI,
+/// APX, ...) compiled code may use, and a CPU that lacks it cannot run it.
+static bool systemFeature(StringRef feature) {
+  static const char *const names[] = {
+      "aes",       "cldemote",   "clflushopt", "clwb",     "clzero",
+      "cmpccxadd", "crc32",      "enqcmd",     "fsgsbase", "gfni",
+      "hle",       "hreset",     "invpcid",    "kl",       "lwp",
+      "movdir64b", "movdiri",    "mwaitx",     "pclmul",   "pconfig",
+      "pku",       "prefetchi",  "prfchw",     "ptwrite",  "raoint",
+      "rdpid",     "rdpru",      "rdrnd",      "rdseed",   "rtm",
+      "serialize", "sgx",        "sha",        "sha512",   "shstk",
+      "sm3",       "sm4",        "tsxldtrk",   "uintr",    "usermsr",
+      "vaes",      "vpclmulqdq", "waitpkg",    "wbnoinvd", "widekl",
+      "xsave",     "xsavec",     "xsaveopt",   "xsaves"};
+  return feature.starts_with("amx") || llvm::is_contained(names, feature);
 }
 
 /// The features `sti` has that compiled code may use and this CPU lacks.
@@ -244,7 +250,7 @@ static std::vector<std::string> missingOnHost(const MCSubtargetInfo &sti) {
   StringMap<bool> host = sys::getHostCPUFeatures();
   for (const SubtargetFeatureKV &kv : sti.getAllProcessorFeatures()) {
     auto it = host.find(kv.Key);
-    if (it != host.end() && !it->second && emittedUnasked(kv.Key) &&
+    if (it != host.end() && !it->second && !systemFeature(kv.Key) &&
         sti.getFeatureBits()[kv.Value])
       missing.push_back(kv.Key);
   }

@@ -171,6 +171,7 @@ kiln::checkGradients(const Graph &training, const TensorMap &gradients,
   if (!training.objective)
     return makeError("the graph has no objective");
   Prober probe(training, leaves);
+  std::optional<Prober::Point> center; // with selectors, when first needed
   std::vector<GradCheck> out;
   std::mt19937_64 rng(1);
   for (const NamedGradient &gr : training.gradients) {
@@ -203,41 +204,56 @@ kiln::checkGradients(const Graph &training, const TensorMap &gradients,
         return down.takeError();
       double err = relativeError(an, (up->loss - down->loss) / (2 * h));
       if (err > opts.tolerance / 10) {
-        // 2. Not clearly right: is there a kink near x? Each side gets a
-        // second-order estimate of its piece's derivative at x, from
-        // x + dir h, 2 dir h, 3 dir h where one piece holds all three.
-        llvm::SmallVector<double, 2> sides;
-        llvm::SmallVector<Prober::Point, 2> pieces;
-        bool clean = true;
-        for (double dir : {1.0, -1.0}) {
-          llvm::SmallVector<Prober::Point, 3> p;
-          for (int k = 1; k <= 3; ++k) {
-            auto q = probe.moved(x, i, k * dir * h, true);
-            if (!q)
-              return q.takeError();
-            p.push_back(std::move(*q));
-          }
-          if (!p[0].samePieces(p[1]) || !p[1].samePieces(p[2])) {
-            clean = false;
-            continue;
-          }
-          sides.push_back(
-              dir * (-5 * p[0].loss + 8 * p[1].loss - 3 * p[2].loss) / (2 * h));
-          pieces.push_back(std::move(p[0]));
+        // 2. Not clearly right: is there a kink near x? A side of x whose
+        // points x + dir s, 2 dir s, 3 dir s lie on one piece gives a
+        // second-order estimate of that piece's derivative at x.
+        if (!center) {
+          auto p = probe.at(true);
+          if (!p)
+            return p.takeError();
+          center = std::move(*p);
         }
-        bool kink = !clean || !pieces[0].samePieces(pieces[1]);
-        if (kink && sides.empty() && err > opts.tolerance) {
-          ++c.kinks; // kinks on both sides: nothing to compare with
+        bool resolved = false;
+        // With kinks on both sides within s of x, x's own piece shows only
+        // at a shorter step.
+        for (double s : {h, h / 8}) {
+          llvm::SmallVector<double, 2> sides;
+          bool smooth = true, own = false;
+          for (double dir : {1.0, -1.0}) {
+            llvm::SmallVector<Prober::Point, 3> p;
+            for (int k = 1; k <= 3; ++k) {
+              auto q = probe.moved(x, i, k * dir * s, true);
+              if (!q)
+                return q.takeError();
+              p.push_back(std::move(*q));
+            }
+            bool onePiece = p[0].samePieces(p[1]) && p[1].samePieces(p[2]);
+            bool mine = onePiece && p[0].samePieces(*center);
+            smooth &= mine;
+            own |= mine;
+            if (onePiece)
+              sides.push_back(dir *
+                              (-5 * p[0].loss + 8 * p[1].loss - 3 * p[2].loss) /
+                              (2 * s));
+          }
+          if (smooth) { // no kink within 3s: the central difference stands
+            resolved = true;
+            break;
+          }
+          if (own) {
+            // Compare with x's piece, or the piece across a kink this near
+            // (float32 rounding may put x on either side of it).
+            err = INFINITY;
+            for (double fd : sides)
+              err = std::min(err, relativeError(an, fd));
+            ++c.oneSided;
+            resolved = true;
+            break;
+          }
+        }
+        if (!resolved && err > opts.tolerance) {
+          ++c.kinks; // x's piece is too narrow to difference on
           continue;
-        }
-        if (kink && !sides.empty()) {
-          // The gradient at a kink is one side's derivative (relu'(0) =
-          // 0 is the left one), and so is a float32 gradient whose
-          // rounding put x on the other side of a kink that near.
-          ++c.oneSided;
-          err = relativeError(an, sides[0]);
-          for (double fd : sides)
-            err = std::min(err, relativeError(an, fd));
         }
       }
       c.worst = std::max(c.worst, err);

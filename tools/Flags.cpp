@@ -203,6 +203,11 @@ static void dropForeignOptions() {
     o->removeArgument();
 }
 
+/// "--name" (or "-D"), as the user typed it.
+static std::string flagName(const cl::Option &o) {
+  return (o.ArgStr.size() == 1 ? "-" : "--") + o.ArgStr.str();
+}
+
 /// An error for a Kiln option given to a command it is not for (llvm::cl
 /// would call it unknown, and take its value for a stray positional).
 static llvm::Error checkOptionsBelong(llvm::ArrayRef<const char *> args) {
@@ -220,26 +225,32 @@ static llvm::Error checkOptionsBelong(llvm::ArrayRef<const char *> args) {
     if (!arg.starts_with("-") || arg == "-")
       continue;
     llvm::StringRef name = arg.ltrim('-').split('=').first;
-    // -DN=4 and -ofile: prefix options, named by their first letter.
+    // -DN=4: a prefix option, named by its first letter.
     bool single = !arg.starts_with("--");
     auto lookup = [&](cl::SubCommand &sub) -> cl::Option * {
       auto &opts = cl::getRegisteredOptions(sub);
-      auto it = opts.find(name);
-      if (it == opts.end() && single)
-        it = opts.find(name.take_front(1));
-      return it == opts.end() ? nullptr : it->second;
+      if (auto it = opts.find(name); it != opts.end())
+        return it->second;
+      auto it = opts.find(name.take_front(1));
+      if (single && it != opts.end() &&
+          it->second->getFormattingFlag() == cl::Prefix)
+        return it->second;
+      return nullptr;
     };
     if (lookup(*chosen))
       continue;
     std::vector<std::string> owners;
+    const cl::Option *found = nullptr;
     for (cl::SubCommand *sub : cl::getRegisteredSubcommands())
       if (cl::Option *o = lookup(*sub);
           o && sub != chosen && !sub->getName().empty() &&
-          llvm::is_contained(o->Categories, &kilnCategory))
+          llvm::is_contained(o->Categories, &kilnCategory)) {
         owners.push_back(sub->getName().str());
-    if (!owners.empty()) {
+        found = o;
+      }
+    if (found) {
       llvm::sort(owners);
-      return makeError(arg.split('=').first + " applies to " +
+      return makeError(flagName(*found) + " applies to " +
                        llvm::join(owners, ", ") + ", not " + chosen->getName());
     }
   }
@@ -275,11 +286,6 @@ int prepareCommandLine(int argc, char **argv, std::vector<const char *> &args) {
   if (auto e = checkOptionsBelong(args))
     return fail(llvm::toString(std::move(e)));
   return -1;
-}
-
-/// "--name" (or "-D"), as the user typed it.
-static std::string flagName(const cl::Option &o) {
-  return (o.ArgStr.size() == 1 ? "-" : "--") + o.ArgStr.str();
 }
 
 /// An error naming the first of `opts` that was given, else success.

@@ -392,10 +392,10 @@ static int reportGradientCheck(const Graph &training, const TensorMap &grads,
                                              : "  FAILED (nothing compared)");
   }
   if (!ok)
-    llvm::errs() << llvm::format("kiln: --check-grad: some gradients differ "
-                                 "from central differences by more than "
-                                 "%.0e\n",
-                                 opts.tolerance);
+    llvm::errs() << llvm::format(
+        "kiln: --check-grad: some gradients differ from finite differences "
+        "by more than %.0e, or have no element that could be compared\n",
+        opts.tolerance);
   return ok ? 0 : 1;
 }
 

@@ -471,10 +471,45 @@ TEST(GradCheck, NextToAKinkTheGradientIsCheckedOneSided) {
   EXPECT_FALSE((*checks)[0].passed({}));
 }
 
-TEST(GradCheck, WithKinksOnBothSidesTheElementIsLeftOut) {
-  // relu(x) + relu(x + 2e-6) + relu(x - 2e-6) at x = 0: a kink at x and
-  // one 2h away on either side. The central difference (1.5) is not the
-  // gradient (1), and no side offers three points on one piece.
+TEST(GradCheck, AtAPieceTooNarrowToDifferenceTheElementIsLeftOut) {
+  // relu(x + 1e-7) + relu(x - 1e-7) at x = 0: x's piece is (-1e-7, 1e-7),
+  // narrower than even the shorter step h / 8, so no difference sees it. A
+  // gradient of 1.5 there (the right one is 1) cannot be compared.
+  const char *text = "graph @t {\n  %x = input {name = \"x\"} : f32[1]\n"
+                     "  %d = constant {value = 1e-07} : f32[1]\n"
+                     "  %p = add %x, %d : f32[1]\n"
+                     "  %m = sub %x, %d : f32[1]\n"
+                     "  %r1 = relu %p : f32[1]\n"
+                     "  %r2 = relu %m : f32[1]\n"
+                     "  %s1 = add %r1, %r2 : f32[1]\n"
+                     "  %s = sum %s1 {axes = [], keepdims = 0} : f32[]\n"
+                     "  minimize %s\n}\n";
+  test::Source src(text);
+  auto training = test::parseGraph(src);
+  ASSERT_TRUE(training) << src.errors;
+  ASSERT_FALSE(bool(differentiate(*training, {"x"})));
+  llvm::StringMap<Tensor> leaves;
+  leaves["x"] = Tensor::fromValues(DType::F64, {1}, {0});
+  TensorMap grads = llvm::cantFail(evaluateGradients(*training, leaves));
+  EXPECT_EQ(grads["x"].at(0), 1.0);
+  // The right gradient passes: the central difference is 0.45 + 0.55.
+  auto right = checkGradients(*training, grads, leaves);
+  ASSERT_TRUE(bool(right)) << llvm::toString(right.takeError());
+  EXPECT_EQ((*right)[0].checked, 1);
+  EXPECT_TRUE((*right)[0].passed({}));
+  grads["x"].data<float>()[0] = 1.5f;
+  auto checks = checkGradients(*training, grads, leaves);
+  ASSERT_TRUE(bool(checks)) << llvm::toString(checks.takeError());
+  EXPECT_EQ((*checks)[0].kinks, 1);
+  EXPECT_EQ((*checks)[0].checked, 0);
+  // A tensor of which nothing could be compared does not pass.
+  EXPECT_FALSE((*checks)[0].passed({}));
+}
+
+TEST(GradCheck, WithKinksOnBothSidesAShorterStepFindsThePiece) {
+  // relu(x) + relu(x + 2e-6) + relu(x - 2e-6) at x = 0: kinks at x and 2h
+  // away on either side. The central difference (1.5) is not the gradient
+  // (1); at h / 8 the left side lies on x's piece.
   const char *text = "graph @t {\n  %x = input {name = \"x\"} : f32[1]\n"
                      "  %d = constant {value = 2e-06} : f32[1]\n"
                      "  %p = add %x, %d : f32[1]\n"
@@ -493,13 +528,12 @@ TEST(GradCheck, WithKinksOnBothSidesTheElementIsLeftOut) {
   llvm::StringMap<Tensor> leaves;
   leaves["x"] = Tensor::fromValues(DType::F64, {1}, {0});
   TensorMap grads = llvm::cantFail(evaluateGradients(*training, leaves));
-  EXPECT_EQ(grads["x"].at(0), 1.0);
   auto checks = checkGradients(*training, grads, leaves);
   ASSERT_TRUE(bool(checks)) << llvm::toString(checks.takeError());
-  EXPECT_EQ((*checks)[0].kinks, 1);
-  EXPECT_EQ((*checks)[0].checked, 0);
-  // A tensor of which nothing could be compared does not pass.
-  EXPECT_FALSE((*checks)[0].passed({}));
+  EXPECT_EQ((*checks)[0].kinks, 0);
+  EXPECT_EQ((*checks)[0].oneSided, 1);
+  EXPECT_LT((*checks)[0].worst, 1e-5);
+  EXPECT_TRUE((*checks)[0].passed({}));
 }
 
 TEST(GradCheck, ASmoothObjectiveHasNoKinks) {

@@ -610,8 +610,7 @@ TEST(JIT, Float64GraphsAreRefused) {
             "the JIT computes f32 and i32 values; node %0 is f64[2]");
 }
 
-//===-- The runtime GEMM with generated micro-kernels
-//----------------------===//
+//===-- The runtime GEMM with generated micro-kernels ---------------------===//
 
 /// op(A) · op(B) (+ 7 if accumulating) in float64, against C.
 double worstGemmError(int64_t m, int64_t n, int64_t k, bool ta, bool tb,
@@ -691,8 +690,7 @@ INSTANTIATE_TEST_SUITE_P(
                       std::to_string(std::get<1>(info.param)));
     });
 
-//===-- Targets
-//------------------------------------------------------------===//
+//===-- Targets ---------------------------------------------------------===//
 
 TEST(JITTarget, NamedCPUsSetTheISAAndTheGemmTile) {
   JITOptions avx2, avx512;
@@ -727,6 +725,18 @@ TEST(JITTarget, SystemFeaturesACPUNameImpliesDoNotStopItsCodeRunning) {
   if (!llvm::sys::getHostCPUFeatures().lookup("avx2"))
     GTEST_SKIP() << "this CPU has no AVX2";
   EXPECT_FALSE(bool((*jit)->checkRunnable()));
+}
+
+TEST(JITTarget, FeaturesLLVMUsesUnaskedStopCodeThisCPUCannotRun) {
+  // APX's extended registers: LLVM allocates them on its own.
+  if (llvm::sys::getHostCPUFeatures().lookup("egpr"))
+    GTEST_SKIP() << "this CPU has APX";
+  JITOptions opts;
+  opts.features = "+egpr,+ndd";
+  auto jit = JIT::create(opts);
+  ASSERT_TRUE(bool(jit)) << llvm::toString(jit.takeError());
+  std::string why = llvm::toString((*jit)->checkRunnable());
+  EXPECT_NE(why.find("egpr"), std::string::npos) << why;
 }
 
 TEST(JITTarget, UnknownCPUsAndFeaturesAreErrors) {
