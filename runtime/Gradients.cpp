@@ -213,12 +213,11 @@ kiln::checkGradients(const Graph &training, const TensorMap &gradients,
             return p.takeError();
           center = std::move(*p);
         }
-        bool resolved = false;
         // With kinks on both sides within s of x, x's own piece shows only
-        // at a shorter step.
+        // at a shorter step, so both steps are tried.
+        llvm::SmallVector<double, 4> sides;
+        bool smooth = true, own = false;
         for (double s : {h, h / 8}) {
-          llvm::SmallVector<double, 2> sides;
-          bool smooth = true, own = false;
           for (double dir : {1.0, -1.0}) {
             llvm::SmallVector<Prober::Point, 3> p;
             for (int k = 1; k <= 3; ++k) {
@@ -236,20 +235,18 @@ kiln::checkGradients(const Graph &training, const TensorMap &gradients,
                               (-5 * p[0].loss + 8 * p[1].loss - 3 * p[2].loss) /
                               (2 * s));
           }
-          if (smooth) { // no kink within 3s: the central difference stands
-            resolved = true;
+          if (smooth) // no kink within 3h: the central difference stands
             break;
-          }
-          if (own) {
-            // Compare with x's piece, or the piece across a kink this near
-            // (float32 rounding may put x on either side of it).
-            err = INFINITY;
-            for (double fd : sides)
-              err = std::min(err, relativeError(an, fd));
-            ++c.oneSided;
-            resolved = true;
-            break;
-          }
+        }
+        // Unless some side shows x's own piece, nothing can be compared.
+        bool resolved = smooth || own;
+        if (!smooth && own) {
+          // Compare with the nearest piece: x's own, or one across a kink
+          // this near (float32 rounding may put x on either side of it).
+          err = INFINITY;
+          for (double fd : sides)
+            err = std::min(err, relativeError(an, fd));
+          ++c.oneSided;
         }
         if (!resolved && err > opts.tolerance) {
           ++c.kinks; // x's piece is too narrow to difference on

@@ -70,14 +70,14 @@ struct GradCheck {
 /// [x - h, x + h]. Gradient rules pick the piece of a piecewise op with
 /// selector ops (step, equal), so a kink is exactly a selector that changes.
 /// An element whose central difference is not within a tenth of the
-/// tolerance is looked at closer: each side of x whose points x + h, 2h, 3h
+/// tolerance is looked at closer: each side of x whose points x + s, 2s, 3s
 /// lie on one piece gives a second-order one-sided estimate of that piece's
-/// derivative at x. If there is a kink near x, the gradient is compared with
-/// the nearer of those estimates (the gradient at a kink is one side's
-/// derivative, relu'(0) = 0 the left one; and float32 rounding may put x on
-/// either side of a kink that near). With kinks on both sides and the
-/// central difference over the tolerance, the element is left out and
-/// counted in `kinks`.
+/// derivative at x, for s = h and h / 8. If some side lies on x's own piece
+/// and there is a kink, the gradient is compared with the nearest of the
+/// estimates (the gradient at a kink is one side's derivative, relu'(0) = 0
+/// the left one; and float32 rounding may put x on either side of a kink
+/// that near). If none does, and the central difference is over the
+/// tolerance, the element is left out and counted in `kinks`.
 llvm::Expected<std::vector<GradCheck>>
 checkGradients(const Graph &training, const TensorMap &gradients,
                const llvm::StringMap<Tensor> &leaves,

@@ -471,38 +471,77 @@ TEST(GradCheck, NextToAKinkTheGradientIsCheckedOneSided) {
   EXPECT_FALSE((*checks)[0].passed({}));
 }
 
-TEST(GradCheck, AtAPieceTooNarrowToDifferenceTheElementIsLeftOut) {
-  // relu(x + 1e-7) + relu(x - 1e-7) at x = 0: x's piece is (-1e-7, 1e-7),
-  // narrower than even the shorter step h / 8, so no difference sees it. A
-  // gradient of 1.5 there (the right one is 1) cannot be compared.
-  const char *text = "graph @t {\n  %x = input {name = \"x\"} : f32[1]\n"
-                     "  %d = constant {value = 1e-07} : f32[1]\n"
-                     "  %p = add %x, %d : f32[1]\n"
-                     "  %m = sub %x, %d : f32[1]\n"
-                     "  %r1 = relu %p : f32[1]\n"
-                     "  %r2 = relu %m : f32[1]\n"
-                     "  %s1 = add %r1, %r2 : f32[1]\n"
-                     "  %s = sum %s1 {axes = [], keepdims = 0} : f32[]\n"
-                     "  minimize %s\n}\n";
-  test::Source src(text);
-  auto training = test::parseGraph(src);
-  ASSERT_TRUE(training) << src.errors;
-  ASSERT_FALSE(bool(differentiate(*training, {"x"})));
-  llvm::StringMap<Tensor> leaves;
-  leaves["x"] = Tensor::fromValues(DType::F64, {1}, {0});
-  TensorMap grads = llvm::cantFail(evaluateGradients(*training, leaves));
-  EXPECT_EQ(grads["x"].at(0), 1.0);
-  // The right gradient passes: the central difference is 0.45 + 0.55.
-  auto right = checkGradients(*training, grads, leaves);
+/// sum of relu(x + c) over `offsets`, for x: f32[1], differentiated, with
+/// x = 0 and the interpreter's gradient.
+KinkCase reluKinksAt(test::Source &src) {
+  KinkCase k;
+  k.training = test::parseGraph(src);
+  if (!k.training)
+    return k;
+  EXPECT_FALSE(bool(differentiate(*k.training, {"x"})));
+  k.leaves["x"] = Tensor::fromValues(DType::F64, {1}, {0});
+  k.grads = llvm::cantFail(evaluateGradients(*k.training, k.leaves));
+  return k;
+}
+
+std::string reluSum(llvm::ArrayRef<double> offsets) {
+  std::string text = "graph @t {\n  %x = input {name = \"x\"} : f32[1]\n";
+  std::string sum;
+  for (size_t i = 0; i < offsets.size(); ++i) {
+    std::string n = std::to_string(i);
+    char value[32];
+    std::snprintf(value, sizeof value, "%.17g", offsets[i]);
+    text += "  %c" + n + " = constant {value = " + value + "} : f32[1]\n" +
+            "  %a" + n + " = add %x, %c" + n + " : f32[1]\n" + "  %r" + n +
+            " = relu %a" + n + " : f32[1]\n";
+    if (i == 0) {
+      sum = "%r0";
+    } else {
+      text += "  %s" + n + " = add " + sum + ", %r" + n + " : f32[1]\n";
+      sum = "%s" + n;
+    }
+  }
+  return text + "  %l = sum " + sum +
+         " {axes = [], keepdims = 0} : f32[]\n  minimize %l\n}\n";
+}
+
+TEST(GradCheck, APieceNarrowerThanEveryStepIsNotComparedWithItsNeighbours) {
+  // relu(x + 1e-7) + relu(x - 1e-7) at x = 0: x's piece is narrower than
+  // even h / 8, so only its neighbours' derivatives (2 and 0) are seen. The
+  // right gradient, 1, matches the central difference (0.55 + 0.45); a
+  // wrong one, 1.5, is left out rather than compared with a neighbour.
+  test::Source src(reluSum({1e-7, -1e-7}));
+  KinkCase k = reluKinksAt(src);
+  ASSERT_TRUE(k.training) << src.errors;
+  EXPECT_EQ(k.grads["x"].at(0), 1.0);
+  auto right = checkGradients(*k.training, k.grads, k.leaves);
   ASSERT_TRUE(bool(right)) << llvm::toString(right.takeError());
   EXPECT_EQ((*right)[0].checked, 1);
   EXPECT_TRUE((*right)[0].passed({}));
-  grads["x"].data<float>()[0] = 1.5f;
-  auto checks = checkGradients(*training, grads, leaves);
+  k.grads["x"].data<float>()[0] = 1.5f;
+  auto wrong = checkGradients(*k.training, k.grads, k.leaves);
+  ASSERT_TRUE(bool(wrong)) << llvm::toString(wrong.takeError());
+  EXPECT_EQ((*wrong)[0].kinks, 1);
+  EXPECT_EQ((*wrong)[0].checked, 0);
+  EXPECT_FALSE((*wrong)[0].passed({}));
+}
+
+TEST(GradCheck, WithKinksWithinEveryStepTheElementIsLeftOut) {
+  // Kinks at +-1.5e-6 and +-1.9e-7 cut every side's points at h and h / 8.
+  // The right gradient (2) matches the central difference; a wrong one
+  // cannot be compared, and a tensor with nothing compared does not pass.
+  test::Source src(reluSum({1.5e-6, -1.5e-6, 1.9e-7, -1.9e-7}));
+  KinkCase k = reluKinksAt(src);
+  ASSERT_TRUE(k.training) << src.errors;
+  EXPECT_EQ(k.grads["x"].at(0), 2.0);
+  auto right = checkGradients(*k.training, k.grads, k.leaves);
+  ASSERT_TRUE(bool(right)) << llvm::toString(right.takeError());
+  EXPECT_TRUE((*right)[0].passed({}));
+  k.grads["x"].data<float>()[0] = 2.5f;
+  auto checks = checkGradients(*k.training, k.grads, k.leaves);
   ASSERT_TRUE(bool(checks)) << llvm::toString(checks.takeError());
   EXPECT_EQ((*checks)[0].kinks, 1);
   EXPECT_EQ((*checks)[0].checked, 0);
-  // A tensor of which nothing could be compared does not pass.
   EXPECT_FALSE((*checks)[0].passed({}));
 }
 
