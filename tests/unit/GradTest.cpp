@@ -505,69 +505,49 @@ std::string reluSum(llvm::ArrayRef<double> offsets) {
          " {axes = [], keepdims = 0} : f32[]\n  minimize %l\n}\n";
 }
 
-TEST(GradCheck, APieceNarrowerThanEveryStepIsNotComparedWithItsNeighbours) {
-  // relu(x + 1e-7) + relu(x - 1e-7) at x = 0: x's piece is narrower than
-  // even h / 8, so only its neighbours' derivatives (2 and 0) are seen. The
-  // right gradient, 1, matches the central difference (0.55 + 0.45); a
-  // wrong one, 1.5, is left out rather than compared with a neighbour.
-  test::Source src(reluSum({1e-7, -1e-7}));
+/// At x = 0 with kinks at `offsets` that leave no side on x's piece: the
+/// right gradient matches the central difference, and a wrong one cannot
+/// be compared, so it is left out and the tensor does not pass.
+void expectWrongGradientLeftOut(llvm::ArrayRef<double> offsets, double right,
+                                float wrong) {
+  test::Source src(reluSum(offsets));
   KinkCase k = reluKinksAt(src);
   ASSERT_TRUE(k.training) << src.errors;
-  EXPECT_EQ(k.grads["x"].at(0), 1.0);
-  auto right = checkGradients(*k.training, k.grads, k.leaves);
-  ASSERT_TRUE(bool(right)) << llvm::toString(right.takeError());
-  EXPECT_EQ((*right)[0].checked, 1);
-  EXPECT_TRUE((*right)[0].passed({}));
-  k.grads["x"].data<float>()[0] = 1.5f;
-  auto wrong = checkGradients(*k.training, k.grads, k.leaves);
-  ASSERT_TRUE(bool(wrong)) << llvm::toString(wrong.takeError());
-  EXPECT_EQ((*wrong)[0].kinks, 1);
-  EXPECT_EQ((*wrong)[0].checked, 0);
-  EXPECT_FALSE((*wrong)[0].passed({}));
+  EXPECT_EQ(k.grads["x"].at(0), right);
+  auto good = checkGradients(*k.training, k.grads, k.leaves);
+  ASSERT_TRUE(bool(good)) << llvm::toString(good.takeError());
+  EXPECT_EQ((*good)[0].checked, 1);
+  EXPECT_TRUE((*good)[0].passed({}));
+  k.grads["x"].data<float>()[0] = wrong;
+  auto bad = checkGradients(*k.training, k.grads, k.leaves);
+  ASSERT_TRUE(bool(bad)) << llvm::toString(bad.takeError());
+  EXPECT_EQ((*bad)[0].kinks, 1);
+  EXPECT_EQ((*bad)[0].checked, 0);
+  EXPECT_FALSE((*bad)[0].passed({}));
+}
+
+TEST(GradCheck, APieceNarrowerThanEveryStepIsNotComparedWithItsNeighbours) {
+  // relu(x + 1e-7) + relu(x - 1e-7): x's piece is narrower than even h / 8,
+  // so only its neighbours' derivatives (2 and 0) are seen. The gradient, 1,
+  // matches the central difference (0.55 + 0.45); 1.5 is not compared with
+  // a neighbour.
+  expectWrongGradientLeftOut({1e-7, -1e-7}, 1.0, 1.5f);
 }
 
 TEST(GradCheck, WithKinksWithinEveryStepTheElementIsLeftOut) {
   // Kinks at +-1.5e-6 and +-1.9e-7 cut every side's points at h and h / 8.
-  // The right gradient (2) matches the central difference; a wrong one
-  // cannot be compared, and a tensor with nothing compared does not pass.
-  test::Source src(reluSum({1.5e-6, -1.5e-6, 1.9e-7, -1.9e-7}));
-  KinkCase k = reluKinksAt(src);
-  ASSERT_TRUE(k.training) << src.errors;
-  EXPECT_EQ(k.grads["x"].at(0), 2.0);
-  auto right = checkGradients(*k.training, k.grads, k.leaves);
-  ASSERT_TRUE(bool(right)) << llvm::toString(right.takeError());
-  EXPECT_TRUE((*right)[0].passed({}));
-  k.grads["x"].data<float>()[0] = 2.5f;
-  auto checks = checkGradients(*k.training, k.grads, k.leaves);
-  ASSERT_TRUE(bool(checks)) << llvm::toString(checks.takeError());
-  EXPECT_EQ((*checks)[0].kinks, 1);
-  EXPECT_EQ((*checks)[0].checked, 0);
-  EXPECT_FALSE((*checks)[0].passed({}));
+  expectWrongGradientLeftOut({1.5e-6, -1.5e-6, 1.9e-7, -1.9e-7}, 2.0, 2.5f);
 }
 
 TEST(GradCheck, WithKinksOnBothSidesAShorterStepFindsThePiece) {
   // relu(x) + relu(x + 2e-6) + relu(x - 2e-6) at x = 0: kinks at x and 2h
   // away on either side. The central difference (1.5) is not the gradient
   // (1); at h / 8 the left side lies on x's piece.
-  const char *text = "graph @t {\n  %x = input {name = \"x\"} : f32[1]\n"
-                     "  %d = constant {value = 2e-06} : f32[1]\n"
-                     "  %p = add %x, %d : f32[1]\n"
-                     "  %m = sub %x, %d : f32[1]\n"
-                     "  %r0 = relu %x : f32[1]\n"
-                     "  %r1 = relu %p : f32[1]\n"
-                     "  %r2 = relu %m : f32[1]\n"
-                     "  %s0 = add %r0, %r1 : f32[1]\n"
-                     "  %s1 = add %s0, %r2 : f32[1]\n"
-                     "  %s = sum %s1 {axes = [], keepdims = 0} : f32[]\n"
-                     "  minimize %s\n}\n";
-  test::Source src(text);
-  auto training = test::parseGraph(src);
-  ASSERT_TRUE(training) << src.errors;
-  ASSERT_FALSE(bool(differentiate(*training, {"x"})));
-  llvm::StringMap<Tensor> leaves;
-  leaves["x"] = Tensor::fromValues(DType::F64, {1}, {0});
-  TensorMap grads = llvm::cantFail(evaluateGradients(*training, leaves));
-  auto checks = checkGradients(*training, grads, leaves);
+  test::Source src(reluSum({0, 2e-6, -2e-6}));
+  KinkCase k = reluKinksAt(src);
+  ASSERT_TRUE(k.training) << src.errors;
+  EXPECT_EQ(k.grads["x"].at(0), 1.0);
+  auto checks = checkGradients(*k.training, k.grads, k.leaves);
   ASSERT_TRUE(bool(checks)) << llvm::toString(checks.takeError());
   EXPECT_EQ((*checks)[0].kinks, 0);
   EXPECT_EQ((*checks)[0].oneSided, 1);
