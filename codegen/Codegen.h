@@ -46,6 +46,17 @@ struct BufferPlan {
   /// Per node: a scratch slot (convolution's im2col buffer), or -1.
   std::vector<int64_t> scratchOf;
   int64_t workspaceBytes = 0;
+  /// A copy of `bytes` bytes from slot `from` to slot `to`.
+  struct Copy {
+    int64_t from, to, bytes;
+  };
+  /// The copies that end the step, in order: each updated leaf (parameter
+  /// or state) receives its new value in its own buffer, so the caller's
+  /// buffers hold the next step's values and nothing is copied out. A new
+  /// value that lives in another updated leaf's buffer is first staged in
+  /// the workspace (the first copies), so no copy reads a buffer an earlier
+  /// one wrote.
+  std::vector<Copy> endCopies;
   size_t numSlots() const { return leafOf.size(); }
   /// The workspace a plan that shared no bytes would need.
   int64_t unsharedBytes() const {

@@ -16,6 +16,7 @@
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Analysis/TargetLibraryInfo.h"
 #include "llvm/ExecutionEngine/Orc/ExecutionUtils.h"
 #include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
@@ -415,17 +416,28 @@ Expected<const CompiledGraph &> JIT::compile(const Graph &g) {
   ++impl_->compiled;
 
   // What run() needs of the graph, which may not outlive this call.
+  cg->name_ = g.name;
+  llvm::StringSet<> updated;
+  for (const StateUpdate &u : g.updates)
+    updated.insert(u.name);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const Node &n = *g.nodes[i];
-    if (n.info().flags & Leaf && n.op != Op::Constant)
-      cg->leaves_.push_back({n.info().mnemonic.str(), n.stringAttr("name"),
-                             n.type, cg->plan_.slotOf[i]});
+    if (n.info().flags & Leaf && n.op != Op::Constant) {
+      std::string name = n.stringAttr("name");
+      cg->leaves_.push_back({n.info().mnemonic.str(), name, n.type,
+                             cg->plan_.slotOf[i], updated.contains(name)});
+    }
   }
   DenseMap<const Node *, size_t> index;
   for (size_t i = 0; i < g.nodes.size(); ++i)
     index[g.nodes[i].get()] = i;
   for (const Node *root : g.rootValues())
     cg->roots_.push_back({root->type, cg->plan_.slotOf[index[root]]});
+  // rootValues() starts with the objective, then the output.
+  if (g.objective)
+    cg->objectiveRoot_ = 0;
+  if (g.output)
+    cg->outputRoot_ = g.objective ? 1 : 0;
   cg->failMessages_.resize(g.nodes.size());
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const Node &n = *g.nodes[i];
@@ -446,22 +458,46 @@ Expected<const CompiledGraph &> JIT::compile(const Graph &g) {
   }
   if (auto e = checkMemory(cg->plan_.workspaceBytes, "compiled @" + g.name))
     return std::move(e);
-  cg->workspace_.reset(static_cast<char *>(
-      std::aligned_alloc(64, std::max<int64_t>(64, cg->plan_.workspaceBytes))));
-  if (!cg->workspace_)
-    return makeError("cannot allocate " + Twine(cg->plan_.workspaceBytes) +
-                     " bytes for compiled @" + g.name);
   auto &slot = impl_->cache[key];
   slot = std::move(cg);
   return *slot;
+}
+
+Expected<std::unique_ptr<char, void (*)(void *)>>
+CompiledGraph::allocateWorkspace() const {
+  if (auto e = checkMemory(plan_.workspaceBytes, "compiled @" + name_))
+    return std::move(e);
+  // aligned_alloc wants a multiple of the alignment; plan sizes are.
+  std::unique_ptr<char, void (*)(void *)> w(
+      static_cast<char *>(
+          std::aligned_alloc(64, std::max<int64_t>(64, plan_.workspaceBytes))),
+      &std::free);
+  if (!w)
+    return makeError("cannot allocate " + Twine(plan_.workspaceBytes) +
+                     " bytes for compiled @" + name_);
+  return std::move(w);
+}
+
+Error CompiledGraph::call(void **bufs, uint64_t seed, uint64_t step) const {
+  RuntimeContext rt;
+  rt.pool = pool_->size() > 1 ? pool_ : nullptr;
+  rt.seed = seed;
+  rt.step = step;
+  entry_(bufs, &rt);
+  if (int64_t node = rt.failedNode.load(); node >= 0)
+    return makeError(failMessages_[node].before + Twine(rt.failedValue) +
+                     failMessages_[node].after);
+  return Error::success();
 }
 
 Expected<std::vector<Tensor>>
 CompiledGraph::run(const StringMap<Tensor> &leaves, uint64_t seed,
                    uint64_t step) const {
   std::vector<void *> bufs(plan_.numSlots(), nullptr);
-  std::vector<Tensor> converted;
-  converted.reserve(leaves_.size());
+  // Private copies: converted dtypes, and the leaves the step updates in
+  // place (the caller's tensors are const).
+  std::vector<Tensor> copies;
+  copies.reserve(leaves_.size());
   for (const Leaf &l : leaves_) {
     auto it = leaves.find(l.name);
     if (it == leaves.end())
@@ -470,29 +506,21 @@ CompiledGraph::run(const StringMap<Tensor> &leaves, uint64_t seed,
     if (v.shape() != ArrayRef<int64_t>(l.type.shape))
       return makeError(l.kind + " '" + l.name + "' must have shape " +
                        shapeStr(l.type.shape) + ", got " + shapeStr(v.shape()));
-    const Tensor *use = &v;
-    if (v.dtype() != l.type.dtype) {
-      if (isFloat(v.dtype()) != isFloat(l.type.dtype))
-        return makeError(l.kind + " '" + l.name + "' must be " +
-                         dtypeName(l.type.dtype) + ", got " +
-                         dtypeName(v.dtype()));
-      converted.push_back(v.cast(l.type.dtype));
-      use = &converted.back();
-    }
-    bufs[l.slot] = const_cast<void *>(use->raw());
+    if (v.dtype() != l.type.dtype && isFloat(v.dtype()) != isFloat(l.type.dtype))
+      return makeError(l.kind + " '" + l.name + "' must be " +
+                       dtypeName(l.type.dtype) + ", got " +
+                       dtypeName(v.dtype()));
+    copies.push_back(v.cast(l.type.dtype));
+    bufs[l.slot] = copies.back().raw();
   }
+  auto workspace = allocateWorkspace();
+  if (!workspace)
+    return workspace.takeError();
   for (size_t s = 0; s < plan_.numSlots(); ++s)
     if (plan_.leafOf[s] < 0)
-      bufs[s] = workspace_.get() + plan_.offset[s];
-
-  RuntimeContext rt;
-  rt.pool = pool_->size() > 1 ? pool_ : nullptr;
-  rt.seed = seed;
-  rt.step = step;
-  entry_(bufs.data(), &rt);
-  if (int64_t node = rt.failedNode.load(); node >= 0)
-    return makeError(failMessages_[node].before + Twine(rt.failedValue) +
-                     failMessages_[node].after);
+      bufs[s] = workspace->get() + plan_.offset[s];
+  if (auto e = call(bufs.data(), seed, step))
+    return std::move(e);
   std::vector<Tensor> out;
   for (const Root &r : roots_) {
     Tensor t(r.type.dtype, r.type.shape);
@@ -500,4 +528,49 @@ CompiledGraph::run(const StringMap<Tensor> &leaves, uint64_t seed,
     out.push_back(std::move(t));
   }
   return out;
+}
+
+JITStep::JITStep(const CompiledGraph &compiled) : compiled(compiled) {
+  for (const CompiledGraph::Leaf &l : compiled.leaves_)
+    leaves_.push_back({*opFromMnemonic(l.kind), l.name, l.type, l.updated});
+  buffers_.assign(leaves_.size(), nullptr);
+  if (compiled.outputRoot_ >= 0) {
+    hasOutput_ = true;
+    outputType_ = compiled.roots_[compiled.outputRoot_].type;
+  }
+}
+
+Expected<std::unique_ptr<JITStep>>
+JITStep::create(const CompiledGraph &compiled) {
+  std::unique_ptr<JITStep> s(new JITStep(compiled));
+  auto w = compiled.allocateWorkspace();
+  if (!w)
+    return w.takeError();
+  s->workspace = std::move(*w);
+  s->bufs.assign(compiled.plan_.numSlots(), nullptr);
+  for (size_t sl = 0; sl < compiled.plan_.numSlots(); ++sl)
+    if (compiled.plan_.leafOf[sl] < 0)
+      s->bufs[sl] = s->workspace.get() + compiled.plan_.offset[sl];
+  return std::move(s);
+}
+
+Error JITStep::run(uint64_t seed, uint64_t step) {
+  if (auto e = checkBound())
+    return e;
+  for (size_t i = 0; i < leaves_.size(); ++i)
+    bufs[compiled.leaves_[i].slot] = buffers_[i];
+  return compiled.call(bufs.data(), seed, step);
+}
+
+double JITStep::objective() const {
+  if (compiled.objectiveRoot_ < 0)
+    return NAN;
+  return *static_cast<const float *>(
+      bufs[compiled.roots_[compiled.objectiveRoot_].slot]);
+}
+
+const void *JITStep::output() const {
+  if (compiled.outputRoot_ < 0)
+    return nullptr;
+  return bufs[compiled.roots_[compiled.outputRoot_].slot];
 }

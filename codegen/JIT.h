@@ -14,6 +14,7 @@
 
 #include "codegen/Codegen.h"
 #include "runtime/Gemm.h"
+#include "runtime/Step.h"
 #include "runtime/Tensor.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Support/Error.h"
@@ -45,14 +46,17 @@ struct CompileTimes {
   double total() const { return lower + optimize + codegen; }
 };
 
-/// One compiled graph: call run() as often as needed.
+/// One compiled graph, immutable once compiled (the JIT's cache hands it to
+/// every caller of an identical graph): the workspace belongs to whoever
+/// runs it, a JITStep or one call of run().
 class CompiledGraph {
 public:
-  /// Runs the step with the given leaf values (by name; params, inputs and
-  /// state, f32 or i32 as declared) and returns one tensor per root of the
-  /// graph, in Graph::roots() order. Missing or mis-shaped leaves and
-  /// out-of-range ids are errors, as in the interpreter. Not reentrant: the
-  /// graph's intermediates live in one workspace.
+  /// Runs the step once with the given leaf values (by name; params, inputs
+  /// and state, f32 or i32 as declared) and returns one tensor per root of
+  /// the graph, in Graph::roots() order; the given values are not changed
+  /// (updated leaves are copied first). Missing or mis-shaped leaves and
+  /// out-of-range ids are errors, as in the interpreter. Allocates its own
+  /// workspace, so concurrent calls are safe.
   llvm::Expected<std::vector<Tensor>> run(const llvm::StringMap<Tensor> &leaves,
                                           uint64_t seed = 0,
                                           uint64_t step = 0) const;
@@ -63,10 +67,12 @@ public:
 
 private:
   friend class JIT;
+  friend class JITStep;
   struct Leaf {
     std::string kind, name; ///< "param", "input", "state"
     TensorType type;
     int64_t slot;
+    bool updated;
   };
   struct Root {
     TensorType type;
@@ -77,16 +83,40 @@ private:
   struct FailMessage {
     std::string before, after;
   };
+  /// Runs the entry on a buffer table whose leaf and workspace slots are
+  /// set; an error if a node met a bad id or label.
+  llvm::Error call(void **bufs, uint64_t seed, uint64_t step) const;
+  /// A workspace for one runner, or an error if memory is short.
+  llvm::Expected<std::unique_ptr<char, void (*)(void *)>>
+  allocateWorkspace() const;
   void (*entry_)(void **, void *) = nullptr;
   BufferPlan plan_;
   std::vector<Leaf> leaves_;
   std::vector<Root> roots_;
-  std::vector<FailMessage> failMessages_; ///< per node
+  int64_t objectiveRoot_ = -1, outputRoot_ = -1; ///< indices into roots_
+  std::vector<FailMessage> failMessages_;        ///< per node
   ThreadPool *pool_ = nullptr;
-  /// The intermediates, allocated once by compile() and reused by every
-  /// run (so run() is not reentrant).
-  std::unique_ptr<char, void (*)(void *)> workspace_{nullptr, &std::free};
+  std::string name_;
   CompileTimes times_;
+};
+
+/// A compiled step with its own workspace and buffer table, for a runtime
+/// session: bind each leaf once, then run() writes nothing but the
+/// workspace and the updated leaves' buffers.
+class JITStep : public Step {
+public:
+  /// `compiled` must outlive the step (the JIT keeps it).
+  static llvm::Expected<std::unique_ptr<JITStep>>
+  create(const CompiledGraph &compiled);
+  llvm::Error run(uint64_t seed, uint64_t step) override;
+  double objective() const override;
+  const void *output() const override;
+
+private:
+  explicit JITStep(const CompiledGraph &compiled);
+  const CompiledGraph &compiled;
+  std::unique_ptr<char, void (*)(void *)> workspace{nullptr, &std::free};
+  std::vector<void *> bufs; ///< one per slot
 };
 
 class JIT {

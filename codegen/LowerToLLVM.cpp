@@ -14,6 +14,7 @@
 #include "codegen/Runtime.h"
 #include "ir/OpRules.h"
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/DenseSet.h"
 #include "llvm/IR/IRBuilder.h"
 #include "llvm/IR/Intrinsics.h"
 #include "llvm/IR/MDBuilder.h"
@@ -110,6 +111,37 @@ BufferPlan kiln::planBuffers(const Graph &g) {
     }
   for (const Node *root : g.rootValues())
     live[slotRead(root)].second = N;
+
+  // Updates: a value held in an updated leaf's buffer is staged first.
+  DenseMap<int64_t, int64_t> leafSlotOf; // leaf node -> slot
+  for (int64_t i = 0; i < N; ++i)
+    if (g.nodes[i]->info().flags & Leaf && plan.slotOf[i] >= 0)
+      leafSlotOf[i] = plan.slotOf[i];
+  llvm::DenseSet<int64_t> updatedSlots;
+  std::vector<std::pair<int64_t, int64_t>> updates; // value slot, leaf slot
+  for (const StateUpdate &u : g.updates) {
+    const Node *leaf = g.findLeaf(Op::Param, u.name);
+    if (!leaf)
+      leaf = g.findLeaf(Op::State, u.name);
+    int64_t to = leafSlotOf.lookup(index[leaf]);
+    updates.push_back({slotRead(u.value), to});
+    updatedSlots.insert(to);
+  }
+  std::vector<BufferPlan::Copy> finals;
+  for (auto [from, to] : updates) {
+    int64_t bytes = int64_t(*numElements(g.nodes[plan.leafOf[to]]->type.shape)) *
+                    int64_t(dtypeSize(g.nodes[plan.leafOf[to]]->type.dtype));
+    if (from == to)
+      continue;
+    if (plan.leafOf[from] >= 0 && updatedSlots.contains(from)) {
+      int64_t staged = newSlot(-1, bytes, N);
+      live[staged].second = N;
+      plan.endCopies.push_back({from, staged, bytes});
+      from = staged;
+    }
+    finals.push_back({from, to, bytes});
+  }
+  plan.endCopies.insert(plan.endCopies.end(), finals.begin(), finals.end());
 
   // First fit, in the order slots are written: a region whose last reader
   // is node i is free from node i + 1 on, so no node writes over its own
@@ -1119,6 +1151,10 @@ Error Lowering::run() {
       emitElementwise(n);
     }
   }
+  // Each updated leaf receives its new value in the caller's buffer.
+  for (const BufferPlan::Copy &c : plan.endCopies)
+    eb.CreateMemCpy(entrySlot(c.to), Align(4), entrySlot(c.from), Align(4),
+                    c.bytes);
   eb.CreateRetVoid();
 
   std::string attr = opts.vectorWidth ? std::to_string(opts.vectorWidth) : "";

@@ -1,65 +1,23 @@
 //===- Train.cpp - Train blocks -------------------------------------------===//
 //
 // Settings are constants: numbers, strings, true/false and calls such as
-// adam(lr = 0.001). Optimizer arguments and defaults follow torch.optim.
+// adam(lr = 0.001). Optimizer arguments and defaults follow torch.optim
+// (ir/Optimizers.cpp); schedules follow torch.optim.lr_scheduler.
 //
 //===----------------------------------------------------------------------===//
 #include "frontend/Train.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/Support/FormatVariadic.h"
 #include <cmath>
 
 using namespace kiln;
 
 namespace {
 
-struct OptArg {
-  const char *name;
-  std::optional<double> def; ///< None: required.
-};
-struct OptimizerInfo {
-  const char *name;
-  std::vector<OptArg> args;
-};
-
-const std::vector<OptimizerInfo> &optimizers() {
-  static const std::vector<OptimizerInfo> table = {
-      {"sgd",
-       {{"lr", std::nullopt},
-        {"momentum", 0.0},
-        {"dampening", 0.0},
-        {"weight_decay", 0.0},
-        {"nesterov", 0.0}}},
-      {"adam",
-       {{"lr", 1e-3},
-        {"beta1", 0.9},
-        {"beta2", 0.999},
-        {"eps", 1e-8},
-        {"weight_decay", 0.0}}},
-      {"adamw",
-       {{"lr", 1e-3},
-        {"beta1", 0.9},
-        {"beta2", 0.999},
-        {"eps", 1e-8},
-        {"weight_decay", 1e-2}}},
-      {"rmsprop",
-       {{"lr", 1e-2},
-        {"alpha", 0.99},
-        {"eps", 1e-8},
-        {"weight_decay", 0.0},
-        {"momentum", 0.0}}},
-      {"adagrad",
-       {{"lr", 1e-2},
-        {"lr_decay", 0.0},
-        {"weight_decay", 0.0},
-        {"eps", 1e-10}}},
-      {"adadelta",
-       {{"lr", 1.0}, {"rho", 0.9}, {"eps", 1e-6}, {"weight_decay", 0.0}}},
-  };
-  return table;
-}
-
-const char *const kKeys[] = {"data", "batch", "epochs", "optimizer", "seed"};
+const char *const kKeys[] = {"data",  "batch",      "epochs", "optimizer",
+                             "seed",  "schedule",   "split",  "early_stop",
+                             "mixup", "cutmix"};
 
 std::string suggest(llvm::StringRef name, llvm::ArrayRef<std::string> options) {
   for (const std::string &o : options)
@@ -77,6 +35,14 @@ private:
   std::optional<int64_t> positiveInt(const TrainSetting &s, int64_t min);
   bool data(const TrainSetting &s, TrainConfig &c);
   bool optimizer(const TrainSetting &s, TrainConfig &c);
+  bool schedule(const TrainSetting &s, TrainConfig &c);
+  /// A number in [lo, hi) (or [lo, hi] if `closed`).
+  std::optional<double> fraction(const TrainSetting &s, double lo, double hi,
+                                 bool closed);
+  /// The keyword arguments of a call, checked against `allowed`: every key
+  /// at most once, each value a string (strings) or a number.
+  bool kwargs(const Expr &call, llvm::ArrayRef<std::string> allowed,
+              bool strings, std::map<std::string, const Expr *> &out);
   /// A number, possibly negated, or true/false (1/0).
   std::optional<double> number(const Expr &e);
   Diagnostics &diags;
@@ -106,48 +72,187 @@ std::optional<int64_t> Checker::positiveInt(const TrainSetting &s,
   return e.intValue;
 }
 
+bool Checker::kwargs(const Expr &e, llvm::ArrayRef<std::string> allowed,
+                     bool strings, std::map<std::string, const Expr *> &out) {
+  for (size_t k = 0; k < e.kwargs.size(); ++k) {
+    auto &[key, v] = e.kwargs[k];
+    if (!llvm::is_contained(allowed, key)) {
+      diags.error(e.kwargLocs[k], e.name + " has no argument '" + key + "'" +
+                                      suggest(key, allowed) + " (it takes " +
+                                      llvm::join(allowed, ", ") + ")");
+      return false;
+    }
+    if (out.count(key)) {
+      diags.error(e.kwargLocs[k], "'" + key + "' is given twice");
+      return false;
+    }
+    if (strings ? v->kind != ExprKind::String : !number(*v)) {
+      diags.error(v->range.Start,
+                  "'" + key + "' must be a " + (strings ? "string" : "number"),
+                  v->range);
+      return false;
+    }
+    out[key] = v.get();
+  }
+  return true;
+}
+
 bool Checker::data(const TrainSetting &s, TrainConfig &c) {
   const Expr &e = *s.value;
-  if (e.kind != ExprKind::Call || e.name != "fashion_mnist") {
+  struct Source {
+    const char *name;
+    DataSource::Kind kind;
+    std::vector<std::string> keys, required;
+  };
+  static const Source sources[] = {
+      {"fashion_mnist", DataSource::FashionMnist, {"dir"}, {}},
+      {"idx",
+       DataSource::Idx,
+       {"images", "labels", "test_images", "test_labels"},
+       {"images", "labels"}},
+      {"csv", DataSource::Csv, {"path", "label", "test"}, {"path", "label"}},
+  };
+  const Source *src = nullptr;
+  for (const Source &x : sources)
+    if (e.kind == ExprKind::Call && e.name == x.name)
+      src = &x;
+  if (!src) {
     diags.error(e.range.Start,
-                "unknown data source; Kiln provides "
-                "fashion_mnist(dir = \"...\")",
+                "unknown data source; Kiln provides fashion_mnist(dir = "
+                "\"...\"), idx(images = \"...\", labels = \"...\") and "
+                "csv(\"FILE\", label = \"COLUMN\")",
                 e.range);
     return false;
   }
+  c.dataLoc = e.opLoc;
+  c.data.kind = src->kind;
+  // csv's path may come first, unnamed; the others take keywords only.
+  std::map<std::string, const Expr *> args;
   if (!e.args.empty()) {
-    diags.error(e.args[0]->range.Start, "fashion_mnist takes only the "
-                                        "keyword argument dir");
+    if (src->kind != DataSource::Csv || e.args.size() > 1) {
+      diags.error(e.args[0]->range.Start,
+                  e.name + " takes keyword arguments (" +
+                      llvm::join(src->keys, ", ") + ")");
+      return false;
+    }
+    if (e.args[0]->kind != ExprKind::String) {
+      diags.error(e.args[0]->range.Start, "the CSV file must be a string",
+                  e.args[0]->range);
+      return false;
+    }
+    args["path"] = e.args[0].get();
+  }
+  if (!kwargs(e, src->keys, /*strings=*/true, args))
+    return false;
+  for (const std::string &r : src->required)
+    if (!args.count(r)) {
+      diags.error(e.opLoc, e.name + " needs '" + r + "'");
+      return false;
+    }
+  auto get = [&](const char *k) {
+    return args.count(k) ? args[k]->name : std::string();
+  };
+  if (args.count("dir"))
+    c.data.dir = get("dir");
+  c.data.images = get("images");
+  c.data.labels = get("labels");
+  c.data.testImages = get("test_images");
+  c.data.testLabels = get("test_labels");
+  if (c.data.testImages.empty() != c.data.testLabels.empty()) {
+    diags.error(e.opLoc, "idx needs both test_images and test_labels, or "
+                         "neither");
     return false;
   }
-  c.data = e.name;
-  c.dataDir = kFashionMnistDir;
-  c.dataLoc = e.opLoc;
-  for (size_t k = 0; k < e.kwargs.size(); ++k) {
-    auto &[key, v] = e.kwargs[k];
-    if (key != "dir") {
-      diags.error(e.kwargLocs[k],
-                  "fashion_mnist has no argument '" + key + "'; it takes dir");
+  c.data.path = get("path");
+  c.data.label = get("label");
+  c.data.test = get("test");
+  return true;
+}
+
+bool Checker::schedule(const TrainSetting &s, TrainConfig &c) {
+  const Expr &e = *s.value;
+  struct Kind {
+    const char *name;
+    Schedule::Kind kind;
+    std::vector<std::string> keys;
+  };
+  static const Kind kinds[] = {{"step", Schedule::Step, {"every", "gamma"}},
+                               {"cosine", Schedule::Cosine, {"warmup"}},
+                               {"warmup", Schedule::Warmup, {"steps"}}};
+  const Kind *k = nullptr;
+  for (const Kind &x : kinds)
+    if (e.kind == ExprKind::Call && e.name == x.name)
+      k = &x;
+  if (!k || !e.args.empty()) {
+    diags.error(e.range.Start,
+                k ? "schedule arguments are keywords"
+                  : "unknown schedule; Kiln provides step(every = EPOCHS, "
+                    "gamma = G), cosine(warmup = STEPS) and warmup(steps = "
+                    "STEPS)",
+                e.range);
+    return false;
+  }
+  std::map<std::string, const Expr *> args;
+  if (!kwargs(e, k->keys, /*strings=*/false, args))
+    return false;
+  c.schedule.kind = k->kind;
+  auto count = [&](const char *key, int64_t min, int64_t &out) {
+    if (!args.count(key))
+      return true;
+    const Expr &v = *args[key];
+    if (v.kind != ExprKind::Int || v.intValue < min) {
+      diags.error(v.range.Start,
+                  "'" + llvm::Twine(key) + "' must be an integer of at least " +
+                      llvm::Twine(min),
+                  v.range);
       return false;
     }
-    if (v->kind != ExprKind::String) {
-      diags.error(v->range.Start, "dir must be a string", v->range);
+    out = v.intValue;
+    return true;
+  };
+  if (!count("every", 1, c.schedule.every) ||
+      !count("warmup", 0, c.schedule.warmup) ||
+      !count("steps", 1, c.schedule.warmup))
+    return false;
+  if (k->kind == Schedule::Warmup && !args.count("steps")) {
+    diags.error(e.opLoc, "warmup needs 'steps'");
+    return false;
+  }
+  if (args.count("gamma")) {
+    double g = *number(*args["gamma"]);
+    if (!(g > 0 && g <= 1)) {
+      diags.error(args["gamma"]->range.Start, "'gamma' must be in (0, 1]",
+                  args["gamma"]->range);
       return false;
     }
-    c.dataDir = v->name;
+    c.schedule.gamma = g;
   }
   return true;
+}
+
+std::optional<double> Checker::fraction(const TrainSetting &s, double lo,
+                                        double hi, bool closed) {
+  const Expr &e = *s.value;
+  auto v = number(e);
+  bool ok = v && *v >= lo && (closed ? *v <= hi : *v < hi) &&
+            e.kind != ExprKind::Name;
+  if (!ok) {
+    diags.error(e.range.Start,
+                "'" + s.key + "' must be a number in [" +
+                    llvm::formatv("{0}, {1}", lo, hi) + (closed ? "]" : ")"),
+                e.range);
+    return std::nullopt;
+  }
+  return *v;
 }
 
 bool Checker::optimizer(const TrainSetting &s, TrainConfig &c) {
   const Expr &e = *s.value;
   std::vector<std::string> names;
-  for (const OptimizerInfo &o : optimizers())
+  for (const OptimizerInfo &o : optimizerTable())
     names.push_back(o.name);
-  const OptimizerInfo *info = nullptr;
-  for (const OptimizerInfo &o : optimizers())
-    if (e.kind == ExprKind::Call && e.name == o.name)
-      info = &o;
+  const OptimizerInfo *info =
+      e.kind == ExprKind::Call ? findOptimizer(e.name) : nullptr;
   if (!info) {
     diags.error(e.opLoc,
                 "unknown optimizer" +
@@ -158,7 +263,7 @@ bool Checker::optimizer(const TrainSetting &s, TrainConfig &c) {
                 e.range);
     return false;
   }
-  c.optimizer = info->name;
+  c.optimizer.kind = info->name;
   std::vector<std::optional<double>> vals(info->args.size());
   auto set = [&](size_t i, const Expr &v) {
     auto x = number(v);
@@ -189,10 +294,10 @@ bool Checker::optimizer(const TrainSetting &s, TrainConfig &c) {
     const std::string &key = e.kwargs[k].first;
     const ExprPtr &v = e.kwargs[k].second;
     auto it = llvm::find_if(info->args,
-                            [&](const OptArg &a) { return key == a.name; });
+                            [&](const OptimizerArg &a) { return key == a.name; });
     if (it == info->args.end()) {
       std::vector<std::string> known;
-      for (const OptArg &a : info->args)
+      for (const OptimizerArg &a : info->args)
         known.push_back(a.name);
       diags.error(e.kwargLocs[k], llvm::Twine(info->name) +
                                       " has no argument '" + key + "'" +
@@ -215,15 +320,21 @@ bool Checker::optimizer(const TrainSetting &s, TrainConfig &c) {
                                info->name + " must be a finite number >= 0");
       return false;
     }
-    c.optimizerArgs[info->args[i].name] = v;
+    if (info->args[i].isFlag && v != 0 && v != 1) {
+      diags.error(e.opLoc, "'" + llvm::Twine(info->args[i].name) + "' of " +
+                               info->name + " must be true or false");
+      return false;
+    }
+    c.optimizer.args[info->args[i].name] = v;
   }
+  std::map<std::string, double> &args = c.optimizer.args;
   for (const char *beta : {"beta1", "beta2", "alpha", "rho"})
-    if (c.optimizerArgs.count(beta) && c.optimizerArgs[beta] >= 1) {
+    if (args.count(beta) && args[beta] >= 1) {
       diags.error(e.opLoc, "'" + llvm::Twine(beta) + "' must be below 1");
       return false;
     }
-  if (c.optimizer == "sgd" && c.optimizerArgs["nesterov"] != 0 &&
-      (c.optimizerArgs["momentum"] <= 0 || c.optimizerArgs["dampening"] != 0)) {
+  if (c.optimizer.kind == "sgd" && args["nesterov"] != 0 &&
+      (args["momentum"] <= 0 || args["dampening"] != 0)) {
     diags.error(e.opLoc, "Nesterov momentum needs momentum > 0 and zero "
                          "dampening");
     return false;
@@ -267,12 +378,43 @@ std::optional<TrainConfig> Checker::check(const Module &m, const TrainDecl &t) {
         ok = false;
     } else if (s.key == "optimizer")
       ok &= optimizer(s, c);
-    else {
+    else if (s.key == "schedule")
+      ok &= schedule(s, c);
+    else if (s.key == "early_stop") {
+      if (auto v = positiveInt(s, 1))
+        c.earlyStop = *v;
+      else
+        ok = false;
+    } else if (s.key == "split") {
+      if (auto v = fraction(s, 0, 1, /*closed=*/false); v && *v > 0)
+        c.split = *v;
+      else {
+        if (v)
+          diags.error(s.value->range.Start, "'split' must be above 0",
+                      s.value->range);
+        ok = false;
+      }
+    } else if (s.key == "mixup" || s.key == "cutmix") {
+      if (auto v = fraction(s, 0, 1e6, /*closed=*/false))
+        (s.key == "mixup" ? c.mixup : c.cutmix) = *v;
+      else
+        ok = false;
+    } else {
       diags.error(s.loc, "unknown train setting '" + s.key + "'" +
                              suggest(s.key, keys) +
                              " (settings: " + llvm::join(keys, ", ") + ")");
       ok = false;
     }
+  }
+  if (c.mixup > 0 && c.cutmix > 0) {
+    diags.error(t.loc, "a train block takes mixup or cutmix, not both");
+    ok = false;
+  }
+  if (c.earlyStop && c.split == 0 && c.data.kind != DataSource::FashionMnist &&
+      c.data.testLabels.empty() && c.data.test.empty()) {
+    diags.error(t.loc, "early_stop watches the validation loss, and this data "
+                       "has no test split: set 'split'");
+    ok = false;
   }
   for (const char *required : {"data", "batch", "optimizer"})
     if (!seen.count(required)) {
@@ -305,27 +447,82 @@ std::vector<TrainConfig> kiln::checkTrainBlocks(const Module &m,
 
 void kiln::checkDataFits(const TrainConfig &c, const Graph &g,
                          Diagnostics &diags) {
-  // fashion_mnist feeds two inputs: images (784 floats in [0, 1] per
-  // example, any shape) and labels (i32, one per example).
+  // A source feeds two inputs: examples (f32, any shape after the batch;
+  // fashion_mnist's have 784 values in [0, 1]) and labels (i32, one per
+  // example). The size of an idx or csv example is checked once the files
+  // are read.
   std::vector<Node *> inputs = g.leaves(Op::Input);
+  bool mnist = c.data.kind == DataSource::FashionMnist;
   auto fits = [&] {
     if (inputs.size() != 2)
       return false;
     const TensorType &x = inputs[0]->type, &y = inputs[1]->type;
     return x.dtype == DType::F32 && x.rank() >= 2 && y.dtype == DType::I32 &&
            y.shape == Shape{c.batch} && x.shape[0] == c.batch &&
-           *numElements(x.shape) == c.batch * 784;
+           (!mnist || *numElements(x.shape) == c.batch * 784);
   };
   if (!fits()) {
     std::string got;
     for (Node *n : inputs)
       got += (got.empty() ? "" : ", ") + n->stringAttr("name") + ": " +
              n->type.str();
-    diags.error(c.dataLoc, "fashion_mnist feeds (images f32[" +
+    const char *name = mnist ? "fashion_mnist"
+                       : c.data.kind == DataSource::Idx ? "idx"
+                                                        : "csv";
+    diags.error(c.dataLoc, llvm::Twine(name) + " feeds (examples f32[" +
                                llvm::Twine(c.batch) +
-                               ", 784 values], labels "
-                               "i32[" +
-                               llvm::Twine(c.batch) + "]), but model '" +
-                               c.model + "' takes (" + got + ")");
+                               (mnist ? ", 784 values]" : ", ...]") +
+                               ", labels i32[" + llvm::Twine(c.batch) +
+                               "]), but model '" + c.model + "' takes (" +
+                               got + ")");
   }
+}
+
+std::string DataSource::str() const {
+  switch (kind) {
+  case FashionMnist:
+    return "fashion_mnist(dir = \"" + dir + "\")";
+  case Idx:
+    return "idx(images = \"" + images + "\", labels = \"" + labels + "\")";
+  case Csv:
+    return "csv(\"" + path + "\", label = \"" + label + "\")";
+  }
+  return "";
+}
+
+double Schedule::at(double lr, int64_t step, int64_t total,
+                    int64_t epoch) const {
+  switch (kind) {
+  case Constant:
+    return lr;
+  case Step:
+    // StepLR, stepped once per epoch.
+    return lr * std::pow(gamma, double(epoch / every));
+  case Warmup:
+    return lr * std::min(1.0, double(step) / double(warmup));
+  case Cosine: {
+    // A linear warm-up, then CosineAnnealingLR to 0 at the last step.
+    if (step <= warmup)
+      return lr * double(step) / double(std::max<int64_t>(warmup, 1));
+    double span = double(std::max<int64_t>(total - warmup, 1));
+    double t = std::min(1.0, double(step - warmup) / span);
+    return lr * 0.5 * (1 + std::cos(M_PI * t));
+  }
+  }
+  return lr;
+}
+
+std::string Schedule::str() const {
+  switch (kind) {
+  case Constant:
+    return "constant";
+  case Step:
+    return "step(every = " + std::to_string(every) +
+           ", gamma = " + llvm::formatv("{0}", gamma).str() + ")";
+  case Cosine:
+    return "cosine(warmup = " + std::to_string(warmup) + ")";
+  case Warmup:
+    return "warmup(steps = " + std::to_string(warmup) + ")";
+  }
+  return "";
 }

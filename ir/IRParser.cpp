@@ -154,9 +154,9 @@ bool IRParser::parseStatement(Graph &g) {
     return true;
   }
   if (isIdent("update") || isIdent("gradient")) {
-    // update "state", %v | gradient "param or input", %v
+    // update "state or param", %v | gradient "param or input", %v
     bool isUpdate = tok.text == "update";
-    llvm::StringRef what = isUpdate ? "state" : "gradient";
+    llvm::StringRef what = isUpdate ? "updated leaf" : "gradient";
     advance();
     if (!tok.is(Tok::String)) {
       diags.error(tok.loc(), "expected the " + what + "'s name as a string");
@@ -170,15 +170,23 @@ bool IRParser::parseStatement(Graph &g) {
     Node *v = parseValueRef();
     if (!v)
       return false;
-    Node *leaf =
-        isUpdate ? g.findLeaf(Op::State, name) : g.findLeaf(Op::Param, name);
+    Node *leaf = isUpdate ? g.findLeaf(Op::State, name) : nullptr;
+    if (!leaf)
+      leaf = g.findLeaf(Op::Param, name);
     if (!leaf && !isUpdate)
       leaf = g.findLeaf(Op::Input, name);
     if (!leaf) {
-      diags.error(nameLoc, isUpdate
-                               ? "update of unknown state '" + name + "'"
-                               : "gradient of unknown parameter or input '" +
-                                     name + "'");
+      diags.error(nameLoc,
+                  isUpdate ? "update of unknown state or parameter '" + name +
+                                 "'"
+                           : "gradient of unknown parameter or input '" +
+                                 name + "'");
+      return false;
+    }
+    auto &list = isUpdate ? g.updates : g.gradients;
+    if (llvm::any_of(list, [&](const StateUpdate &u) { return u.name == name; })) {
+      diags.error(nameLoc, (isUpdate ? "'" + name + "' is updated twice"
+                                     : "'" + name + "' has two gradients"));
       return false;
     }
     if (leaf->type != v->type) {

@@ -57,13 +57,20 @@ llvm::Error kiln::verifyGraph(const Graph &g) {
     fail(nullptr, "the objective must be a float scalar defined in the graph");
   if (g.output && !ids.count(g.output))
     fail(nullptr, "the output is not defined in the graph");
+  // A step updates state (batch norm's statistics, optimizer state) and,
+  // with an optimizer, parameters; each at most once.
+  llvm::StringSet<> updated;
   for (const StateUpdate &u : g.updates) {
     Node *s = g.findLeaf(Op::State, u.name);
     if (!s)
-      fail(nullptr, "update of unknown state '" + u.name + "'");
+      s = g.findLeaf(Op::Param, u.name);
+    if (!s)
+      fail(nullptr, "update of unknown state or parameter '" + u.name + "'");
     else if (!ids.count(u.value) || u.value->type != s->type)
-      fail(nullptr,
-           "update of state '" + u.name + "' must have type " + s->type.str());
+      fail(nullptr, "update of '" + u.name + "' must have type " +
+                        s->type.str());
+    if (!updated.insert(u.name).second)
+      fail(nullptr, "'" + u.name + "' is updated twice");
   }
   for (const NamedGradient &gr : g.gradients) {
     Node *leaf = g.findLeaf(Op::Param, gr.name);

@@ -13,11 +13,13 @@
 #include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/Timer.h"
+#include <cmath>
 
 using namespace kiln;
 
 static const PassInfo kPasses[] = {
-#define PASS(NAME, FN, DESC) {NAME, FN, DESC},
+#define PASS(NAME, FN, DESC) {NAME, FN, nullptr, DESC},
+#define PASS_WITH_PARAMS(NAME, FN, DESC) {NAME, nullptr, FN, DESC},
 #include "passes/Passes.def"
 };
 
@@ -36,20 +38,158 @@ static std::string knownPasses() {
   return known;
 }
 
+//===-- Pass options -----------------------------------------------------===//
+
+llvm::Expected<PassParams> PassParams::parse(llvm::StringRef pass,
+                                             llvm::StringRef text) {
+  PassParams p;
+  p.pass = pass.str();
+  llvm::SmallVector<llvm::StringRef, 8> items;
+  text.split(items, ',', -1, /*KeepEmpty=*/false);
+  for (llvm::StringRef item : items) {
+    auto [key, value] = item.split('=');
+    key = key.trim();
+    value = value.trim();
+    if (key.empty() || !item.contains('=') || value.empty())
+      return makeError("pass '" + pass + "': expected key=value, got '" +
+                       item.trim() + "'");
+    if (p.find(key))
+      return makeError("pass '" + pass + "': option '" + key +
+                       "' is given twice");
+    p.entries.push_back({key.str(), value.str()});
+  }
+  return p;
+}
+
+const std::string *PassParams::find(llvm::StringRef key) const {
+  for (size_t i = 0; i < entries.size(); ++i)
+    if (entries[i].first == key) {
+      used.insert(i);
+      return &entries[i].second;
+    }
+  return nullptr;
+}
+
+bool PassParams::has(llvm::StringRef key) const {
+  return llvm::any_of(entries, [&](auto &e) { return e.first == key; });
+}
+
+llvm::Expected<std::string>
+PassParams::string(llvm::StringRef key, std::optional<std::string> def) const {
+  if (const std::string *v = find(key))
+    return *v;
+  if (def)
+    return *def;
+  return makeError("pass '" + pass + "' needs the option '" + key + "'");
+}
+
+llvm::Expected<double> PassParams::number(llvm::StringRef key,
+                                          std::optional<double> def) const {
+  const std::string *v = find(key);
+  if (!v) {
+    if (def)
+      return *def;
+    return makeError("pass '" + pass + "' needs the option '" + key + "'");
+  }
+  double x;
+  if (llvm::StringRef(*v).getAsDouble(x) || !std::isfinite(x))
+    return makeError("pass '" + pass + "': option '" + key +
+                     "' must be a finite number, got '" + *v + "'");
+  return x;
+}
+
+llvm::Expected<bool> PassParams::flag(llvm::StringRef key, bool def) const {
+  const std::string *v = find(key);
+  if (!v)
+    return def;
+  if (*v == "true" || *v == "1")
+    return true;
+  if (*v == "false" || *v == "0")
+    return false;
+  return makeError("pass '" + pass + "': option '" + key +
+                   "' must be true or false, got '" + *v + "'");
+}
+
+llvm::Error PassParams::checkAllUsed() const {
+  for (size_t i = 0; i < entries.size(); ++i)
+    if (!used.contains(i))
+      return makeError("pass '" + pass + "' has no option '" +
+                       entries[i].first + "'");
+  return llvm::Error::success();
+}
+
+std::string PassParams::str() const {
+  std::string out;
+  for (auto &[k, v] : entries)
+    out += (out.empty() ? "" : ",") + k + "=" + v;
+  return out;
+}
+
+//===-- Pipelines --------------------------------------------------------===//
+
+/// Splits at the commas outside `<...>`.
+static llvm::Expected<llvm::SmallVector<llvm::StringRef, 8>>
+splitPipeline(llvm::StringRef pipeline) {
+  llvm::SmallVector<llvm::StringRef, 8> items;
+  int depth = 0;
+  size_t start = 0;
+  for (size_t i = 0; i <= pipeline.size(); ++i) {
+    char c = i < pipeline.size() ? pipeline[i] : ',';
+    if (c == '<')
+      ++depth;
+    else if (c == '>' && --depth < 0)
+      return makeError("unbalanced '>' in pipeline '" + pipeline + "'");
+    else if (c == ',' && depth == 0) {
+      llvm::StringRef item = pipeline.slice(start, i).trim();
+      if (!item.empty())
+        items.push_back(item);
+      start = i + 1;
+    }
+  }
+  if (depth != 0)
+    return makeError("unclosed '<' in pipeline '" + pipeline + "'");
+  return items;
+}
+
 llvm::Expected<std::vector<PipelineStep>>
 kiln::parsePipeline(llvm::StringRef pipeline) {
-  llvm::SmallVector<llvm::StringRef, 8> names;
-  pipeline.split(names, ',', -1, /*KeepEmpty=*/false);
+  auto items = splitPipeline(pipeline);
+  if (!items)
+    return items.takeError();
   std::vector<PipelineStep> steps;
-  for (llvm::StringRef n : names) {
+  for (llvm::StringRef item : *items) {
+    auto [n, rest] = item.split('<');
     n = n.trim();
+    bool hasParams = item.contains('<');
+    if (hasParams && !rest.trim().ends_with(">"))
+      return makeError("expected '>' at the end of '" + item + "'");
     const PassInfo *p = findPass(n);
     if (!p)
       return makeError("unknown pass '" + n +
                        "' (known passes: " + knownPasses() + ")");
-    steps.push_back(
-        {p->name.str(),
-         [run = p->run](Graph &g) -> llvm::Expected<bool> { return run(g); }});
+    if (p->run) {
+      if (hasParams)
+        return makeError("pass '" + n + "' takes no options");
+      steps.push_back({p->name.str(),
+                       [run = p->run](Graph &g) -> llvm::Expected<bool> {
+                         return run(g);
+                       }});
+      continue;
+    }
+    auto params = PassParams::parse(
+        n, hasParams ? rest.trim().drop_back() : llvm::StringRef());
+    if (!params)
+      return params.takeError();
+    steps.push_back({p->name.str(),
+                     [run = p->runWithParams, params = std::move(*params)](
+                         Graph &g) -> llvm::Expected<bool> {
+                       auto changed = run(g, params);
+                       if (!changed)
+                         return changed.takeError();
+                       if (auto e = params.checkAllUsed())
+                         return std::move(e);
+                       return *changed;
+                     }});
   }
   return steps;
 }

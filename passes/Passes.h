@@ -1,9 +1,11 @@
 //===- Passes.h - Graph passes and the pass manager --------------*- C++
 //-*-===//
 //
-// A pass is `bool runX(Graph &)`, returning whether it changed the graph.
-// The pass manager runs a comma-separated pipeline with the instrumentation
-// every pass gets for free.
+// A pass is `bool runX(Graph &)`, returning whether it changed the graph; a
+// pass with options (`name<key=value,...>`, as LLVM's --passes) is
+// `Expected<bool> runX(Graph &, const PassParams &)`. The pass manager runs
+// a comma-separated pipeline with the instrumentation every pass gets for
+// free.
 //
 //===----------------------------------------------------------------------===//
 #ifndef KILN_PASSES_PASSES_H
@@ -17,12 +19,44 @@
 
 namespace kiln {
 
+/// A pass's options, from `name<key=value,...>`: each key at most once,
+/// and every key given must be one the pass reads (checkAllUsed).
+class PassParams {
+public:
+  /// Parses the text between the angle brackets of `pass<...>`.
+  static llvm::Expected<PassParams> parse(llvm::StringRef pass,
+                                          llvm::StringRef text);
+  bool empty() const { return entries.empty(); }
+  bool has(llvm::StringRef key) const;
+  /// The value of `key` as a number, or `def` if absent (an error if it is
+  /// absent and there is no default, or not a finite number).
+  llvm::Expected<double> number(llvm::StringRef key,
+                                std::optional<double> def) const;
+  /// true/false (or 1/0).
+  llvm::Expected<bool> flag(llvm::StringRef key, bool def) const;
+  llvm::Expected<std::string> string(llvm::StringRef key,
+                                     std::optional<std::string> def) const;
+  /// An error naming a key that no getter asked for (a misspelt option).
+  llvm::Error checkAllUsed() const;
+  /// `key=value,...` in the order given.
+  std::string str() const;
+
+private:
+  std::string pass;
+  std::vector<std::pair<std::string, std::string>> entries;
+  mutable llvm::DenseSet<size_t> used;
+  const std::string *find(llvm::StringRef key) const;
+};
+
 #define PASS(NAME, FN, DESC) bool FN(Graph &g);
+#define PASS_WITH_PARAMS(NAME, FN, DESC)                                       \
+  llvm::Expected<bool> FN(Graph &g, const PassParams &params);
 #include "passes/Passes.def"
 
 struct PassInfo {
   llvm::StringRef name;
-  bool (*run)(Graph &);
+  bool (*run)(Graph &);                                       ///< or null
+  llvm::Expected<bool> (*runWithParams)(Graph &, const PassParams &); ///< or null
   llvm::StringRef description;
 };
 llvm::ArrayRef<PassInfo> allPasses();
@@ -49,8 +83,9 @@ struct PipelineStep {
   std::function<llvm::Expected<bool>(Graph &)> run;
 };
 
-/// The steps of `pipeline` ("cse,dce"; empty: none). Unknown pass names are
-/// an error listing the known ones.
+/// The steps of `pipeline` ("cse,dce", "optimizer<kind=sgd,momentum=0.9>";
+/// empty: none). Unknown pass names, and options given to a pass that takes
+/// none, are errors.
 llvm::Expected<std::vector<PipelineStep>>
 parsePipeline(llvm::StringRef pipeline);
 

@@ -2,16 +2,23 @@
 //
 // Validation is strict because the files come from outside: the header length
 // must fit the file, every entry needs a known dtype, a shape whose byte size
-// matches its offsets, and offsets inside the data section.
+// matches its offsets, and offsets inside the data section. Writes go
+// through writeFileAtomically, so a crash mid-write (a checkpoint, say) never
+// leaves a torn file under the real name.
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/Safetensors.h"
 #include "ir/Graph.h"
+#include "llvm/Support/ConvertUTF.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
+#include <cerrno>
 #include <cstring>
+#include <fcntl.h>
 #include <nlohmann/json.hpp>
+#include <unistd.h>
 
 using namespace kiln;
 using json = nlohmann::json;
@@ -32,8 +39,15 @@ static llvm::StringRef fileDType(DType t) {
   return "";
 }
 
-llvm::Expected<TensorMap> kiln::parseSafetensors(llvm::StringRef bytes,
-                                                 llvm::StringRef path) {
+static bool isUTF8(llvm::StringRef s) {
+  auto *begin = reinterpret_cast<const llvm::UTF8 *>(s.data());
+  return llvm::isLegalUTF8String(&begin, begin + s.size());
+}
+
+/// Parses a file's bytes; reads "__metadata__" into `metadata` unless it is
+/// null (then the metadata is skipped unchecked, as parseSafetensors does).
+static llvm::Expected<TensorMap>
+parseFile(llvm::StringRef bytes, llvm::StringRef path, Metadata *metadata) {
   auto bad = [&](const llvm::Twine &why) {
     return makeError(path + ": malformed safetensors file: " + why);
   };
@@ -55,8 +69,18 @@ llvm::Expected<TensorMap> kiln::parseSafetensors(llvm::StringRef bytes,
   for (auto &item : header.items()) {
     const std::string &name = item.key();
     const json &entry = item.value();
-    if (name == "__metadata__")
+    if (name == "__metadata__") {
+      if (!metadata)
+        continue;
+      if (!entry.is_object())
+        return bad("__metadata__ is not an object");
+      for (auto &kv : entry.items()) {
+        if (!kv.value().is_string())
+          return bad("__metadata__ value '" + kv.key() + "' is not a string");
+        (*metadata)[kv.key()] = kv.value().get<std::string>();
+      }
       continue;
+    }
     auto badEntry = [&](const llvm::Twine &why) {
       return bad("tensor '" + name + "': " + why);
     };
@@ -108,6 +132,11 @@ llvm::Expected<TensorMap> kiln::parseSafetensors(llvm::StringRef bytes,
   return out;
 }
 
+llvm::Expected<TensorMap> kiln::parseSafetensors(llvm::StringRef bytes,
+                                                 llvm::StringRef path) {
+  return parseFile(bytes, path, /*metadata=*/nullptr);
+}
+
 llvm::Expected<TensorMap> kiln::readSafetensors(llvm::StringRef path) {
   auto buf = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
                                          /*RequiresNullTerminator=*/false);
@@ -116,36 +145,117 @@ llvm::Expected<TensorMap> kiln::readSafetensors(llvm::StringRef path) {
   return parseSafetensors((*buf)->getBuffer(), path);
 }
 
+llvm::Expected<SafetensorsFile>
+kiln::readSafetensorsFile(llvm::StringRef path) {
+  auto buf = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
+                                         /*RequiresNullTerminator=*/false);
+  if (!buf)
+    return makeError(path + ": " + buf.getError().message());
+  SafetensorsFile file;
+  auto tensors = parseFile((*buf)->getBuffer(), path, &file.metadata);
+  if (!tensors)
+    return tensors.takeError();
+  file.tensors = std::move(*tensors);
+  return file;
+}
+
 llvm::Error kiln::writeSafetensors(llvm::StringRef path,
                                    const TensorMap &tensors) {
+  return writeSafetensors(path, tensors, Metadata());
+}
+
+llvm::Error kiln::writeSafetensors(llvm::StringRef path,
+                                   const TensorMap &tensors,
+                                   const Metadata &metadata) {
+  // nlohmann-json throws on a string that is not UTF-8; refuse it here.
+  auto notUTF8 = [&](const llvm::Twine &what) {
+    return makeError(path + ": " + what + " is not valid UTF-8");
+  };
   json header = json::object();
   uint64_t offset = 0;
   for (auto &[name, t] : tensors) {
+    if (name == "__metadata__")
+      return makeError(path + ": a tensor cannot be named '__metadata__'");
+    if (!isUTF8(name))
+      return notUTF8("a tensor name");
     header[name] = {
         {"dtype", fileDType(t.dtype()).str()},
         {"shape", std::vector<int64_t>(t.shape().begin(), t.shape().end())},
         {"data_offsets", {offset, offset + t.nbytes()}}};
     offset += t.nbytes();
   }
+  for (auto &[key, value] : metadata) {
+    if (!isUTF8(key))
+      return notUTF8("a metadata key");
+    if (!isUTF8(value))
+      return notUTF8("metadata value '" + key + "'");
+  }
+  if (!metadata.empty())
+    header["__metadata__"] = metadata;
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
-  std::string tmp = (path + ".tmp").str();
-  {
-    std::error_code ec;
-    llvm::raw_fd_ostream os(tmp, ec, llvm::sys::fs::OF_None);
-    if (ec)
-      return makeError(tmp + ": " + ec.message());
+  return writeFileAtomically(path, [&](llvm::raw_ostream &os) {
     uint64_t len = text.size();
     for (int i = 0; i < 8; ++i)
       os << char((len >> (8 * i)) & 0xff);
     os << text;
     for (auto &[name, t] : tensors)
       os.write(static_cast<const char *>(t.raw()), t.nbytes());
-    os.close();
-    if (os.has_error())
-      return makeError(tmp + ": write failed: " + os.error().message());
+  });
+}
+
+static std::error_code lastError() {
+  return std::error_code(errno, std::generic_category());
+}
+
+llvm::Error
+kiln::writeFileAtomically(llvm::StringRef path,
+                          llvm::function_ref<void(llvm::raw_ostream &)> write) {
+  auto fail = [&](const llvm::Twine &what, std::error_code ec) {
+    return makeError(path + ": " + what + ": " + ec.message());
+  };
+  int fd = -1;
+  llvm::SmallString<128> tmp;
+  if (auto ec = llvm::sys::fs::createUniqueFile(path + ".tmp-%%%%%%", fd, tmp))
+    return fail("cannot create a temporary file", ec);
+  // From here on a failure must not leave the temporary file behind.
+  auto abandon = [&](const llvm::Twine &what, std::error_code ec) {
+    if (fd >= 0)
+      ::close(fd);
+    llvm::sys::fs::remove(tmp);
+    return fail(what, ec);
+  };
+  {
+    llvm::raw_fd_ostream os(fd, /*shouldClose=*/false);
+    write(os);
+    os.flush();
+    if (os.has_error()) {
+      std::error_code ec = os.error();
+      os.clear_error(); // Else its destructor aborts.
+      return abandon("write failed", ec);
+    }
   }
+  if (::fsync(fd) != 0)
+    return abandon("fsync failed", lastError());
+  int closing = fd;
+  fd = -1;
+  if (::close(closing) != 0)
+    return abandon("close failed", lastError());
   if (auto ec = llvm::sys::fs::rename(tmp, path))
-    return makeError(path + ": " + ec.message());
+    return abandon("cannot rename " + tmp + " over it", ec);
+  // The rename is durable only once the directory entry is on disk.
+  llvm::SmallString<128> dir = llvm::sys::path::parent_path(path);
+  if (dir.empty())
+    dir = ".";
+  int dirFd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dirFd < 0)
+    return fail("cannot open its directory to fsync it", lastError());
+  // Some file systems cannot fsync a directory and say EINVAL.
+  if (::fsync(dirFd) != 0 && errno != EINVAL) {
+    std::error_code ec = lastError();
+    ::close(dirFd);
+    return fail("fsync of its directory failed", ec);
+  }
+  ::close(dirFd);
   return llvm::Error::success();
 }

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(llvm-19-dev llvm-19-tools clang-19 libeigen3-dev nlohmann-json3-dev
           zlib1g-dev libgtest-dev libbenchmark-dev ninja-build ccache cmake
-          python3 dataset-fashion-mnist)
+          python3 dataset-fashion-mnist libcairo2-dev pkg-config)
 
 sudo=""
 if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi

@@ -14,6 +14,7 @@
 #include "llvm/Config/llvm-config.h"
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/TargetParser/Host.h"
+#include <cmath>
 
 using namespace kiln;
 
@@ -31,23 +32,30 @@ cl::SubCommand optCmd("opt", "Run passes on textual IR");
 cl::SubCommand gradCmd("grad", "Evaluate the objective and its gradients");
 cl::SubCommand initCmd("init", "Write initial parameters (and random "
                                "inputs) as safetensors");
+cl::SubCommand trainCmd("train", "Train a model as its train block says "
+                                 "(flags override it)");
+cl::SubCommand evalCmd("eval", "Loss and accuracy of a checkpoint on the "
+                               "test split");
 static cl::SubCommand helpCmd("help", "Describe kiln or one of its commands: "
                                       "kiln help [COMMAND]");
 
 cl::opt<std::string> inputFile(cl::Positional, cl::desc("<file>"), cl::Required,
                                cl::cat(kilnCategory), cl::sub(checkCmd),
                                cl::sub(dumpCmd), cl::sub(optCmd),
-                               cl::sub(gradCmd), cl::sub(initCmd));
+                               cl::sub(gradCmd), cl::sub(initCmd),
+                               cl::sub(trainCmd), cl::sub(evalCmd));
 cl::list<std::string> defines("D", cl::Prefix,
                               cl::desc("Bind a dimension: -D N=4"),
                               cl::value_desc("NAME=VALUE"),
                               cl::cat(kilnCategory), cl::sub(checkCmd),
                               cl::sub(dumpCmd), cl::sub(gradCmd),
-                              cl::sub(initCmd));
+                              cl::sub(initCmd), cl::sub(trainCmd),
+                              cl::sub(evalCmd));
 cl::opt<std::string> modelName("model", cl::desc("The model to use"),
                                cl::value_desc("name"), cl::cat(kilnCategory),
                                cl::sub(checkCmd), cl::sub(dumpCmd),
-                               cl::sub(gradCmd), cl::sub(initCmd));
+                               cl::sub(gradCmd), cl::sub(initCmd),
+                               cl::sub(trainCmd), cl::sub(evalCmd));
 cl::list<std::string>
     wrt("wrt", cl::CommaSeparated,
         cl::desc("Also differentiate with respect to these inputs"),
@@ -73,14 +81,71 @@ cl::opt<Backend> backend("backend", cl::desc("How to evaluate"),
                                                "JIT-compiled native code"),
                                     clEnumValN(Backend::Interp, "interp",
                                                "the reference interpreter")),
-                         cl::cat(kilnCategory), cl::sub(gradCmd));
+                         cl::cat(kilnCategory), cl::sub(gradCmd),
+                         cl::sub(trainCmd), cl::sub(evalCmd));
 cl::opt<bool>
     checkGrad("check-grad",
               cl::desc("Compare the backend's gradients with float64 central "
                        "differences"),
               cl::cat(kilnCategory), cl::sub(gradCmd));
-cl::opt<uint64_t> seed("seed", cl::desc("Random seed"), cl::init(0),
-                       cl::cat(kilnCategory), cl::sub(initCmd));
+cl::opt<uint64_t> seed("seed",
+                       cl::desc("Random seed (train: overrides the train "
+                                "block's)"),
+                       cl::init(0), cl::cat(kilnCategory), cl::sub(initCmd),
+                       cl::sub(trainCmd));
+
+// Training.
+cl::opt<int64_t> epochs("epochs", cl::desc("Epochs to train (in all, "
+                                           "counting a checkpoint's)"),
+                        cl::value_desc("E"), cl::cat(kilnCategory),
+                        cl::sub(trainCmd));
+cl::opt<int64_t> batch("batch", cl::desc("Examples per batch"),
+                       cl::value_desc("B"), cl::cat(kilnCategory),
+                       cl::sub(trainCmd), cl::sub(evalCmd));
+cl::opt<double> lr("lr", cl::desc("The optimizer's learning rate"),
+                   cl::value_desc("X"), cl::cat(kilnCategory),
+                   cl::sub(trainCmd));
+cl::opt<std::string> checkpoint("checkpoint",
+                                cl::desc("Checkpoint file (safetensors): "
+                                         "written after every epoch; read "
+                                         "by --resume and eval"),
+                                cl::value_desc("PATH"), cl::cat(kilnCategory),
+                                cl::sub(trainCmd), cl::sub(evalCmd));
+cl::opt<bool> resume("resume",
+                     cl::desc("Continue bit-exactly from --checkpoint"),
+                     cl::cat(kilnCategory), cl::sub(trainCmd));
+cl::opt<std::string> metricsFile("metrics",
+                                 cl::desc("Write per-epoch metrics (CSV)"),
+                                 cl::value_desc("FILE.csv"),
+                                 cl::cat(kilnCategory), cl::sub(trainCmd));
+cl::opt<std::string> plotFile("plot",
+                              cl::desc("Draw the loss and accuracy curves "
+                                       "(PNG)"),
+                              cl::value_desc("FILE.png"), cl::cat(kilnCategory),
+                              cl::sub(trainCmd));
+cl::opt<std::string> initFile("init",
+                              cl::desc("Start from these parameter values"),
+                              cl::value_desc("P.safetensors"),
+                              cl::cat(kilnCategory), cl::sub(trainCmd));
+cl::opt<int64_t> maxSteps("steps",
+                          cl::desc("Stop after K steps in all (writing the "
+                                   "checkpoint and metrics)"),
+                          cl::value_desc("K"), cl::cat(kilnCategory),
+                          cl::sub(trainCmd));
+cl::opt<bool> shuffle("shuffle",
+                      cl::desc("Shuffle the training data every epoch "
+                               "(--shuffle=false: file order)"),
+                      cl::init(true), cl::cat(kilnCategory), cl::sub(trainCmd));
+cl::opt<bool> checkNumerics(
+    "check-numerics",
+    cl::desc("On a non-finite loss, name the first op that produced NaN or "
+             "Inf (keeps a copy of the state before every step)"),
+    cl::cat(kilnCategory), cl::sub(trainCmd));
+cl::opt<int64_t> kfold("kfold",
+                       cl::desc("K-fold cross-validation on the training "
+                                "data: mean and std of the accuracy"),
+                       cl::value_desc("K"), cl::cat(kilnCategory),
+                       cl::sub(trainCmd));
 cl::opt<int> intMax("int-max", cl::desc("Random integer inputs lie in [0, K)"),
                     cl::value_desc("K"), cl::init(10), cl::cat(kilnCategory),
                     cl::sub(initCmd));
@@ -139,7 +204,8 @@ cl::opt<bool> timePasses(
 cl::opt<unsigned> threads("threads",
                           cl::desc("Threads for compiled code (0: all cores)"),
                           cl::value_desc("T"), cl::init(0),
-                          cl::cat(kilnCategory), cl::sub(gradCmd));
+                          cl::cat(kilnCategory), cl::sub(gradCmd),
+                          cl::sub(trainCmd), cl::sub(evalCmd));
 cl::opt<unsigned> vectorWidth(
     "vector-width",
     cl::desc("Vector width in bits for compiled loops and the GEMM: 128, "
@@ -360,6 +426,41 @@ llvm::Error checkGradFlags() {
     return refuse({&threads, &vectorWidth, &mcpu, &mattr},
                   "it sets the compiled code of --backend=jit, and "
                   "--backend=interp compiles nothing");
+  return llvm::Error::success();
+}
+
+llvm::Error checkTrainFlags() {
+  if (epochs.getNumOccurrences() && epochs < 1)
+    return makeError("--epochs must be at least 1");
+  if (batch.getNumOccurrences() && batch < 1)
+    return makeError("--batch must be at least 1");
+  if (lr.getNumOccurrences() && !(lr > 0 && std::isfinite(lr)))
+    return makeError("--lr must be a positive number");
+  if (maxSteps.getNumOccurrences() && maxSteps < 1)
+    return makeError("--steps must be at least 1");
+  if (resume && checkpoint.empty())
+    return makeError("--resume needs --checkpoint PATH");
+  if (resume && !initFile.empty())
+    return makeError("--resume continues from the checkpoint's values; "
+                     "--init does not apply");
+  if (kfold.getNumOccurrences()) {
+    if (kfold < 2)
+      return makeError("--kfold must be at least 2");
+    if (auto e = refuse({&checkpoint, &resume, &metricsFile, &plotFile,
+                         &maxSteps},
+                        "--kfold trains K models and reports their accuracy"))
+      return e;
+  }
+  if (backend == Backend::Interp)
+    return refuse({&threads}, "it sets the compiled code of --backend=jit");
+  return llvm::Error::success();
+}
+
+llvm::Error checkEvalFlags() {
+  if (checkpoint.empty())
+    return makeError("eval needs --checkpoint PATH");
+  if (backend == Backend::Interp)
+    return refuse({&threads}, "it sets the compiled code of --backend=jit");
   return llvm::Error::success();
 }
 

@@ -24,12 +24,17 @@ int fail(const llvm::Twine &msg);
 
 namespace flags {
 
-extern cl::SubCommand checkCmd, dumpCmd, optCmd, gradCmd, initCmd;
+extern cl::SubCommand checkCmd, dumpCmd, optCmd, gradCmd, initCmd, trainCmd,
+    evalCmd;
 
 extern cl::opt<std::string> inputFile, modelName, paramsFile, inputsFile,
     outputFile, mode, passes, mcpu, mattr;
 extern cl::list<std::string> defines, wrt;
-extern cl::opt<bool> checkGrad, stats, timePasses;
+extern cl::opt<bool> checkGrad, stats, timePasses, resume, shuffle,
+    checkNumerics;
+extern cl::opt<int64_t> epochs, batch, maxSteps, kfold;
+extern cl::opt<double> lr;
+extern cl::opt<std::string> checkpoint, metricsFile, plotFile, initFile;
 extern cl::opt<uint64_t> seed;
 extern cl::opt<int> intMax;
 extern cl::opt<unsigned> threads, vectorWidth;
@@ -60,6 +65,8 @@ int prepareCommandLine(int argc, char **argv, std::vector<const char *> &args);
 llvm::Error checkDumpFlags();
 llvm::Error checkGradFlags();
 llvm::Error checkInitFlags();
+llvm::Error checkTrainFlags();
+llvm::Error checkEvalFlags();
 
 /// An error if a flag that needs graph passes was given where none run;
 /// `why` says why none do.

@@ -18,8 +18,10 @@
 #include "ir/Verifier.h"
 #include "passes/Autodiff.h"
 #include "passes/Passes.h"
+#include "passes/Pipeline.h"
 #include "runtime/Gradients.h"
 #include "tools/Flags.h"
+#include "tools/Train.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/Format.h"
@@ -112,16 +114,36 @@ static void warnUnusedDefines(const Module &m,
           << inputFile << " has a dimension named '" << kv.getKey() << "'\n";
 }
 
+/// The train block of `model`, or null.
+static const TrainConfig *trainConfigOf(const Loaded &l,
+                                        const FuncDecl &model) {
+  for (const TrainConfig &t : l.trains)
+    if (t.model == model.name)
+      return &t;
+  return nullptr;
+}
+
+/// What `model`'s train block adds to the training pipeline of g.
+static TrainingOptions trainingOptionsOf(const Loaded &l,
+                                         const FuncDecl &model,
+                                         const Graph &g) {
+  TrainingOptions opts;
+  if (const TrainConfig *t = trainConfigOf(l, model)) {
+    opts.optimizer = &t->optimizer;
+    std::vector<Node *> inputs = g.leaves(Op::Input);
+    if ((t->mixup > 0 || t->cutmix > 0) && inputs.size() == 2)
+      opts.mixLabels = inputs[1]->stringAttr("name");
+  }
+  return opts;
+}
+
 /// Lowers one model with -D bindings over its train block's batch.
 static std::unique_ptr<Graph> lower(Loaded &l, const FuncDecl &model,
                                     const llvm::StringMap<int64_t> &defs,
                                     bool trainMode) {
   LowerOptions opts;
   opts.trainMode = trainMode;
-  const TrainConfig *train = nullptr;
-  for (const TrainConfig &t : l.trains)
-    if (t.model == model.name)
-      train = &t;
+  const TrainConfig *train = trainConfigOf(l, model);
   // The batch size binds the leading dimension of the first input.
   if (train && !model.formals.empty() && !model.formals[0].type.dims.empty() &&
       model.formals[0].type.dims[0]->kind == ExprKind::Name)
@@ -179,19 +201,12 @@ static int runCheck() {
 
 /// Differentiates a lowered model and tidies the result: the passes behind
 /// `--stage=grad`, under --print-after-all and the other instrumentation.
-static llvm::Error makeTrainingGraph(Graph &g) {
-  std::vector<std::string> inputs(wrt.begin(), wrt.end());
-  std::vector<PipelineStep> steps{
-      {"autodiff", [&](Graph &g) -> llvm::Expected<bool> {
-         if (auto e = differentiate(g, inputs))
-           return std::move(e);
-         return true;
-       }}};
-  auto tidy = parsePipeline("simplify,cse,dce");
-  if (!tidy)
-    return tidy.takeError();
-  steps.insert(steps.end(), tidy->begin(), tidy->end());
-  return runPasses(g, steps, passOptions(), llvm::outs());
+static llvm::Error makeTrainingGraph(Graph &g, TrainingOptions opts) {
+  opts.wrtInputs.assign(wrt.begin(), wrt.end());
+  auto steps = trainingPipeline(opts);
+  if (!steps)
+    return steps.takeError();
+  return runPasses(g, *steps, passOptions(), llvm::outs());
 }
 
 /// A JIT for this run's --threads, --vector-width, --mcpu and --mattr.
@@ -292,7 +307,8 @@ static int runDump() {
                   " shows the forward graph, which no pass changes";
     if (auto e = refusePassFlags(why))
       return fail(llvm::toString(std::move(e)));
-  } else if (auto e = makeTrainingGraph(*g)) {
+  } else if (auto e = makeTrainingGraph(
+                 *g, trainingOptionsOf(*o->file, *o->model, *g))) {
     return fail(llvm::toString(std::move(e)));
   }
   if (stage == Stage::LLVM || stage == Stage::Asm) {
@@ -408,7 +424,7 @@ static int runGrad() {
   auto training = o->lowerIt(/*trainMode=*/true);
   if (!training)
     return 1;
-  if (auto e = makeTrainingGraph(*training))
+  if (auto e = makeTrainingGraph(*training, {}))
     return fail(llvm::toString(std::move(e)));
   auto params = readSafetensors(paramsFile);
   if (!params)
@@ -468,6 +484,75 @@ static int runInit() {
   return 0;
 }
 
+/// The chosen model and its train block with the flags applied, for
+/// `train` and `eval`; null after reporting errors.
+static std::unique_ptr<ModelSource> openTraining(Opened &o) {
+  const TrainConfig *t = trainConfigOf(*o.file, *o.model);
+  if (!t) {
+    fail("model '" + o.model->name + "' in " + inputFile +
+         " has no train block (train " + o.model->name +
+         " { data = ..., batch = ..., optimizer = ... })");
+    return nullptr;
+  }
+  if (o.model->formals.size() < 2 || o.model->formals[0].type.dims.empty() ||
+      o.model->formals[0].type.dims[0]->kind != ExprKind::Name) {
+    fail("model '" + o.model->name +
+         "' must take (examples [N, ...], labels [N]) with a named batch "
+         "dimension to train");
+    return nullptr;
+  }
+  auto m = std::make_unique<ModelSource>();
+  m->path = inputFile;
+  m->config = *t;
+  if (epochs.getNumOccurrences())
+    m->config.epochs = epochs;
+  if (batch.getNumOccurrences())
+    m->config.batch = batch;
+  if (seed.getNumOccurrences())
+    m->config.seed = seed;
+  if (lr.getNumOccurrences())
+    m->config.optimizer.args["lr"] = lr;
+  std::string batchDim = o.model->formals[0].type.dims[0]->name;
+  if (o.defs.count(batchDim)) {
+    fail("-D " + batchDim + " binds the batch dimension; set it with --batch");
+    return nullptr;
+  }
+  Loaded *file = o.file.get();
+  const FuncDecl *model = o.model;
+  llvm::StringMap<int64_t> defs = o.defs;
+  m->lower = [file, model, defs, batchDim](int64_t n, bool train) {
+    llvm::StringMap<int64_t> d = defs;
+    d[batchDim] = n;
+    auto g = lower(*file, *model, d, train);
+    return g && !file->diags->hadError() ? std::move(g) : nullptr;
+  };
+  return m;
+}
+
+static int runTrain() {
+  if (auto e = checkTrainFlags())
+    return fail(llvm::toString(std::move(e)));
+  auto o = openModel();
+  if (!o)
+    return 1;
+  auto m = openTraining(*o);
+  if (!m)
+    return 1;
+  return runTrainCommand(*m);
+}
+
+static int runEval() {
+  if (auto e = checkEvalFlags())
+    return fail(llvm::toString(std::move(e)));
+  auto o = openModel();
+  if (!o)
+    return 1;
+  auto m = openTraining(*o);
+  if (!m)
+    return 1;
+  return runEvalCommand(*m);
+}
+
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   std::vector<const char *> args;
@@ -485,6 +570,11 @@ int main(int argc, char **argv) {
     return runGrad();
   if (initCmd)
     return runInit();
-  return fail("expected a command: check, dump, opt, grad, init or help "
+  if (trainCmd)
+    return runTrain();
+  if (evalCmd)
+    return runEval();
+  return fail("expected a command: check, dump, opt, grad, init, train, eval "
+              "or help "
               "(see kiln --help)");
 }

@@ -176,11 +176,11 @@ TEST(Train, SettingsAreCheckedWithPyTorchDefaults) {
   const TrainConfig &c = configs[0];
   EXPECT_EQ(c.batch, 32);
   EXPECT_EQ(c.epochs, 1);
-  EXPECT_EQ(c.dataDir, "/tmp/f");
-  EXPECT_EQ(c.optimizer, "adam");
-  EXPECT_EQ(c.optimizerArgs.at("lr"), 0.01);
-  EXPECT_EQ(c.optimizerArgs.at("beta2"), 0.999);
-  EXPECT_EQ(c.optimizerArgs.at("eps"), 1e-8);
+  EXPECT_EQ(c.data.dir, "/tmp/f");
+  EXPECT_EQ(c.optimizer.kind, "adam");
+  EXPECT_EQ(c.optimizer.args.at("lr"), 0.01);
+  EXPECT_EQ(c.optimizer.args.at("beta2"), 0.999);
+  EXPECT_EQ(c.optimizer.args.at("eps"), 1e-8);
 }
 
 TEST(Train, BadSettingsAreLocatedErrors) {

@@ -1,13 +1,16 @@
 //===- SafetensorsTest.cpp - safetensors reading and writing --------------===//
 //
-// Round trips for every dtype, and each kind of malformed file refused with
-// an error that names the file.
+// Round trips for every dtype and for metadata, each kind of malformed file
+// refused with an error that names the file, and the atomic write: it
+// replaces the target and leaves no temporary file behind, even on failure.
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/Safetensors.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
+#include <algorithm>
 #include <gtest/gtest.h>
 
 using namespace kiln;
@@ -27,6 +30,32 @@ std::string fileBytes(const std::string &header, const std::string &data) {
   for (int i = 0; i < 8; ++i)
     out += char((n >> (8 * i)) & 0xff);
   return out + header + data;
+}
+
+/// A fresh empty directory; remove it with removeDir.
+std::string tempDir() {
+  llvm::SmallString<128> p;
+  EXPECT_FALSE(llvm::sys::fs::createUniqueDirectory("kiln-st", p));
+  return p.str().str();
+}
+
+void removeDir(const std::string &dir) {
+  llvm::sys::fs::remove_directories(dir);
+}
+
+/// The names in a directory, sorted.
+std::vector<std::string> listDir(const std::string &dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (llvm::sys::fs::directory_iterator it(dir, ec), end; it != end && !ec;
+       it.increment(ec))
+    names.push_back(llvm::sys::path::filename(it->path()).str());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+bool contains(const std::string &haystack, const std::string &needle) {
+  return haystack.find(needle) != std::string::npos;
 }
 
 std::string parseError(const std::string &bytes) {
@@ -116,6 +145,115 @@ TEST(Safetensors, MissingFileNamesIt) {
   EXPECT_NE(
       llvm::toString(r.takeError()).find("/nonexistent/params.safetensors"),
       std::string::npos);
+}
+
+TEST(Safetensors, MetadataRoundTrips) {
+  TensorMap in;
+  in["w"] = Tensor::fromValues(DType::F32, {2}, {1.5, -2});
+  Metadata meta;
+  meta["epoch"] = "3";
+  meta["empty"] = "";
+  // Everything JSON must escape, and some UTF-8.
+  meta["escapes"] = "quote \" backslash \\ newline \n tab \t bell \x07 "
+                    "slash / \xc3\xbc";
+  meta["key with \"quotes\""] = "{\"not\": [\"json\"]}";
+  std::string dir = tempDir(), path = dir + "/meta.safetensors";
+  ASSERT_FALSE(bool(writeSafetensors(path, in, meta)));
+  auto file = readSafetensorsFile(path);
+  ASSERT_TRUE(bool(file)) << llvm::toString(file.takeError());
+  EXPECT_EQ(file->metadata, meta);
+  ASSERT_EQ(file->tensors.size(), 1u);
+  EXPECT_EQ(file->tensors.at("w").at(1), -2);
+  // The tensors-only reader still reads the file.
+  auto tensors = readSafetensors(path);
+  ASSERT_TRUE(bool(tensors)) << llvm::toString(tensors.takeError());
+  EXPECT_EQ(tensors->size(), 1u);
+  // No metadata written, none read.
+  ASSERT_FALSE(bool(writeSafetensors(path, in)));
+  file = readSafetensorsFile(path);
+  ASSERT_TRUE(bool(file)) << llvm::toString(file.takeError());
+  EXPECT_TRUE(file->metadata.empty());
+  removeDir(dir);
+}
+
+TEST(Safetensors, BadMetadataIsAnErrorNamingTheFile) {
+  std::string dir = tempDir(), path = dir + "/bad.safetensors";
+  auto readError = [&](const std::string &header) {
+    {
+      std::error_code ec;
+      llvm::raw_fd_ostream os(path, ec);
+      EXPECT_FALSE(ec);
+      os << fileBytes(header, "");
+    }
+    auto r = readSafetensorsFile(path);
+    return r ? std::string() : llvm::toString(r.takeError());
+  };
+  std::string err = readError(R"({"__metadata__":{"format":"pt","epoch":3}})");
+  EXPECT_EQ(err, path + ": malformed safetensors file: __metadata__ value "
+                        "'epoch' is not a string");
+  err = readError(R"({"__metadata__":["pt"]})");
+  EXPECT_EQ(err,
+            path +
+                ": malformed safetensors file: __metadata__ is not an object");
+  // The tensors-only reader skips metadata, as before.
+  EXPECT_TRUE(bool(readSafetensors(path)));
+
+  // Writing refuses what the format cannot hold.
+  TensorMap in;
+  in["__metadata__"] = Tensor::fromValues(DType::F32, {1}, {1});
+  llvm::Error e = writeSafetensors(path, in);
+  ASSERT_TRUE(bool(e));
+  EXPECT_TRUE(contains(llvm::toString(std::move(e)), "__metadata__"));
+  e = writeSafetensors(path, TensorMap(), Metadata{{"k", "\xff"}});
+  ASSERT_TRUE(bool(e));
+  EXPECT_EQ(llvm::toString(std::move(e)),
+            path + ": metadata value 'k' is not valid UTF-8");
+  EXPECT_EQ(listDir(dir), std::vector<std::string>{"bad.safetensors"});
+  removeDir(dir);
+}
+
+TEST(Safetensors, WritingIntoAMissingDirectoryNamesIt) {
+  std::string dir = tempDir(), path = dir + "/missing/params.safetensors";
+  TensorMap in;
+  in["x"] = Tensor::fromValues(DType::F32, {1}, {1});
+  llvm::Error e = writeSafetensors(path, in, Metadata{{"epoch", "1"}});
+  ASSERT_TRUE(bool(e));
+  std::string msg = llvm::toString(std::move(e));
+  EXPECT_TRUE(contains(msg, path + ": ")) << msg;
+  EXPECT_TRUE(contains(msg, "No such file or directory")) << msg;
+  EXPECT_TRUE(listDir(dir).empty()); // No temporary file anywhere.
+  removeDir(dir);
+}
+
+TEST(Safetensors, OverwritingReplacesTheFile) {
+  std::string dir = tempDir(), path = dir + "/ckpt.safetensors";
+  TensorMap first, second;
+  first["a"] = Tensor::fromValues(DType::F64, {3}, {1, 2, 3});
+  second["b"] = Tensor::fromValues(DType::I32, {1}, {7});
+  ASSERT_FALSE(bool(writeSafetensors(path, first, Metadata{{"epoch", "1"}})));
+  ASSERT_FALSE(bool(writeSafetensors(path, second, Metadata{{"epoch", "2"}})));
+  auto file = readSafetensorsFile(path);
+  ASSERT_TRUE(bool(file)) << llvm::toString(file.takeError());
+  ASSERT_EQ(file->tensors.size(), 1u);
+  EXPECT_EQ(file->tensors.at("b").at(0), 7);
+  EXPECT_EQ(file->metadata, (Metadata{{"epoch", "2"}}));
+  EXPECT_EQ(listDir(dir), std::vector<std::string>{"ckpt.safetensors"});
+  removeDir(dir);
+}
+
+TEST(Safetensors, FailedRenameRemovesTheTemporaryFile) {
+  // The target is a non-empty directory, so only the final rename fails.
+  std::string dir = tempDir(), path = dir + "/target";
+  ASSERT_FALSE(llvm::sys::fs::create_directory(path));
+  ASSERT_FALSE(llvm::sys::fs::create_directory(path + "/inside"));
+  TensorMap in;
+  in["x"] = Tensor::fromValues(DType::F32, {1}, {1});
+  llvm::Error e = writeSafetensors(path, in);
+  ASSERT_TRUE(bool(e));
+  std::string msg = llvm::toString(std::move(e));
+  EXPECT_EQ(msg.rfind(path + ": cannot rename ", 0), 0u) << msg;
+  EXPECT_EQ(listDir(dir), std::vector<std::string>{"target"});
+  removeDir(dir);
 }
 
 } // namespace

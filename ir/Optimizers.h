@@ -1,0 +1,69 @@
+//===- Optimizers.h - The optimizers a train block can name -----*- C++ -*-===//
+//
+// One table of torch.optim's optimizers: their arguments with PyTorch's
+// names and defaults, the state each keeps per parameter (under PyTorch's
+// state names) and the scalars that change from step to step. The frontend
+// checks a train block's optimizer against it, the optimizer pass builds the
+// update from it and the runtime computes the scalars each step.
+//
+// Scalars that change with the step (the learning rate under a schedule,
+// Adam's bias corrections, SGD's first-step dampening) are scalar inputs of
+// the training graph, named `optimizer.NAME`, so a schedule neither changes
+// the printed IR nor recompiles. They are computed in float64 on the host,
+// as PyTorch computes them in Python floats, and rounded once to float32.
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_IR_OPTIMIZERS_H
+#define KILN_IR_OPTIMIZERS_H
+
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/StringRef.h"
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kiln {
+
+struct OptimizerArg {
+  const char *name;
+  std::optional<double> def; ///< None: required.
+  bool isFlag = false;       ///< true/false (nesterov, centered)
+};
+
+struct OptimizerInfo {
+  const char *name;
+  std::vector<OptimizerArg> args;
+};
+
+/// sgd, adagrad, adadelta, rmsprop, adam, adamw, in that order; each one's
+/// arguments in torch.optim's positional order.
+llvm::ArrayRef<OptimizerInfo> optimizerTable();
+const OptimizerInfo *findOptimizer(llvm::StringRef name);
+
+/// An optimizer with every argument given or defaulted.
+struct OptimizerConfig {
+  std::string kind;
+  std::map<std::string, double> args;
+  double arg(llvm::StringRef name) const;
+  /// The per-parameter state, as PyTorch names it (exp_avg, ...).
+  std::vector<std::string> stateNames() const;
+  /// The scalar inputs the update reads, without the `optimizer.` prefix.
+  std::vector<std::string> scalarNames() const;
+  /// The scalars' values at step `step` (1-based) with learning rate `lr`,
+  /// in scalarNames() order.
+  std::vector<double> scalars(double lr, int64_t step) const;
+  /// Every argument but lr (an input), as the optimizer pass's options:
+  /// `kind=adam,beta1=0.9,...`.
+  std::string passOptions() const;
+  /// `adam(lr = 0.001, beta1 = 0.9, ...)`.
+  std::string str() const;
+};
+
+/// The name of the scalar input `name` ("lr" -> "optimizer.lr").
+std::string optimizerInputName(llvm::StringRef name);
+
+} // namespace kiln
+
+#endif
