@@ -123,12 +123,66 @@ TEST(Passes, PipelineRefusesUnknownPasses) {
   auto err = runPipeline(g, "cse,frob", {}, llvm::nulls());
   ASSERT_TRUE(bool(err));
   EXPECT_EQ(llvm::toString(std::move(err)),
-            "unknown pass 'frob' (known passes: autodiff, simplify, dce, cse)");
+            "unknown pass 'frob' (known passes: autodiff, simplify, dce, cse, "
+            "mix-targets, optimizer)");
   PassOptions printing;
   printing.printBefore = {"frob"};
   EXPECT_EQ(llvm::toString(runPipeline(g, "", printing, llvm::nulls())),
             "--print-before names unknown pass 'frob' (known passes: "
-            "autodiff, simplify, dce, cse)");
+            "autodiff, simplify, dce, cse, mix-targets, optimizer)");
+}
+
+TEST(Passes, OptionsAreCheckedWherePassesTakeThem) {
+  auto steps = parsePipeline("cse, optimizer<kind=sgd,momentum=0.9>,dce");
+  ASSERT_TRUE(bool(steps)) << llvm::toString(steps.takeError());
+  ASSERT_EQ(steps->size(), 3u);
+  EXPECT_EQ((*steps)[1].name, "optimizer");
+  auto expectError = [](llvm::StringRef pipeline, llvm::StringRef message) {
+    auto s = parsePipeline(pipeline);
+    ASSERT_FALSE(bool(s)) << pipeline.str();
+    EXPECT_EQ(llvm::toString(s.takeError()), message.str());
+  };
+  expectError("cse<x=1>", "pass 'cse' takes no options");
+  expectError("optimizer<kind=sgd", "unclosed '<' in pipeline "
+                                    "'optimizer<kind=sgd'");
+  expectError("optimizer<kind=sgd,kind=adam>",
+              "pass 'optimizer': option 'kind' is given twice");
+  expectError("optimizer<momentum>",
+              "pass 'optimizer': expected key=value, got 'momentum'");
+  // Options a pass does not read, and bad values, fail when it runs.
+  test::Source src("graph @t {\n  %w = param {init = \"zeros\", name = \"w\"} "
+                   ": f32[2]\n  %s = sum %w {axes = [], keepdims = 0} : "
+                   "f32[]\n  minimize %s\n}\n");
+  auto parsed = test::parseGraph(src);
+  ASSERT_TRUE(parsed);
+  Graph &g = *parsed;
+  ASSERT_FALSE(bool(runPipeline(g, "autodiff", {}, llvm::nulls())));
+  auto run = [&](llvm::StringRef pipeline) {
+    return llvm::toString(runPipeline(g, pipeline, {}, llvm::nulls()));
+  };
+  EXPECT_EQ(run("optimizer<kind=sgd,momentun=0.9>"),
+            "pass 'optimizer' has no option 'momentun'");
+  EXPECT_EQ(run("optimizer<kind=adamax>"),
+            "pass 'optimizer': unknown kind 'adamax' (kinds: sgd, adagrad, "
+            "adadelta, rmsprop, adam, adamw)");
+  EXPECT_EQ(run("optimizer<kind=sgd,momentum=fast>"),
+            "pass 'optimizer': option 'momentum' must be a finite number, "
+            "got 'fast'");
+  EXPECT_EQ(run("optimizer<kind=sgd,lr=0.1>").substr(0, 39),
+            "pass 'optimizer': lr is not an option b");
+  EXPECT_EQ(run("optimizer<kind=sgd,nesterov=maybe>"),
+            "pass 'optimizer': option 'nesterov' must be true or false, got "
+            "'maybe'");
+  // A good run adds the state, the scalar input and the updates.
+  ASSERT_FALSE(bool(runPipeline(g, "optimizer<kind=sgd,momentum=0.9>", {},
+                                llvm::nulls())));
+  EXPECT_NE(g.findLeaf(Op::State, "w.momentum_buffer"), nullptr);
+  EXPECT_NE(g.findLeaf(Op::Input, "optimizer.lr"), nullptr);
+  ASSERT_EQ(g.updates.size(), 2u);
+  EXPECT_EQ(g.updates[0].name, "w.momentum_buffer");
+  EXPECT_EQ(g.updates[1].name, "w");
+  EXPECT_EQ(run("optimizer<kind=sgd>"),
+            "pass 'optimizer': parameter 'w' is already updated");
 }
 
 TEST(Passes, VerifyEachNamesThePassThatBrokeTheGraph) {
