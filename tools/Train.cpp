@@ -318,7 +318,7 @@ struct Progress {
   int64_t batchInEpoch = 0;   ///< batches of epoch `epoch` done
   double epochLossSum = 0;    ///< of those batches, sum of loss * size
   int64_t epochExamples = 0;
-  double epochSeconds = 0;
+  double epochSeconds = 0; ///< of those batches (not in checkpoints)
   double bestValidLoss = INFINITY; ///< early stopping
   int64_t badEpochs = 0;
   std::vector<EpochMetrics> metrics;
@@ -332,12 +332,14 @@ std::string modelHash(const Graph &g) {
   return llvm::utohexstr(llvm::xxh3_64bits(text), /*LowerCase=*/true);
 }
 
+/// The deterministic columns of the metrics (timings would make the
+/// checkpoint's bytes depend on the machine and the thread count).
 json metricsJson(llvm::ArrayRef<EpochMetrics> rows) {
   json a = json::array();
   auto num = [](double v) { return std::isfinite(v) ? json(v) : json(); };
   for (const EpochMetrics &m : rows)
     a.push_back({m.epoch, num(m.trainLoss), num(m.testLoss),
-                 num(m.testAccuracy), num(m.seconds), num(m.msPerStep)});
+                 num(m.testAccuracy)});
   return a;
 }
 
@@ -347,9 +349,8 @@ std::vector<EpochMetrics> metricsFromJson(const json &a) {
     return v.is_number() ? v.get<double>() : double(NAN);
   };
   for (const json &r : a)
-    if (r.is_array() && r.size() == 6)
-      rows.push_back({r[0].get<int64_t>(), num(r[1]), num(r[2]), num(r[3]),
-                      num(r[4]), num(r[5])});
+    if (r.is_array() && r.size() == 4)
+      rows.push_back({r[0].get<int64_t>(), num(r[1]), num(r[2]), num(r[3])});
   return rows;
 }
 
@@ -374,8 +375,7 @@ llvm::Error saveCheckpoint(llvm::StringRef path, Steps &steps,
                {"epoch", p.epoch},
                {"batch_in_epoch", p.batchInEpoch},
                {"epoch_loss_sum", p.epochLossSum},
-               {"epoch_examples", p.epochExamples},
-               {"epoch_seconds", p.epochSeconds}};
+               {"epoch_examples", p.epochExamples}};
   meta["data_position"] = data.dump();
   json opt = {{"kind", c.optimizer.kind}};
   for (auto &[k, v] : c.optimizer.args)
@@ -454,7 +454,6 @@ llvm::Error loadCheckpoint(llvm::StringRef path, Steps &steps,
     p.batchInEpoch = pos.at("batch_in_epoch").get<int64_t>();
     p.epochLossSum = pos.at("epoch_loss_sum").get<double>();
     p.epochExamples = pos.at("epoch_examples").get<int64_t>();
-    p.epochSeconds = pos.at("epoch_seconds").get<double>();
     if (pos.at("shuffle").get<bool>() != bool(shuffle))
       return makeError(path + ": the checkpoint was trained with --shuffle=" +
                        (shuffle ? "false" : "true") + "; resume with it");
@@ -656,13 +655,41 @@ llvm::Error Trainer::start(bool resumeFrom) {
                        "' takes " + x.type.str() + " and the data has no "
                                                    "image shape");
   }
+  // Compile every step the run takes now, so epochs time only training.
+  int64_t trainRem = int64_t(data.train.size()) % c.batch;
+  int64_t validRem = int64_t(data.valid.size()) % c.batch;
+  std::vector<std::pair<bool, int64_t>> more;
+  if (trainRem)
+    more.push_back({true, trainRem});
+  if (int64_t(data.valid.size()) >= c.batch)
+    more.push_back({false, c.batch});
+  if (validRem)
+    more.push_back({false, validRem});
+  for (auto [train, n] : more)
+    if (auto s = train ? steps.train(n) : steps.eval(n); !s)
+      return s.takeError();
   // Initial values, for every parameter and state the steps know.
   if (auto e = steps.session.load(initialParams(*steps.forward, c.seed),
                                   /*partial=*/true))
     return e;
-  if (resumeFrom)
-    return loadCheckpoint(checkpoint, steps, m, progress, c.batch,
-                          /*forResume=*/true);
+  if (resumeFrom) {
+    if (auto e = loadCheckpoint(checkpoint, steps, m, progress, c.batch,
+                                /*forResume=*/true))
+      return e;
+    // Timings are not in the checkpoint; the earlier metrics file has them.
+    if (metricsFile.empty() || !llvm::sys::fs::exists(metricsFile))
+      return llvm::Error::success();
+    auto old = readMetricsCsv(metricsFile);
+    if (!old)
+      return old.takeError();
+    for (EpochMetrics &row : progress.metrics)
+      for (const EpochMetrics &o : *old)
+        if (o.epoch == row.epoch) {
+          row.seconds = o.seconds;
+          row.msPerStep = o.msPerStep;
+        }
+    return llvm::Error::success();
+  }
   if (!initFile.empty()) {
     auto params = readSafetensors(initFile);
     if (!params)
