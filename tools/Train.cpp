@@ -180,9 +180,8 @@ Steps::get(std::map<int64_t, std::unique_ptr<StepSlots>> &cache,
   std::vector<Node *> inputs = g->leaves(Op::Input);
   std::string xName = inputs[0]->stringAttr("name");
   std::string yName = inputs[1]->stringAttr("name");
-  if (train && !forward) {
+  if (train && !forward)
     forward = model.lower(batch, true);
-  }
   if (train) {
     TrainingOptions opts;
     opts.optimizer = &c.optimizer;
@@ -324,11 +323,15 @@ struct Progress {
   std::vector<EpochMetrics> metrics;
 };
 
-/// The model's identity: a hash of its lowered training graph.
-std::string modelHash(const Graph &g) {
+/// The model's identity: a hash of its training graph lowered at batch
+/// size 1 (the batch size is checked on its own).
+llvm::Expected<std::string> modelHash(const ModelSource &m) {
+  auto g = m.lower(1, /*train=*/true);
+  if (!g)
+    return makeError("cannot lower the model at batch size 1");
   std::string text;
   llvm::raw_string_ostream os(text);
-  printGraph(g, os);
+  printGraph(*g, os);
   return llvm::utohexstr(llvm::xxh3_64bits(text), /*LowerCase=*/true);
 }
 
@@ -361,7 +364,10 @@ llvm::Error saveCheckpoint(llvm::StringRef path, Steps &steps,
   Metadata meta;
   meta["format"] = "kiln-checkpoint-1";
   meta["model"] = c.model;
-  meta["model_hash"] = modelHash(*steps.forward);
+  auto hash = modelHash(m);
+  if (!hash)
+    return hash.takeError();
+  meta["model_hash"] = *hash;
   meta["epoch"] = std::to_string(p.epoch);
   meta["step"] = std::to_string(steps.session.stepCount);
   meta["batch"] = std::to_string(batch);
@@ -426,7 +432,10 @@ llvm::Error loadCheckpoint(llvm::StringRef path, Steps &steps,
   auto hash = field("model_hash");
   if (!hash)
     return hash.takeError();
-  if (*hash != modelHash(*steps.forward)) {
+  auto ours = modelHash(m);
+  if (!ours)
+    return ours.takeError();
+  if (*hash != *ours) {
     if (forResume)
       return makeError(path + ": the checkpoint's parameters fit, but it was "
                               "written for a different model (its hash "

@@ -14,3 +14,5 @@ config.environment["PATH"] = os.pathsep.join(
 config.substitutions.append(
     ("%compare", "python3 " + os.path.join(config.test_source_root, "Inputs", "compare_safetensors.py")))
 config.substitutions.append(("%models", os.path.join(config.kiln_src_root, "models")))
+config.substitutions.append(
+    ("%make_idx", "python3 " + os.path.join(config.test_source_root, "Inputs", "make_idx.py")))
