@@ -49,6 +49,16 @@ int64_t elems(const Node &n) { return *numElements(n.type.shape); }
 
 } // namespace
 
+/// A value that elementwise users may read without a buffer of its own: a
+/// float constant (an immediate) or a broadcast of one element (its
+/// operand's element 0).
+static bool isFoldedConstantCandidate(const Node &n) {
+  if (n.op == Op::Constant)
+    return n.type.dtype == DType::F32;
+  return n.op == Op::Broadcast && *numElements(n.operands[0]->type.shape) == 1 &&
+         !(n.operands[0]->op == Op::Constant);
+}
+
 BufferPlan kiln::planBuffers(const Graph &g) {
   DenseMap<const Node *, size_t> index;
   for (size_t i = 0; i < g.nodes.size(); ++i)
@@ -63,6 +73,17 @@ BufferPlan kiln::planBuffers(const Graph &g) {
         inPlace[index[o]] = false;
   for (const Node *root : g.rootValues())
     inPlace[index[root]] = false;
+  // A float constant read only by elementwise ops is folded into their
+  // loops as an immediate: it has no buffer and no kernel.
+  std::vector<bool> folded(g.nodes.size(), false);
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    folded[i] = isFoldedConstantCandidate(*g.nodes[i]);
+  for (auto &n : g.nodes)
+    if (!(n->info().flags & Elementwise))
+      for (Node *o : n->operands)
+        folded[index[o]] = false;
+  for (const Node *root : g.rootValues())
+    folded[index[root]] = false;
 
   BufferPlan plan;
   plan.slotOf.assign(g.nodes.size(), -1);
@@ -80,7 +101,7 @@ BufferPlan kiln::planBuffers(const Graph &g) {
   const int64_t N = g.nodes.size();
   for (int64_t i = 0; i < N; ++i) {
     const Node &n = *g.nodes[i];
-    if (inPlace[i])
+    if (inPlace[i] || folded[i])
       continue;
     if (n.info().flags & Leaf && n.op != Op::Constant) {
       plan.slotOf[i] = newSlot(i, 0, i);
@@ -106,6 +127,11 @@ BufferPlan kiln::planBuffers(const Graph &g) {
   };
   for (int64_t i = 0; i < N; ++i)
     for (const Node *o : g.nodes[i]->operands) {
+      if (folded[index[o]]) {
+        if (o->op == Op::Constant)
+          continue;
+        o = o->operands[0]; // a folded broadcast reads its operand
+      }
       int64_t s = slotRead(o);
       live[s].second = std::max(live[s].second, i);
     }
@@ -509,9 +535,19 @@ Value *Lowering::scalar(const Node &n, ArrayRef<Value *> a, Value *flat,
 }
 
 void Lowering::emitElementwise(const Node &n) {
+  // Folded operands (planBuffers gave them no slot): constants are
+  // immediates, one-element broadcasts read their operand's element 0.
   SmallVector<int64_t, 4> slots{slot(n)};
-  for (const Node *o : n.operands)
-    slots.push_back(slot(o));
+  SmallVector<int, 2> bufOf; // operand -> index into k.buf, or -1
+  SmallVector<bool, 2> splat;
+  for (const Node *o : n.operands) {
+    bool immediate = o->op == Op::Constant && slot(o) < 0;
+    bool scalar = o->op == Op::Broadcast && slot(o) < 0;
+    bufOf.push_back(immediate ? -1 : int(slots.size()));
+    splat.push_back(scalar);
+    if (!immediate)
+      slots.push_back(scalar ? slot(o->operands[0]) : slot(o));
+  }
   bool identity = n.op == Op::Dropout &&
                   (n.stringAttr("mode") == "eval" || n.floatAttr("p") == 0);
   Body k = beginKernel(n, slots);
@@ -521,7 +557,10 @@ void Lowering::emitElementwise(const Node &n) {
   loop(k.begin, k.end, [&](Value *i) {
     SmallVector<Value *, 2> args;
     for (size_t o = 0; o < n.operands.size(); ++o)
-      args.push_back(load(elemType(*n.operands[o]), k.buf[o + 1], i));
+      args.push_back(bufOf[o] < 0
+                         ? cf(n.operands[o]->floatAttr("value"))
+                         : load(elemType(*n.operands[o]), k.buf[bufOf[o]],
+                                splat[o] ? c64(0) : i));
     store(identity ? args[0] : scalar(n, args, i, key), k.buf[0], i);
   });
   endKernel(k, elems(n), kElementGrain);
