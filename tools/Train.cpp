@@ -324,11 +324,14 @@ struct Progress {
 };
 
 /// The model's identity: a hash of its training graph lowered at batch
-/// size 1 (the batch size is checked on its own).
+/// size 1 (the batch size is checked on its own), without source
+/// locations (the same file under another path is the same model).
 llvm::Expected<std::string> modelHash(const ModelSource &m) {
   auto g = m.lower(1, /*train=*/true);
   if (!g)
     return makeError("cannot lower the model at batch size 1");
+  for (auto &n : g->nodes)
+    n->loc = Location();
   std::string text;
   llvm::raw_string_ostream os(text);
   printGraph(*g, os);
