@@ -27,6 +27,9 @@ fi
 ninja -C build
 
 if [ "${1:-}" != "--no-run" ]; then
-  # The main job. Until training lands, it is the MLP's graph IR.
-  build/bin/kiln dump models/mlp.kiln --stage=ir
+  # The main job: train the default model (the MLP, on Fashion-MNIST), with
+  # its metrics, plot and checkpoint in out/.
+  mkdir -p out
+  build/bin/kiln train models/mlp.kiln --metrics out/mlp.csv \
+    --plot out/mlp.png --checkpoint out/mlp.safetensors
 fi

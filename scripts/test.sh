@@ -7,9 +7,11 @@
 #   scripts/test.sh              both suites
 #   scripts/test.sh --release    the Release suite only
 #   scripts/test.sh --sanitize   the sanitizer suite only
+#   scripts/test.sh --accuracy   the slow model-accuracy suite only (about
+#                                15 minutes: trains the models on the real
+#                                Fashion-MNIST; not part of the default run)
 #
-# Each suite prints its own time. The slow model-accuracy suite is not part
-# of this: it arrives with training, as its own ctest label.
+# Each suite prints its own time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +20,9 @@ case "${1:-}" in
   "") ;;
   --release) suites=(release) ;;
   --sanitize) suites=(sanitize) ;;
-  *) echo "usage: scripts/test.sh [--release | --sanitize]" >&2; exit 2 ;;
+  --accuracy) suites=(accuracy) ;;
+  *) echo "usage: scripts/test.sh [--release | --sanitize | --accuracy]" >&2
+     exit 2 ;;
 esac
 
 build() {
@@ -65,6 +69,13 @@ sanitize() {
   echo "test.sh: sanitizer suite: build $((built - start)) s, unit tests" \
        "$((unit - built)) s, lit tests $((SECONDS - unit)) s"
   return $failed
+}
+
+accuracy() {
+  local start=$SECONDS
+  build build
+  bash tests/accuracy/run.sh build
+  echo "test.sh: accuracy suite: $((SECONDS - start)) s"
 }
 
 for s in "${suites[@]}"; do
