@@ -82,7 +82,16 @@ void kiln::gatherBatch(const Dataset &data, llvm::ArrayRef<int64_t> rows,
   int64_t size = data.exampleSize();
   const float *images = data.images.data<float>();
   const int32_t *labels = data.labels.data<int32_t>();
+  // Rows are scattered over a dataset far larger than the caches: ask for
+  // the next rows' first lines while copying this one.
+  constexpr size_t kAhead = 4;
   for (size_t r = 0; r < rows.size(); ++r) {
+    if (r + kAhead < rows.size()) {
+      const char *next =
+          reinterpret_cast<const char *>(images + rows[r + kAhead] * size);
+      for (int64_t b = 0; b < std::min<int64_t>(size * 4, 1024); b += 64)
+        __builtin_prefetch(next + b);
+    }
     std::memcpy(x + r * size, images + rows[r] * size, size * sizeof(float));
     y[r] = labels[rows[r]];
   }

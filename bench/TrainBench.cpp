@@ -1,0 +1,177 @@
+//===- TrainBench.cpp - The training step and what surrounds it -----------===//
+//
+// A training session's step as `kiln train` runs it, split into its two
+// parts and timed call by call: the work outside the compiled code (the
+// shuffled batch's gather into the input buffers, the optimizer's scalars)
+// and the compiled step itself (forward, backward and the optimizer's
+// update). Counters: `outside_pct`, the outside share of the compiled step's
+// time (the bar is 5%), and the median milliseconds of each part.
+// `forwardBackward` is the compiled gradient step alone (no optimizer), the
+// step `kiln grad` runs.
+//
+//   build/bin/kiln-bench --benchmark_filter=session
+//
+//===----------------------------------------------------------------------===//
+#include "codegen/JIT.h"
+#include "frontend/Lower.h"
+#include "frontend/Parser.h"
+#include "frontend/Train.h"
+#include "passes/Pipeline.h"
+#include "runtime/Batches.h"
+#include "runtime/Gradients.h"
+#include "runtime/Session.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include <benchmark/benchmark.h>
+#include <chrono>
+
+using namespace kiln;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+/// models/NAME.kiln's training step at its train block's batch size, with
+/// (or without) its optimizer.
+struct TrainSetup {
+  llvm::SourceMgr sm;
+  std::unique_ptr<Diagnostics> diags;
+  std::unique_ptr<Graph> graph;
+  TrainConfig config;
+  std::string error;
+
+  TrainSetup(const std::string &name, bool optimizer) {
+    std::string path =
+        std::string(KILN_SOURCE_DIR) + "/models/" + name + ".kiln";
+    auto buf = llvm::MemoryBuffer::getFile(path);
+    if (!buf) {
+      error = "cannot read " + path;
+      return;
+    }
+    unsigned id = sm.AddNewSourceBuffer(std::move(*buf), llvm::SMLoc());
+    diags = std::make_unique<Diagnostics>(sm);
+    Module m = parseModule(id, *diags);
+    std::vector<TrainConfig> trains = checkTrainBlocks(m, *diags);
+    if (trains.empty()) {
+      error = "no train block";
+      return;
+    }
+    config = trains[0];
+    LowerOptions opts;
+    opts.dims["N"] = config.batch;
+    graph = lowerModel(m, *m.findFunc(config.model), opts, *diags);
+    if (!graph) {
+      error = "cannot lower " + name;
+      return;
+    }
+    TrainingOptions t;
+    if (optimizer)
+      t.optimizer = &config.optimizer;
+    auto steps = trainingPipeline(t);
+    if (!steps) {
+      error = llvm::toString(steps.takeError());
+      return;
+    }
+    if (auto e = runPasses(*graph, *steps, {}, llvm::nulls()))
+      error = llvm::toString(std::move(e));
+  }
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+/// Random examples shaped like Fashion-MNIST's.
+Dataset syntheticData(int64_t n, int64_t size) {
+  Dataset d;
+  d.images = Tensor(DType::F32, {n, size});
+  d.labels = Tensor(DType::I32, {n});
+  Rng rng(1, RngStream::Shuffle, 0);
+  for (int64_t i = 0; i < n * size; ++i)
+    d.images.data<float>()[i] = float(rng.uniform());
+  for (int64_t i = 0; i < n; ++i)
+    d.labels.data<int32_t>()[i] = int32_t(rng.below(10));
+  return d;
+}
+
+void session(benchmark::State &state, const std::string &model,
+             bool optimizer) {
+  TrainSetup s(model, optimizer);
+  if (!s.error.empty()) {
+    state.SkipWithError(s.error.c_str());
+    return;
+  }
+  JITOptions opts;
+  opts.threads = unsigned(state.range(0));
+  auto jit = JIT::create(opts);
+  if (!jit) {
+    state.SkipWithError(llvm::toString(jit.takeError()).c_str());
+    return;
+  }
+  auto compiled = (*jit)->compile(*s.graph);
+  if (!compiled) {
+    state.SkipWithError(llvm::toString(compiled.takeError()).c_str());
+    return;
+  }
+  Session session;
+  size_t i = llvm::cantFail(
+      session.attach(llvm::cantFail(JITStep::create(*compiled))));
+  llvm::cantFail(session.load(initialParams(*s.graph, 1), /*partial=*/true));
+  std::vector<Node *> inputs = s.graph->leaves(Op::Input);
+  size_t x = llvm::cantFail(
+      session.inputIndex(i, inputs[0]->stringAttr("name")));
+  size_t y = llvm::cantFail(
+      session.inputIndex(i, inputs[1]->stringAttr("name")));
+  std::vector<size_t> scalars;
+  if (optimizer)
+    for (const std::string &n : s.config.optimizer.scalarNames())
+      scalars.push_back(
+          llvm::cantFail(session.inputIndex(i, optimizerInputName(n))));
+  int64_t batch = s.config.batch;
+  int64_t size = *numElements(inputs[0]->type.shape) / batch;
+  Dataset data = syntheticData(10000, size);
+  std::vector<int64_t> order = shuffled(data.size(), 1, RngStream::Shuffle, 0);
+  std::vector<double> outside, inside;
+  int64_t at = 0;
+  for (auto _ : state) {
+    auto t0 = Clock::now();
+    if (at + batch > data.size())
+      at = 0;
+    gatherBatch(data, llvm::ArrayRef<int64_t>(&order[at], batch),
+                static_cast<float *>(session.input(i, x)),
+                static_cast<int32_t *>(session.input(i, y)));
+    at += batch;
+    int64_t t = session.stepCount + 1;
+    std::vector<double> v =
+        s.config.optimizer.scalars(s.config.optimizer.arg("lr"), t);
+    for (size_t k = 0; k < scalars.size(); ++k)
+      *static_cast<float *>(session.input(i, scalars[k])) = float(v[k]);
+    session.stepCount = t;
+    auto t1 = Clock::now();
+    if (auto e = session.run(i, 1)) {
+      state.SkipWithError(llvm::toString(std::move(e)).c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(session.step(i).objective());
+    auto t2 = Clock::now();
+    outside.push_back(std::chrono::duration<double>(t1 - t0).count());
+    inside.push_back(std::chrono::duration<double>(t2 - t1).count());
+  }
+  double in = median(inside), out = median(outside);
+  state.counters["step_ms"] = 1e3 * in;
+  state.counters["outside_ms"] = 1e3 * out;
+  state.counters["outside_pct"] = in > 0 ? 100 * out / in : 0;
+  state.SetItemsProcessed(state.iterations() * batch);
+}
+
+void sessionMlp(benchmark::State &s) { session(s, "mlp", true); }
+void sessionCnn(benchmark::State &s) { session(s, "cnn", true); }
+void forwardBackwardMlp(benchmark::State &s) { session(s, "mlp", false); }
+void forwardBackwardCnn(benchmark::State &s) { session(s, "cnn", false); }
+
+} // namespace
+
+BENCHMARK(sessionMlp)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
+BENCHMARK(forwardBackwardMlp)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
+BENCHMARK(sessionCnn)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
+BENCHMARK(forwardBackwardCnn)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
