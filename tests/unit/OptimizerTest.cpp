@@ -42,6 +42,7 @@ struct Case {
   const char *name;
   OptimizerConfig opt;
 };
+void PrintTo(const Case &c, std::ostream *os) { *os << c.name; }
 
 OptimizerConfig config(const char *kind, std::map<std::string, double> args) {
   OptimizerConfig c{kind, {}};
