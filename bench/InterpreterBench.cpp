@@ -12,6 +12,7 @@
 #include "codegen/JIT.h"
 #include "passes/Autodiff.h"
 #include "passes/Passes.h"
+#include "passes/Pipeline.h"
 #include "runtime/Init.h"
 #include "runtime/Interpreter.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -86,8 +87,9 @@ void forward(benchmark::State &state, const std::string &model, int64_t batch,
 void trainingStep(benchmark::State &state, const std::string &model,
                   int64_t batch, bool jit) {
   Setup s(model, batch);
-  if (!s.graph || differentiate(*s.graph) ||
-      runPipeline(*s.graph, "simplify,cse,dce", {}, llvm::nulls())) {
+  auto pipeline = trainingPipeline();
+  if (!s.graph || !pipeline ||
+      runPasses(*s.graph, *pipeline, {}, llvm::nulls())) {
     state.SkipWithError("could not build the training graph");
     return;
   }

@@ -13,6 +13,7 @@
 #include "ir/Graph.h"
 #include "passes/Autodiff.h"
 #include "passes/Passes.h"
+#include "passes/Pipeline.h"
 #include "runtime/Gemm.h"
 #include "runtime/Gradients.h"
 #include "runtime/Interpreter.h"
@@ -370,9 +371,11 @@ ModelRun trainingGraph(test::Source &src, int64_t batch) {
   r.training = test::lowerSource(src, {{"N", batch}});
   if (!r.training)
     return r;
-  EXPECT_FALSE(bool(differentiate(*r.training)));
-  EXPECT_FALSE(
-      bool(runPipeline(*r.training, "simplify,cse,dce", {}, llvm::nulls())));
+  // The gradient step `kiln grad` runs: the training pipeline, no
+  // optimizer.
+  auto steps = trainingPipeline();
+  EXPECT_TRUE(bool(steps));
+  EXPECT_FALSE(bool(runPasses(*r.training, *steps, {}, llvm::nulls())));
   TensorMap params = initialParams(*r.training, 7), inputs;
   std::mt19937_64 rng(3);
   for (Node *in : r.training->leaves(Op::Input)) {
