@@ -49,8 +49,10 @@ sanitize() {
   local start=$SECONDS
   build build-sanitize -DKILN_SANITIZE=ON
   local built=$SECONDS
-  # Every report is fatal (-fno-sanitize-recover), leaks included.
+  # Every report is fatal (-fno-sanitize-recover), leaks included, but for
+  # the system libraries listed in tests/lsan.supp.
   export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
+  export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp"
   local n pids=() failed=0
   n=$(nproc)
   for ((i = 0; i < n; i++)); do
