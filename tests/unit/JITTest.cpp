@@ -19,6 +19,7 @@
 #include "runtime/Interpreter.h"
 #include "runtime/ThreadPool.h"
 #include "llvm/ADT/StringExtras.h"
+#include <functional>
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/TargetParser/Host.h"
 #include <array>
@@ -464,10 +465,16 @@ void expectPlanIsSound(const char *name, int64_t batch) {
     from[slot] = std::min(from[slot], i);
     to[slot] = std::max(to[slot], i);
   };
-  auto storage = [&](const Node *n) {
+  // The bytes a node's value is read from, or -1 for an immediate: a
+  // transpose read in place by matmul and a folded one-element broadcast
+  // read their operand's bytes; a folded constant has none.
+  std::function<int64_t(const Node *)> storage = [&](const Node *n) {
     int64_t s = plan.slotOf[index[n]];
-    // A transpose read in place by matmul: its operand's bytes.
-    return s >= 0 ? s : plan.slotOf[index[n->operands[0]]];
+    if (s >= 0)
+      return s;
+    if (n->op == Op::Constant)
+      return int64_t(-1);
+    return storage(n->operands[0]);
   };
   for (int64_t i = 0; i < end; ++i) {
     const Node &n = *g.nodes[i];
@@ -476,7 +483,8 @@ void expectPlanIsSound(const char *name, int64_t batch) {
     if (plan.scratchOf[i] >= 0)
       liveAt(plan.scratchOf[i], i);
     for (const Node *o : n.operands)
-      liveAt(storage(o), i);
+      if (int64_t s = storage(o); s >= 0)
+        liveAt(s, i);
   }
   for (const Node *root : g.rootValues())
     liveAt(storage(root), end);
