@@ -10,6 +10,7 @@
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FormatVariadic.h"
 #include <cmath>
+#include <functional>
 
 using namespace kiln;
 
@@ -357,6 +358,21 @@ std::optional<TrainConfig> Checker::check(const Module &m, const TrainDecl &t) {
                                : "unknown model '" + t.model + "'") +
                                 suggest(t.model, models));
     ok = false;
+  }
+  if (f && f->isModel) {
+    // What training needs of the model itself.
+    std::function<bool(const Block &)> minimizes = [&](const Block &b) {
+      return llvm::any_of(b, [&](const Stmt &s) {
+        return s.kind == Stmt::Minimize ||
+               (s.kind == Stmt::For && minimizes(s.body));
+      });
+    };
+    if (!minimizes(f->body)) {
+      diags.error(t.modelLoc, "model '" + t.model +
+                                  "' minimizes nothing, so it cannot be "
+                                  "trained (add 'minimize LOSS')");
+      ok = false;
+    }
   }
   llvm::StringSet<> seen;
   std::vector<std::string> keys(std::begin(kKeys), std::end(kKeys));

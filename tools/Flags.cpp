@@ -175,30 +175,35 @@ cl::opt<std::string> passes("passes", cl::desc("Comma-separated passes to run"),
 static cl::opt<bool> printAfterAll("print-after-all",
                                    cl::desc("Print the IR after every pass"),
                                    cl::cat(kilnCategory), cl::sub(optCmd),
-                                   cl::sub(dumpCmd), cl::sub(gradCmd));
+                                   cl::sub(dumpCmd), cl::sub(gradCmd),
+                                   cl::sub(trainCmd));
 static cl::list<std::string>
     printAfter("print-after", cl::desc("Print the IR after passes P,..."),
                cl::value_desc("P"), cl::CommaSeparated, cl::cat(kilnCategory),
-               cl::sub(optCmd), cl::sub(dumpCmd), cl::sub(gradCmd));
+               cl::sub(optCmd), cl::sub(dumpCmd), cl::sub(gradCmd),
+               cl::sub(trainCmd));
 static cl::list<std::string>
     printBefore("print-before", cl::desc("Print the IR before passes P,..."),
                 cl::value_desc("P"), cl::CommaSeparated, cl::cat(kilnCategory),
-                cl::sub(optCmd), cl::sub(dumpCmd), cl::sub(gradCmd));
+                cl::sub(optCmd), cl::sub(dumpCmd), cl::sub(gradCmd),
+                cl::sub(trainCmd));
 static cl::opt<bool> verifyEach(
     "verify-each",
     cl::desc("Verify the graph after every pass, naming the one that breaks "
              "it (default: once, after the passes)"),
-    cl::cat(kilnCategory), cl::sub(optCmd), cl::sub(dumpCmd), cl::sub(gradCmd));
+    cl::cat(kilnCategory), cl::sub(optCmd), cl::sub(dumpCmd), cl::sub(gradCmd),
+    cl::sub(trainCmd));
 cl::opt<bool> stats("stats",
                     cl::desc("Print op counts per pass (and, for grad, the "
                              "compiled step's memory plan)"),
                     cl::cat(kilnCategory), cl::sub(optCmd), cl::sub(dumpCmd),
-                    cl::sub(gradCmd));
+                    cl::sub(gradCmd), cl::sub(trainCmd));
 cl::opt<bool> timePasses(
     "time-passes",
     cl::desc("Time each graph pass (and, for grad, each phase of LLVM "
              "compilation)"),
-    cl::cat(kilnCategory), cl::sub(optCmd), cl::sub(dumpCmd), cl::sub(gradCmd));
+    cl::cat(kilnCategory), cl::sub(optCmd), cl::sub(dumpCmd), cl::sub(gradCmd),
+    cl::sub(trainCmd));
 
 // Code generation.
 cl::opt<unsigned> threads("threads",

@@ -1,13 +1,11 @@
 //===- Train.cpp - kiln train and kiln eval -------------------------------===//
 //
 // One training run:
-//  1. Read the data and split off the validation examples (the test split,
-//     or `split` of the training data, chosen by a seeded shuffle).
-//  2. Lower the model for training at the batch size, run the training
-//     pipeline (autodiff, the optimizer's update, tidying) and compile it;
-//     the same for a last partial batch, whose size differs, and for the
-//     evaluation graph. All of them are attached to one Session, so they
-//     share the parameter, optimizer-state and batch-norm buffers.
+//  1. Read the data and choose the validation examples (TrainSteps.cpp).
+//  2. Compile every step the run takes (the training step at the batch
+//     size and at the last partial batch's, the evaluation steps) into one
+//     Session, so they share the parameter, optimizer-state and batch-norm
+//     buffers; set the starting values (initialisers, --init, a checkpoint).
 //  3. Per step: gather the batch into the step's input buffers, mix it
 //     (mixup, cutmix), set the optimizer's scalars for the step, run.
 //  4. Per epoch: evaluate, write the metrics and the checkpoint.
@@ -17,29 +15,23 @@
 //
 //===----------------------------------------------------------------------===//
 #include "tools/Train.h"
-#include "codegen/JIT.h"
-#include "ir/Printer.h"
-#include "passes/Pipeline.h"
 #include "runtime/Batches.h"
-#include "runtime/Data.h"
 #include "runtime/Gradients.h"
 #include "runtime/Interpreter.h"
-#include "runtime/Metrics.h"
-#include "runtime/Session.h"
+#include "tools/Checkpoint.h"
 #include "tools/Flags.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/Process.h"
-#include "llvm/Support/xxhash.h"
 #include <chrono>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
 using namespace kiln;
+using namespace kiln::train;
 using namespace kiln::flags;
-using json = nlohmann::json;
 
 namespace {
 
@@ -49,437 +41,16 @@ double secondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-//===-- Data -------------------------------------------------------------===//
-
-/// Some examples of a dataset, by row.
-struct Subset {
-  const Dataset *data = nullptr;
-  std::vector<int64_t> rows;
-  size_t size() const { return rows.size(); }
-};
-
-/// The data of a run: what trains and what validates.
-struct RunData {
-  DataSplits splits;
-  Subset train, valid;
-  std::string validName; ///< "test" or "validation"
-};
-
-llvm::Expected<DataSplits> readData(const DataSource &src) {
-  switch (src.kind) {
-  case DataSource::FashionMnist:
-    return loadFashionMnist(src.dir);
-  case DataSource::Idx: {
-    DataSplits s;
-    auto train = readIdx(src.images, src.labels);
-    if (!train)
-      return train.takeError();
-    s.train = std::move(*train);
-    if (!src.testImages.empty()) {
-      auto test = readIdx(src.testImages, src.testLabels);
-      if (!test)
-        return test.takeError();
-      s.test = std::move(*test);
-    }
-    return std::move(s);
-  }
-  case DataSource::Csv: {
-    DataSplits s;
-    auto train = readCsv(src.path, src.label);
-    if (!train)
-      return train.takeError();
-    s.train = std::move(*train);
-    if (!src.test.empty()) {
-      auto test = readCsv(src.test, src.label);
-      if (!test)
-        return test.takeError();
-      s.test = std::move(*test);
-    }
-    return std::move(s);
-  }
-  }
-  return makeError("unknown data source");
-}
-
-Subset allOf(const Dataset &d) {
-  Subset s{&d, std::vector<int64_t>(d.size())};
-  for (int64_t i = 0; i < d.size(); ++i)
-    s.rows[i] = i;
-  return s;
-}
-
-/// Splits the training data (a seeded shuffle: the last `share` validates)
-/// or uses the test split.
-void chooseValidation(RunData &d, const TrainConfig &c) {
-  if (c.split > 0) {
-    std::vector<int64_t> order =
-        shuffled(d.splits.train.size(), c.seed, RngStream::Split, 0);
-    size_t held = size_t(double(order.size()) * c.split);
-    held = std::clamp<size_t>(held, 1, order.size() - 1);
-    d.train = {&d.splits.train, {order.begin(), order.end() - held}};
-    d.valid = {&d.splits.train, {order.end() - held, order.end()}};
-    d.validName = "validation";
-    return;
-  }
-  d.train = allOf(d.splits.train);
-  if (d.splits.test) {
-    d.valid = allOf(*d.splits.test);
-    d.validName = "test";
-  }
-}
-
-//===-- Steps ------------------------------------------------------------===//
-
-/// A step attached to the session, with its inputs resolved once.
-struct StepSlots {
-  size_t index = 0;
-  int64_t batch = 0;
-  size_t x = 0, y = 0;
-  int64_t partner = -1, lambda = -1; ///< mixup's inputs, or -1
-  std::vector<size_t> scalars;       ///< the optimizer's, in order
-  const Graph *graph = nullptr;      ///< for --check-numerics
-};
-
-/// The steps of one run, built on demand per batch size, over one Session.
-class Steps {
-public:
-  Steps(ModelSource &m, JIT *jit) : model(m), jit(jit) {}
-
-  llvm::Expected<StepSlots *> train(int64_t batch) {
-    return get(trainSteps, batch, /*train=*/true);
-  }
-  llvm::Expected<StepSlots *> eval(int64_t batch) {
-    return get(evalSteps, batch, /*train=*/false);
-  }
-  Session session;
-  /// The lowered training graph at the full batch size (for its hash and
-  /// initial values).
-  std::unique_ptr<Graph> forward;
-
-private:
-  llvm::Expected<StepSlots *>
-  get(std::map<int64_t, std::unique_ptr<StepSlots>> &cache, int64_t batch,
-      bool train);
-
-  ModelSource &model;
-  JIT *jit;
-  std::map<int64_t, std::unique_ptr<StepSlots>> trainSteps, evalSteps;
-  std::vector<std::unique_ptr<Graph>> graphs;
-};
-
-llvm::Expected<StepSlots *>
-Steps::get(std::map<int64_t, std::unique_ptr<StepSlots>> &cache,
-           int64_t batch, bool train) {
-  if (auto it = cache.find(batch); it != cache.end())
-    return it->second.get();
-  const TrainConfig &c = model.config;
-  auto g = model.lower(batch, train);
-  if (!g)
-    return makeError("cannot lower the model at batch size " +
-                     llvm::Twine(batch));
-  std::vector<Node *> inputs = g->leaves(Op::Input);
-  std::string xName = inputs[0]->stringAttr("name");
-  std::string yName = inputs[1]->stringAttr("name");
-  if (train && !forward)
-    forward = model.lower(batch, true);
-  if (train) {
-    TrainingOptions opts;
-    opts.optimizer = &c.optimizer;
-    if (c.mixup > 0 || c.cutmix > 0)
-      opts.mixLabels = yName;
-    auto pipeline = trainingPipeline(opts);
-    if (!pipeline)
-      return pipeline.takeError();
-    if (auto e = runPasses(*g, *pipeline, passOptions(), llvm::outs()))
-      return std::move(e);
-  } else if (!g->objective) {
-    return makeError("@" + g->name + " minimizes nothing to evaluate");
-  }
-  std::unique_ptr<Step> step;
-  if (jit) {
-    auto compiled = jit->compile(*g);
-    if (!compiled)
-      return compiled.takeError();
-    auto s = JITStep::create(*compiled);
-    if (!s)
-      return s.takeError();
-    step = std::move(*s);
-  } else {
-    step = std::make_unique<InterpStep>(*g);
-  }
-  auto index = session.attach(std::move(step));
-  if (!index)
-    return index.takeError();
-  auto slots = std::make_unique<StepSlots>();
-  slots->index = *index;
-  slots->batch = batch;
-  slots->graph = g.get();
-  auto resolve = [&](llvm::StringRef name) {
-    return session.inputIndex(*index, name);
-  };
-  auto x = resolve(xName), y = resolve(yName);
-  if (!x)
-    return x.takeError();
-  if (!y)
-    return y.takeError();
-  slots->x = *x;
-  slots->y = *y;
-  if (train) {
-    if (c.mixup > 0 || c.cutmix > 0) {
-      auto p = resolve("mixup.labels"), l = resolve("mixup.lambda");
-      if (!p)
-        return p.takeError();
-      if (!l)
-        return l.takeError();
-      slots->partner = *p;
-      slots->lambda = *l;
-    }
-    for (const std::string &s : c.optimizer.scalarNames()) {
-      auto i = resolve(optimizerInputName(s));
-      if (!i)
-        return i.takeError();
-      slots->scalars.push_back(*i);
-    }
-  }
-  graphs.push_back(std::move(g));
-  return (cache[batch] = std::move(slots)).get();
-}
-
 /// What the flags and the train block say one run does.
 struct RunPlan {
   int64_t epochs = 1;
   std::optional<int64_t> maxSteps;
   bool shuffle = true;
-  bool progress = false; ///< a progress bar on stderr
+  bool progress = false;  ///< a progress bar on stderr
+  bool checkNumerics = false;
+  std::string checkpoint; ///< written after every epoch, or empty
+  std::string metrics, plot, init;
 };
-
-//===-- Evaluation -------------------------------------------------------===//
-
-struct Score {
-  double loss = NAN, accuracy = NAN;
-};
-
-/// The index of the largest of n scores (the first, on ties).
-template <typename T> int64_t argmax(const T *v, int64_t n) {
-  int64_t best = 0;
-  for (int64_t i = 1; i < n; ++i)
-    if (v[i] > v[best])
-      best = i;
-  return best;
-}
-
-/// Mean loss and accuracy over a subset, in order, in batches of `batch`
-/// (the last one smaller). Accuracy needs class scores [B, C] as output.
-llvm::Expected<Score> evaluate(Steps &steps, const Subset &s, int64_t batch) {
-  Score score;
-  if (s.size() == 0)
-    return score;
-  double lossSum = 0;
-  int64_t correct = 0;
-  bool scores = true;
-  for (size_t begin = 0; begin < s.size(); begin += batch) {
-    size_t n = std::min<size_t>(batch, s.size() - begin);
-    auto slots = steps.eval(int64_t(n));
-    if (!slots)
-      return slots.takeError();
-    StepSlots &st = **slots;
-    llvm::ArrayRef<int64_t> rows(s.rows.data() + begin, n);
-    gatherBatch(*s.data, rows,
-                static_cast<float *>(steps.session.input(st.index, st.x)),
-                static_cast<int32_t *>(steps.session.input(st.index, st.y)));
-    if (auto e = steps.session.run(st.index, 0))
-      return std::move(e);
-    Step &step = steps.session.step(st.index);
-    lossSum += step.objective() * double(n);
-    const TensorType *out = step.outputType();
-    scores &= out && out->rank() == 2 && out->shape[0] == int64_t(n) &&
-              out->dtype == DType::F32;
-    if (scores) {
-      const float *o = static_cast<const float *>(step.output());
-      const int32_t *y =
-          static_cast<const int32_t *>(steps.session.input(st.index, st.y));
-      int64_t classes = out->shape[1];
-      for (size_t i = 0; i < n; ++i)
-        correct += argmax(o + i * classes, classes) == y[i];
-    }
-  }
-  score.loss = lossSum / double(s.size());
-  if (scores)
-    score.accuracy = double(correct) / double(s.size());
-  return score;
-}
-
-//===-- Checkpoints ------------------------------------------------------===//
-
-/// Where a run stands: everything a checkpoint restores besides tensors.
-struct Progress {
-  int64_t epoch = 0;          ///< epochs completed
-  int64_t batchInEpoch = 0;   ///< batches of epoch `epoch` done
-  double epochLossSum = 0;    ///< of those batches, sum of loss * size
-  int64_t epochExamples = 0;
-  double epochSeconds = 0; ///< of those batches (not in checkpoints)
-  double bestValidLoss = INFINITY; ///< early stopping
-  int64_t badEpochs = 0;
-  std::vector<EpochMetrics> metrics;
-};
-
-/// The model's identity: a hash of its training graph lowered at batch
-/// size 1 (the batch size is checked on its own), without source
-/// locations (the same file under another path is the same model).
-llvm::Expected<std::string> modelHash(const ModelSource &m) {
-  auto g = m.lower(1, /*train=*/true);
-  if (!g)
-    return makeError("cannot lower the model at batch size 1");
-  for (auto &n : g->nodes)
-    n->loc = Location();
-  std::string text;
-  llvm::raw_string_ostream os(text);
-  printGraph(*g, os);
-  return llvm::utohexstr(llvm::xxh3_64bits(text), /*LowerCase=*/true);
-}
-
-/// The deterministic columns of the metrics (timings would make the
-/// checkpoint's bytes depend on the machine and the thread count).
-json metricsJson(llvm::ArrayRef<EpochMetrics> rows) {
-  json a = json::array();
-  auto num = [](double v) { return std::isfinite(v) ? json(v) : json(); };
-  for (const EpochMetrics &m : rows)
-    a.push_back({m.epoch, num(m.trainLoss), num(m.testLoss),
-                 num(m.testAccuracy)});
-  return a;
-}
-
-std::vector<EpochMetrics> metricsFromJson(const json &a) {
-  std::vector<EpochMetrics> rows;
-  auto num = [](const json &v) {
-    return v.is_number() ? v.get<double>() : double(NAN);
-  };
-  for (const json &r : a)
-    if (r.is_array() && r.size() == 4)
-      rows.push_back({r[0].get<int64_t>(), num(r[1]), num(r[2]), num(r[3])});
-  return rows;
-}
-
-llvm::Error saveCheckpoint(llvm::StringRef path, Steps &steps,
-                           const ModelSource &m, const Progress &p,
-                           int64_t batch) {
-  const TrainConfig &c = m.config;
-  Metadata meta;
-  meta["format"] = "kiln-checkpoint-1";
-  meta["model"] = c.model;
-  auto hash = modelHash(m);
-  if (!hash)
-    return hash.takeError();
-  meta["model_hash"] = *hash;
-  meta["epoch"] = std::to_string(p.epoch);
-  meta["step"] = std::to_string(steps.session.stepCount);
-  meta["batch"] = std::to_string(batch);
-  json rng = {{"shuffle", {{"seed", c.seed}, {"epoch", p.epoch}}},
-              {"dropout", {{"seed", c.seed}, {"step", steps.session.stepCount}}},
-              {"mix", {{"seed", c.seed}, {"step", steps.session.stepCount}}},
-              {"split", {{"seed", c.seed}, {"share", c.split}}}};
-  meta["rng"] = rng.dump();
-  json data = {{"source", c.data.str()},
-               {"shuffle", bool(shuffle)},
-               {"epoch", p.epoch},
-               {"batch_in_epoch", p.batchInEpoch},
-               {"epoch_loss_sum", p.epochLossSum},
-               {"epoch_examples", p.epochExamples}};
-  meta["data_position"] = data.dump();
-  json opt = {{"kind", c.optimizer.kind}};
-  for (auto &[k, v] : c.optimizer.args)
-    opt[k] = v;
-  meta["optimizer"] = opt.dump();
-  meta["schedule"] = c.schedule.str();
-  json early = {{"patience", c.earlyStop}, {"bad_epochs", p.badEpochs}};
-  if (std::isfinite(p.bestValidLoss))
-    early["best_loss"] = p.bestValidLoss;
-  meta["early_stop"] = early.dump();
-  meta["metrics"] = metricsJson(p.metrics).dump();
-  return writeSafetensors(path, steps.session.snapshot(), meta);
-}
-
-/// Reads a checkpoint into the session and `p`; errors say what differs.
-llvm::Error loadCheckpoint(llvm::StringRef path, Steps &steps,
-                           const ModelSource &m, Progress &p, int64_t batch,
-                           bool forResume) {
-  auto file = readSafetensorsFile(path);
-  if (!file)
-    return file.takeError();
-  const Metadata &meta = file->metadata;
-  auto field = [&](const char *k) -> llvm::Expected<std::string> {
-    auto it = meta.find(k);
-    if (it == meta.end())
-      return makeError(path + ": not a Kiln checkpoint (no '" + k +
-                       "' in __metadata__)");
-    return it->second;
-  };
-  auto format = field("format");
-  if (!format)
-    return format.takeError();
-  if (*format != "kiln-checkpoint-1")
-    return makeError(path + ": unknown checkpoint format '" + *format + "'");
-  // Names and shapes first: they say the most about a different model.
-  auto model = field("model");
-  if (!model)
-    return model.takeError();
-  if (auto e = steps.session.load(file->tensors, /*partial=*/!forResume)) {
-    return makeError(path + ": the checkpoint (of model '" + *model +
-                     "') does not fit model '" + m.config.model +
-                     "': " + llvm::toString(std::move(e)));
-  }
-  // Evaluation needs every parameter and statistic it reads.
-  for (const auto &e : steps.session.store())
-    if (!file->tensors.count(e->name))
-      return makeError(path + ": the checkpoint has no '" + e->name + "'");
-  auto hash = field("model_hash");
-  if (!hash)
-    return hash.takeError();
-  auto ours = modelHash(m);
-  if (!ours)
-    return ours.takeError();
-  if (*hash != *ours) {
-    if (forResume)
-      return makeError(path + ": the checkpoint's parameters fit, but it was "
-                              "written for a different model (its hash "
-                              "differs), so resuming would not continue the "
-                              "same training");
-    llvm::errs() << "kiln: warning: " << path
-                 << ": the model changed since this checkpoint was written\n";
-  }
-  if (!forResume)
-    return llvm::Error::success();
-  try {
-    auto b = field("batch");
-    if (!b)
-      return b.takeError();
-    if (std::stoll(*b) != batch)
-      return makeError(path + ": the checkpoint was trained with batch " + *b +
-                       "; resume with --batch " + *b);
-    json opt = json::parse(*field("optimizer"));
-    if (opt["kind"] != m.config.optimizer.kind)
-      return makeError(path + ": the checkpoint's optimizer is " +
-                       opt["kind"].get<std::string>() + ", the model's is " +
-                       m.config.optimizer.kind);
-    json pos = json::parse(*field("data_position"));
-    p.epoch = pos.at("epoch").get<int64_t>();
-    p.batchInEpoch = pos.at("batch_in_epoch").get<int64_t>();
-    p.epochLossSum = pos.at("epoch_loss_sum").get<double>();
-    p.epochExamples = pos.at("epoch_examples").get<int64_t>();
-    if (pos.at("shuffle").get<bool>() != bool(shuffle))
-      return makeError(path + ": the checkpoint was trained with --shuffle=" +
-                       (shuffle ? "false" : "true") + "; resume with it");
-    steps.session.stepCount = std::stoll(*field("step"));
-    json early = json::parse(*field("early_stop"));
-    p.badEpochs = early.at("bad_epochs").get<int64_t>();
-    if (early.contains("best_loss"))
-      p.bestValidLoss = early["best_loss"].get<double>();
-    p.metrics = metricsFromJson(json::parse(*field("metrics")));
-  } catch (const std::exception &e) {
-    return makeError(path + ": malformed checkpoint metadata: " + e.what());
-  }
-  return llvm::Error::success();
-}
 
 //===-- Numerics ---------------------------------------------------------===//
 
@@ -492,6 +63,17 @@ std::string where(const Node &n) {
       .str();
 }
 
+bool allFinite(const void *data, const TensorType &type) {
+  if (type.dtype != DType::F32)
+    return true;
+  const float *f = static_cast<const float *>(data);
+  int64_t n = *numElements(type.shape);
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(f[i]))
+      return false;
+  return true;
+}
+
 bool allFinite(const Tensor &t) {
   if (!isFloat(t.dtype()))
     return true;
@@ -501,9 +83,8 @@ bool allFinite(const Tensor &t) {
   return true;
 }
 
-/// Re-runs a step that gave a non-finite loss in the interpreter, from the
-/// values before it, and names the first op whose result is not finite
-/// although its operands are.
+/// Re-runs a step in the interpreter from the values before it, over every
+/// node, and names the first op whose value is not finite.
 std::string findNonFinite(const StepSlots &st, const TensorMap &before,
                           Session &session, uint64_t seed, uint64_t step) {
   const Graph &g = *st.graph;
@@ -522,11 +103,8 @@ std::string findNonFinite(const StepSlots &st, const TensorMap &before,
   opts.step = step;
   auto values = interpret(g, leaves, opts);
   if (!values)
-    return " (the interpreter could not re-run the step: " +
-           llvm::toString(values.takeError()) + ")";
-  llvm::DenseMap<const Node *, size_t> index;
-  for (size_t i = 0; i < g.nodes.size(); ++i)
-    index[g.nodes[i].get()] = i;
+    return "\nnote: the interpreter could not re-run the step: " +
+           llvm::toString(values.takeError());
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const Node &n = *g.nodes[i];
     if (allFinite((*values)[i]))
@@ -604,36 +182,98 @@ std::string fmt(double v, const char *spec = "%.4f") {
 
 class Trainer {
 public:
-  Trainer(ModelSource &m, RunData &data, JIT *jit, const RunPlan &plan)
+  Trainer(const ModelSource &m, RunData &data, JIT *jit, const RunPlan &plan)
       : m(m), c(m.config), data(data), steps(m, jit), plan(plan),
         bar(plan.progress) {}
 
-  /// Builds the steps and sets the starting values (initialisers, --init
-  /// or a checkpoint).
-  llvm::Error start(bool resumeFrom);
+  /// Compiles the steps and sets the starting values (initialisers, --init
+  /// or, with `resume`, the checkpoint).
+  llvm::Error start(bool resume);
   /// Trains until the plan ends; the final validation score.
   llvm::Expected<Score> run();
   Progress progress;
 
 private:
+  int64_t batchesPerEpoch() const {
+    return (int64_t(data.train.size()) + c.batch - 1) / c.batch;
+  }
+  llvm::Error checkLabels(const Graph &g);
+  llvm::Error loadInit();
   llvm::Error trainStep(const std::vector<int64_t> &order, int64_t b,
-                        int64_t batches, int64_t epoch);
+                        int64_t epoch);
   llvm::Error endEpoch(int64_t epoch, double seconds,
                        std::vector<double> &stepTimes, Score &score,
                        bool &stop);
+  llvm::Error save();
   llvm::Error writeOutputs();
 
-  ModelSource &m;
+  const ModelSource &m;
   const TrainConfig &c;
   RunData &data;
   Steps steps;
   RunPlan plan;
   ProgressBar bar;
-  int64_t examplesPerEpoch = 0;
+  std::vector<std::string> settings;
+  std::string hash;
   std::vector<int64_t> cutmixShape; ///< [C, H, W], for cutmix
 };
 
-llvm::Error Trainer::start(bool resumeFrom) {
+/// Labels the model reads as class indices (cross_entropy, one_hot of the
+/// labels input) must be below its class count: checked once, here, rather
+/// than when their batch runs.
+llvm::Error Trainer::checkLabels(const Graph &g) {
+  std::vector<Node *> inputs = g.leaves(Op::Input);
+  const Node *labels = inputs[1];
+  for (const auto &n : g.nodes) {
+    int64_t classes = 0;
+    if (n->op == Op::CrossEntropy && n->operands[1] == labels)
+      classes = n->operands[0]->type.shape[1];
+    else if (n->op == Op::OneHot && n->operands[0] == labels)
+      classes = n->intAttr("classes");
+    else
+      continue;
+    for (const Subset *s : {&data.train, &data.valid})
+      for (int64_t row : s->rows) {
+        int32_t y = s->data->labels.data<int32_t>()[row];
+        if (y >= classes)
+          return makeError(m.dataLocation + c.data.str() + ": label " +
+                           llvm::Twine(y) + " (example " + llvm::Twine(row) +
+                           ") is out of range for the " +
+                           llvm::Twine(classes) + " classes of " +
+                           n->info().mnemonic + " at " + where(*n).substr(
+                               0, where(*n).size() - 2));
+      }
+  }
+  return llvm::Error::success();
+}
+
+llvm::Error Trainer::loadInit() {
+  auto params = readSafetensors(plan.init);
+  if (!params)
+    return params.takeError();
+  std::vector<std::string> missing, extra;
+  for (const auto &e : steps.session.store())
+    if (e->kind == Op::Param && !params->count(e->name))
+      missing.push_back("'" + e->name + "' " + e->type.str());
+  for (auto &[name, t] : *params) {
+    Session::Entry *e = steps.session.find(name);
+    if (!e || e->kind != Op::Param)
+      extra.push_back("'" + name + "'");
+  }
+  if (!missing.empty())
+    return makeError(plan.init + " lacks parameters of model '" + c.model +
+                     "': " + llvm::join(missing, ", "));
+  if (!extra.empty())
+    return makeError(plan.init + " holds what is not a parameter of model '" +
+                     c.model + "' (--init takes parameters only; --resume "
+                               "continues a checkpoint): " +
+                     llvm::join(extra, ", "));
+  if (auto e = steps.session.load(*params, /*partial=*/true))
+    return makeError(plan.init + ": " + llvm::toString(std::move(e)));
+  return llvm::Error::success();
+}
+
+llvm::Error Trainer::start(bool resume) {
   auto full = steps.train(c.batch);
   if (!full)
     return full.takeError();
@@ -641,31 +281,29 @@ llvm::Error Trainer::start(bool resumeFrom) {
   const Step::Leaf &x =
       steps.session.step((*full)->index).leaves()[(*full)->x];
   int64_t perExample = *numElements(x.type.shape) / c.batch;
-  const Dataset &train = *data.train.data;
-  if (perExample != train.exampleSize())
-    return makeError(c.data.str() + " has " +
-                     llvm::Twine(train.exampleSize()) +
-                     " values per example, but model '" + c.model +
-                     "' takes " + x.type.str() + " (" +
-                     llvm::Twine(perExample) + " per example)");
-  if (data.valid.data && data.valid.data->exampleSize() != perExample)
-    return makeError(c.data.str() + ": the test split has " +
-                     llvm::Twine(data.valid.data->exampleSize()) +
-                     " values per example, the training split " +
-                     llvm::Twine(perExample));
+  for (const Subset *s : {&data.train, &data.valid})
+    if (s->data && s->data->exampleSize() != perExample)
+      return makeError(m.dataLocation + c.data.str() + " has " +
+                       llvm::Twine(s->data->exampleSize()) +
+                       " values per example, but model '" + c.model +
+                       "' takes " + x.type.str() + " (" +
+                       llvm::Twine(perExample) + " per example)");
+  if (auto e = checkLabels(*steps.forward))
+    return e;
   if (c.cutmix > 0) {
     // Images: [C, H, W] from the model's input, else [1, H, W] from the
     // data's.
     llvm::ArrayRef<int64_t> in = x.type.shape;
-    llvm::ArrayRef<int64_t> img = train.images.shape();
+    llvm::ArrayRef<int64_t> img = data.train.data->images.shape();
     if (in.size() == 4)
       cutmixShape = {in[1], in[2], in[3]};
     else if (img.size() == 3)
       cutmixShape = {1, img[1], img[2]};
     else
-      return makeError("cutmix pastes boxes of images, but model '" + c.model +
-                       "' takes " + x.type.str() + " and the data has no "
-                                                   "image shape");
+      return makeError(m.dataLocation + "cutmix pastes boxes of images, but "
+                                        "model '" +
+                       c.model + "' takes " + x.type.str() +
+                       " and the data has no image shape");
   }
   // Compile every step the run takes now, so epochs time only training.
   int64_t trainRem = int64_t(data.train.size()) % c.batch;
@@ -680,51 +318,50 @@ llvm::Error Trainer::start(bool resumeFrom) {
   for (auto [train, n] : more)
     if (auto s = train ? steps.train(n) : steps.eval(n); !s)
       return s.takeError();
+  settings = runSettings(m, data, plan.shuffle);
+  if (!plan.checkpoint.empty()) {
+    auto h = modelHash(m, c.batch);
+    if (!h)
+      return h.takeError();
+    hash = *h;
+  }
   // Initial values, for every parameter and state the steps know.
   if (auto e = steps.session.load(initialParams(*steps.forward, c.seed),
                                   /*partial=*/true))
     return e;
-  if (resumeFrom) {
-    if (auto e = loadCheckpoint(checkpoint, steps, m, progress, c.batch,
-                                /*forResume=*/true))
-      return e;
-    // Timings are not in the checkpoint; the earlier metrics file has them.
-    if (metricsFile.empty() || !llvm::sys::fs::exists(metricsFile))
-      return llvm::Error::success();
-    auto old = readMetricsCsv(metricsFile);
-    if (!old)
-      return old.takeError();
-    for (EpochMetrics &row : progress.metrics)
-      for (const EpochMetrics &o : *old)
-        if (o.epoch == row.epoch) {
-          row.seconds = o.seconds;
-          row.msPerStep = o.msPerStep;
-        }
+  progress.scheduleSteps = plan.epochs * batchesPerEpoch();
+  if (!resume)
+    return plan.init.empty() ? llvm::Error::success() : loadInit();
+
+  int64_t planned = progress.scheduleSteps;
+  if (auto e = loadCheckpoint(plan.checkpoint, steps.session, m, progress,
+                              &settings, batchesPerEpoch()))
+    return e;
+  if (c.schedule.kind == Schedule::Cosine &&
+      progress.scheduleSteps != planned)
+    llvm::errs() << llvm::formatv(
+        "kiln: warning: the cosine schedule now runs over {0} steps, not the "
+        "{1} the checkpoint's run planned: the rest of the run is not the "
+        "one a straight run of {2} epochs would be\n",
+        planned, progress.scheduleSteps, plan.epochs);
+  progress.scheduleSteps = planned;
+  // Timings are not in the checkpoint; the earlier metrics file has them.
+  if (plan.metrics.empty() || !llvm::sys::fs::exists(plan.metrics))
     return llvm::Error::success();
-  }
-  if (!initFile.empty()) {
-    auto params = readSafetensors(initFile);
-    if (!params)
-      return params.takeError();
-    std::vector<std::string> missing;
-    for (const auto &e : steps.session.store())
-      if (e->kind == Op::Param && !params->count(e->name))
-        missing.push_back("'" + e->name + "' " + e->type.str());
-    if (!missing.empty())
-      return makeError(initFile + " lacks parameters of model '" + c.model +
-                       "': " + llvm::join(missing, ", "));
-    if (auto e = steps.session.load(*params, /*partial=*/true))
-      return makeError(initFile + ": " + llvm::toString(std::move(e)));
-    for (auto &[name, t] : *params)
-      if (!steps.session.find(name))
-        return makeError(initFile + ": '" + name +
-                         "' is not a parameter of model '" + c.model + "'");
-  }
+  auto old = readMetricsCsv(plan.metrics);
+  if (!old)
+    return old.takeError();
+  for (EpochMetrics &row : progress.metrics)
+    for (const EpochMetrics &o : *old)
+      if (o.epoch == row.epoch) {
+        row.seconds = o.seconds;
+        row.msPerStep = o.msPerStep;
+      }
   return llvm::Error::success();
 }
 
 llvm::Error Trainer::trainStep(const std::vector<int64_t> &order, int64_t b,
-                               int64_t batches, int64_t epoch) {
+                               int64_t epoch) {
   size_t begin = size_t(b) * c.batch;
   size_t n = std::min<size_t>(c.batch, order.size() - begin);
   auto slots = steps.train(int64_t(n));
@@ -748,51 +385,73 @@ llvm::Error Trainer::trainStep(const std::vector<int64_t> &order, int64_t b,
                 n * sizeof(int32_t));
     *static_cast<float *>(s.input(st.index, st.lambda)) = float(mix.lambda);
   }
-  int64_t total = plan.epochs * batches;
-  double rate = c.schedule.at(c.optimizer.arg("lr"), t, total, epoch);
+  double rate = c.schedule.at(c.optimizer.arg("lr"), t, progress.scheduleSteps,
+                              epoch);
   std::vector<double> values = c.optimizer.scalars(rate, t);
   for (size_t i = 0; i < values.size(); ++i)
     *static_cast<float *>(s.input(st.index, st.scalars[i])) = float(values[i]);
 
   TensorMap before;
-  if (checkNumerics)
+  if (plan.checkNumerics)
     before = s.snapshot();
   s.stepCount = t;
   if (auto e = s.run(st.index, c.seed))
     return makeError("step " + llvm::Twine(t) + ": " +
                      llvm::toString(std::move(e)));
   double loss = s.step(st.index).objective();
-  if (!std::isfinite(loss)) {
-    std::string msg = llvm::formatv("step {0} (epoch {1}, batch {2} of {3}): "
-                                    "the loss is {4}",
-                                    t, epoch + 1, b + 1, batches, loss)
+  std::string where = llvm::formatv("step {0} (epoch {1}, batch {2} of {3})",
+                                    t, epoch + 1, b + 1, batchesPerEpoch())
                           .str();
-    if (checkNumerics)
-      msg += findNonFinite(st, before, s, c.seed, uint64_t(t));
-    else
-      msg += "; --check-numerics names the first op that produced it";
-    return makeError(msg);
-  }
+  if (!std::isfinite(loss))
+    return makeError(where + ": the loss is " + llvm::formatv("{0}", loss) +
+                     (plan.checkNumerics
+                          ? findNonFinite(st, before, s, c.seed, uint64_t(t))
+                          : "; --check-numerics names the first op that "
+                            "produced it"));
+  if (plan.checkNumerics)
+    // A finite loss can still come with a non-finite gradient or update.
+    for (const auto &e : s.store())
+      if (!allFinite(e->buffer.data(), e->type))
+        return makeError(where + ": the step made " +
+                         opInfo(e->kind).mnemonic + " '" + e->name +
+                         "' non-finite" +
+                         findNonFinite(st, before, s, c.seed, uint64_t(t)));
   progress.epochLossSum += loss * double(n);
   progress.epochExamples += int64_t(n);
   return llvm::Error::success();
 }
 
+llvm::Error Trainer::save() {
+  if (plan.checkpoint.empty())
+    return llvm::Error::success();
+  return saveCheckpoint(plan.checkpoint, steps.session, m, progress, settings,
+                        hash);
+}
+
 llvm::Error Trainer::writeOutputs() {
-  if (!metricsFile.empty())
-    if (auto e = writeMetricsCsv(metricsFile, progress.metrics))
+  if (!plan.metrics.empty())
+    if (auto e = writeMetricsCsv(plan.metrics, progress.metrics))
       return e;
-  if (!plotFile.empty())
-    if (auto e = plotMetrics(plotFile, progress.metrics,
+  if (!plan.plot.empty())
+    if (auto e = plotMetrics(plan.plot, progress.metrics,
                              "kiln train " + m.path + " (" + c.model + ")"))
       return e;
   return llvm::Error::success();
 }
 
 llvm::Expected<Score> Trainer::run() {
-  const int64_t batches = (int64_t(data.train.size()) + c.batch - 1) / c.batch;
+  const int64_t batches = batchesPerEpoch();
   Score score;
   bool stop = false;
+  auto reached = [&] {
+    return plan.maxSteps && steps.session.stepCount >= *plan.maxSteps;
+  };
+  if (reached())
+    return makeError(llvm::formatv("{0} already holds {1} steps; --steps {2} "
+                                   "asks for no more",
+                                   plan.checkpoint, steps.session.stepCount,
+                                   *plan.maxSteps)
+                         .str());
   for (int64_t epoch = progress.epoch; epoch < plan.epochs && !stop;
        ++epoch) {
     std::vector<int64_t> order = data.train.rows;
@@ -807,29 +466,27 @@ llvm::Expected<Score> Trainer::run() {
     std::vector<double> stepTimes;
     for (int64_t b = progress.batchInEpoch; b < batches; ++b) {
       auto t0 = Clock::now();
-      if (auto e = trainStep(order, b, batches, epoch))
+      if (auto e = trainStep(order, b, epoch))
         return std::move(e);
       stepTimes.push_back(secondsSince(t0));
       progress.batchInEpoch = b + 1;
       double elapsed = secondsSince(start);
       double rate = double(progress.epochExamples) /
                     std::max(1e-9, elapsed + carried);
-      double eta = (elapsed / double(stepTimes.size())) *
-                   double(batches - b - 1);
+      double eta =
+          (elapsed / double(stepTimes.size())) * double(batches - b - 1);
       bar.update(epoch + 1, plan.epochs, b + 1, batches,
                  progress.epochLossSum / double(progress.epochExamples), rate,
                  eta);
-      if (plan.maxSteps && steps.session.stepCount >= *plan.maxSteps &&
-          b + 1 < batches) {
+      if (reached() && b + 1 < batches) {
         // Stopped inside an epoch: keep the position for --resume.
         bar.clear();
         progress.epochSeconds = carried + secondsSince(start);
         llvm::outs() << "stopped after step " << steps.session.stepCount
                      << " (epoch " << epoch + 1 << ", batch " << b + 1
                      << " of " << batches << ")\n";
-        if (!checkpoint.empty())
-          if (auto e = saveCheckpoint(checkpoint, steps, m, progress, c.batch))
-            return std::move(e);
+        if (auto e = save())
+          return std::move(e);
         if (auto e = writeOutputs())
           return std::move(e);
         return score;
@@ -839,8 +496,7 @@ llvm::Expected<Score> Trainer::run() {
     if (auto e = endEpoch(epoch, carried + secondsSince(start), stepTimes,
                           score, stop))
       return std::move(e);
-    if (plan.maxSteps && steps.session.stepCount >= *plan.maxSteps &&
-        epoch + 1 < plan.epochs) {
+    if (reached() && epoch + 1 < plan.epochs) {
       llvm::outs() << "stopped after step " << steps.session.stepCount
                    << " (the end of epoch " << epoch + 1 << ")\n";
       break;
@@ -862,9 +518,8 @@ llvm::Error Trainer::endEpoch(int64_t epoch, double seconds,
   row.seconds = seconds;
   // The median after a short warm-up (the first steps page memory in).
   size_t warm = std::min<size_t>(5, stepTimes.size() / 10);
-  row.msPerStep =
-      1e3 * median(std::vector<double>(stepTimes.begin() + warm,
-                                       stepTimes.end()));
+  row.msPerStep = 1e3 * median(std::vector<double>(stepTimes.begin() + warm,
+                                                   stepTimes.end()));
   if (data.valid.size()) {
     auto s = evaluate(steps, data.valid, c.batch);
     if (!s)
@@ -899,9 +554,8 @@ llvm::Error Trainer::endEpoch(int64_t epoch, double seconds,
       stop = true;
     }
   }
-  if (!checkpoint.empty())
-    if (auto e = saveCheckpoint(checkpoint, steps, m, progress, c.batch))
-      return e;
+  if (auto e = save())
+    return e;
   return writeOutputs();
 }
 
@@ -911,24 +565,82 @@ llvm::Expected<std::unique_ptr<JIT>> makeTrainJIT() {
   return JIT::create(opts);
 }
 
-/// Reads the data and checks it against the model's labels.
-llvm::Expected<std::unique_ptr<RunData>> loadRunData(const TrainConfig &c) {
-  auto splits = readData(c.data);
-  if (!splits)
-    return splits.takeError();
-  auto d = std::make_unique<RunData>();
-  d->splits = std::move(*splits);
-  if (d->splits.train.size() < 2)
-    return makeError(c.data.str() + " has fewer than 2 examples");
-  chooseValidation(*d, c);
-  return std::move(d);
+/// An error unless `path`'s folder exists: checked before training, so a
+/// typo does not cost an epoch.
+llvm::Error checkWritable(llvm::StringRef flag, llvm::StringRef path) {
+  if (path.empty())
+    return llvm::Error::success();
+  llvm::StringRef dir = llvm::sys::path::parent_path(path);
+  if (!dir.empty() && !llvm::sys::fs::is_directory(dir))
+    return makeError(flag + " " + path + ": the folder " + dir +
+                     " does not exist");
+  return llvm::Error::success();
+}
+
+int runKFold(const ModelSource &m, RunData &all, JIT *jit,
+             const RunPlan &plan) {
+  const TrainConfig &c = m.config;
+  std::vector<int64_t> order =
+      shuffled(all.splits.train.size(), c.seed, RngStream::Split, 1);
+  if (int64_t(order.size()) < kfold)
+    return fail(llvm::formatv("--kfold {0}: the data has only {1} examples",
+                              kfold, order.size()));
+  std::vector<double> accuracies;
+  for (int64_t k = 0; k < kfold; ++k) {
+    size_t lo = order.size() * k / kfold, hi = order.size() * (k + 1) / kfold;
+    RunData fold; // its subsets are rows of all's training data
+    fold.train.data = fold.valid.data = &all.splits.train;
+    fold.validName = "fold " + std::to_string(k + 1);
+    for (size_t i = 0; i < order.size(); ++i)
+      (i >= lo && i < hi ? fold.valid : fold.train).rows.push_back(order[i]);
+    llvm::outs() << "fold " << k + 1 << "/" << kfold << ": "
+                 << fold.train.size() << " training, " << fold.valid.size()
+                 << " validation examples\n";
+    Trainer t(m, fold, jit, plan);
+    llvm::Error e = t.start(false);
+    llvm::Expected<Score> s =
+        e ? llvm::Expected<Score>(std::move(e)) : t.run();
+    if (!s)
+      return fail(llvm::toString(s.takeError()));
+    accuracies.push_back(s->accuracy);
+  }
+  double mean = 0, var = 0;
+  for (double a : accuracies)
+    mean += a / double(accuracies.size());
+  for (double a : accuracies)
+    var += (a - mean) * (a - mean) / double(accuracies.size());
+  llvm::outs() << llvm::formatv("{0}-fold accuracy: {1} +- {2} (folds: ",
+                                kfold, fmt(mean), fmt(std::sqrt(var)));
+  for (size_t i = 0; i < accuracies.size(); ++i)
+    llvm::outs() << (i ? ", " : "") << fmt(accuracies[i]);
+  llvm::outs() << ")\n";
+  return 0;
 }
 
 } // namespace
 
 int kiln::runTrainCommand(ModelSource &m) {
   TrainConfig &c = m.config;
-  auto data = loadRunData(c);
+  if (kfold.getNumOccurrences() && c.split > 0)
+    return fail(m.dataLocation + "--kfold splits the training data itself; "
+                                 "the train block's 'split' does not apply");
+  RunPlan plan;
+  plan.epochs = c.epochs;
+  plan.shuffle = shuffle;
+  plan.progress = llvm::sys::Process::StandardErrIsDisplayed();
+  plan.checkNumerics = checkNumerics;
+  plan.checkpoint = checkpoint;
+  plan.metrics = metricsFile;
+  plan.plot = plotFile;
+  plan.init = initFile;
+  if (maxSteps.getNumOccurrences())
+    plan.maxSteps = maxSteps;
+  for (auto [flag, path] : {std::pair{"--checkpoint", &plan.checkpoint},
+                            std::pair{"--metrics", &plan.metrics},
+                            std::pair{"--plot", &plan.plot}})
+    if (auto e = checkWritable(flag, *path))
+      return fail(llvm::toString(std::move(e)));
+  auto data = loadRunData(m);
   if (!data)
     return fail(llvm::toString(data.takeError()));
   std::unique_ptr<JIT> jit;
@@ -938,71 +650,30 @@ int kiln::runTrainCommand(ModelSource &m) {
       return fail(llvm::toString(j.takeError()));
     jit = std::move(*j);
   }
-  RunPlan plan;
-  plan.epochs = c.epochs;
-  plan.shuffle = shuffle;
-  plan.progress = llvm::sys::Process::StandardErrIsDisplayed();
-  if (maxSteps.getNumOccurrences())
-    plan.maxSteps = maxSteps;
+  RunData &d = **data;
+  bool folds = kfold.getNumOccurrences();
   llvm::outs() << "training " << c.model << " on " << c.data.str() << ": "
-               << (*data)->train.size() << " examples, "
-               << ((*data)->valid.size()
-                       ? std::to_string((*data)->valid.size()) + " " +
-                             (*data)->validName
+               << (folds ? d.splits.train.size() : d.train.size())
+               << " examples, "
+               << (folds ? "in " + std::to_string(kfold) + " folds"
+                   : d.valid.size()
+                       ? std::to_string(d.valid.size()) + " " + d.validName
                        : std::string("no validation"))
                << "; batch " << c.batch << ", " << c.optimizer.str()
                << (c.schedule.kind != Schedule::Constant
                        ? ", schedule " + c.schedule.str()
                        : std::string())
                << "\n";
+  if (folds)
+    return runKFold(m, d, jit.get(), plan);
 
-  if (kfold.getNumOccurrences()) {
-    // Each fold trains a fresh model on the other folds.
-    RunData &all = **data;
-    std::vector<int64_t> order =
-        shuffled(all.splits.train.size(), c.seed, RngStream::Split, 1);
-    if (int64_t(order.size()) < kfold)
-      return fail(llvm::formatv("--kfold {0}: the data has only {1} examples",
-                                kfold, order.size()));
-    std::vector<double> accuracies;
-    for (int64_t k = 0; k < kfold; ++k) {
-      size_t lo = order.size() * k / kfold, hi = order.size() * (k + 1) / kfold;
-      RunData fold; // its subsets are rows of all's training data
-      fold.train.data = fold.valid.data = &all.splits.train;
-      fold.validName = "fold " + std::to_string(k + 1);
-      for (size_t i = 0; i < order.size(); ++i)
-        (i >= lo && i < hi ? fold.valid : fold.train).rows.push_back(order[i]);
-      llvm::outs() << "fold " << k + 1 << "/" << kfold << ": "
-                   << fold.train.size() << " training, " << fold.valid.size()
-                   << " validation examples\n";
-      Trainer t(m, fold, jit.get(), plan);
-      llvm::Error e = t.start(false);
-      llvm::Expected<Score> s = e ? llvm::Expected<Score>(std::move(e))
-                                  : t.run();
-      if (!s)
-        return fail(llvm::toString(s.takeError()));
-      accuracies.push_back(s->accuracy);
-    }
-    double mean = 0, var = 0;
-    for (double a : accuracies)
-      mean += a / double(accuracies.size());
-    for (double a : accuracies)
-      var += (a - mean) * (a - mean) / double(accuracies.size());
-    llvm::outs() << llvm::formatv("{0}-fold accuracy: {1} +- {2} (folds: ",
-                                  kfold, fmt(mean), fmt(std::sqrt(var)));
-    for (size_t i = 0; i < accuracies.size(); ++i)
-      llvm::outs() << (i ? ", " : "") << fmt(accuracies[i]);
-    llvm::outs() << ")\n";
-    return 0;
-  }
-
-  Trainer t(m, **data, jit.get(), plan);
+  Trainer t(m, d, jit.get(), plan);
   if (auto e = t.start(resume))
     return fail(llvm::toString(std::move(e)));
   if (resume && t.progress.epoch >= plan.epochs)
     return fail(llvm::formatv("{0} already holds {1} epochs; ask for more "
                               "with --epochs",
-                              checkpoint, t.progress.epoch)
+                              plan.checkpoint, t.progress.epoch)
                     .str());
   auto score = t.run();
   if (!score)
@@ -1012,7 +683,18 @@ int kiln::runTrainCommand(ModelSource &m) {
 
 int kiln::runEvalCommand(ModelSource &m) {
   TrainConfig &c = m.config;
-  auto data = loadRunData(c);
+  // The test split; without one, the share `split` held out, chosen with
+  // the checkpoint's seed.
+  auto file = readSafetensorsFile(checkpoint);
+  if (!file)
+    return fail(llvm::toString(file.takeError()));
+  if (auto it = file->metadata.find("rng"); it != file->metadata.end()) {
+    auto rng = nlohmann::json::parse(it->second, nullptr, false);
+    if (!rng.is_discarded() && rng.contains("split") &&
+        rng["split"].contains("seed") && rng["split"]["seed"].is_number())
+      c.seed = rng["split"]["seed"].get<int64_t>();
+  }
+  auto data = loadRunData(m, /*preferTest=*/true);
   if (!data)
     return fail(llvm::toString(data.takeError()));
   if (!(*data)->valid.size())
@@ -1026,24 +708,21 @@ int kiln::runEvalCommand(ModelSource &m) {
     jit = std::move(*j);
   }
   Steps steps(m, jit.get());
-  steps.forward = m.lower(c.batch, /*train=*/true);
-  if (!steps.forward)
-    return 1;
-  auto first = steps.eval(
-      std::min<int64_t>(c.batch, int64_t((*data)->valid.size())));
-  if (!first)
-    return fail(llvm::toString(first.takeError()));
+  const Subset &valid = (*data)->valid;
+  int64_t full = std::min<int64_t>(c.batch, int64_t(valid.size()));
+  for (int64_t n : {full, int64_t(valid.size()) % c.batch})
+    if (n)
+      if (auto s = steps.eval(n); !s)
+        return fail(llvm::toString(s.takeError()));
   Progress p;
-  if (auto e = loadCheckpoint(checkpoint, steps, m, p, c.batch,
-                              /*forResume=*/false))
+  if (auto e = loadCheckpoint(checkpoint, steps.session, m, p, nullptr, 1))
     return fail(llvm::toString(std::move(e)));
-  // The remainder step binds to the values just loaded.
-  auto score = evaluate(steps, (*data)->valid, c.batch);
+  auto score = evaluate(steps, valid, c.batch);
   if (!score)
     return fail(llvm::toString(score.takeError()));
   llvm::outs() << llvm::formatv("{0} loss {1}, {0} accuracy {2} ({3} "
                                 "examples)\n",
                                 (*data)->validName, fmt(score->loss),
-                                fmt(score->accuracy), (*data)->valid.size());
+                                fmt(score->accuracy), valid.size());
   return 0;
 }

@@ -17,6 +17,8 @@ namespace kiln {
 struct ModelSource {
   std::string path; ///< the model file, for messages
   TrainConfig config; ///< its train block, with the flags applied
+  /// "FILE:LINE:COL: " of the train block's `data`, for errors about it.
+  std::string dataLocation;
   /// Lowers the model at batch size `batch`, for training or evaluation;
   /// null after reporting errors.
   std::function<std::unique_ptr<Graph>(int64_t batch, bool train)> lower;

@@ -494,11 +494,12 @@ static std::unique_ptr<ModelSource> openTraining(Opened &o) {
          " { data = ..., batch = ..., optimizer = ... })");
     return nullptr;
   }
-  if (o.model->formals.size() < 2 || o.model->formals[0].type.dims.empty() ||
+  if (o.model->formals.size() != 2 || o.model->formals[0].type.dims.empty() ||
       o.model->formals[0].type.dims[0]->kind != ExprKind::Name) {
-    fail("model '" + o.model->name +
-         "' must take (examples [N, ...], labels [N]) with a named batch "
-         "dimension to train");
+    o.file->diags->error(t->loc, "to train, model '" + o.model->name +
+                                     "' must take (examples [N, ...], labels "
+                                     "[N]) with a named batch dimension N, "
+                                     "which the batch size binds");
     return nullptr;
   }
   auto m = std::make_unique<ModelSource>();
@@ -520,12 +521,23 @@ static std::unique_ptr<ModelSource> openTraining(Opened &o) {
   Loaded *file = o.file.get();
   const FuncDecl *model = o.model;
   llvm::StringMap<int64_t> defs = o.defs;
-  m->lower = [file, model, defs, batchDim](int64_t n, bool train) {
+  TrainConfig config = m->config;
+  m->lower = [file, model, defs, batchDim, config](int64_t n, bool train) {
     llvm::StringMap<int64_t> d = defs;
     d[batchDim] = n;
     auto g = lower(*file, *model, d, train);
+    if (g) {
+      // The data must fit at every batch size the run compiles.
+      TrainConfig at = config;
+      at.batch = n;
+      checkDataFits(at, *g, *file->diags);
+    }
     return g && !file->diags->hadError() ? std::move(g) : nullptr;
   };
+  auto [line, col] = file->sm.getLineAndColumn(t->dataLoc);
+  m->dataLocation = (inputFile + ":" + llvm::Twine(line) + ":" +
+                     llvm::Twine(col) + ": ")
+                        .str();
   return m;
 }
 
