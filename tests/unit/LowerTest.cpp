@@ -167,7 +167,7 @@ TEST(Lower, UnboundModelDimensionIsAnError) {
 
 TEST(Train, SettingsAreCheckedWithPyTorchDefaults) {
   test::Source src(
-      "model m(x: f32[N, 784], y: i32[N]) { return x }\n"
+      "model m(x: f32[N, 784], y: i32[N]) { minimize mean(x) }\n"
       "train m {\n  data = fashion_mnist(dir = \"/tmp/f\")\n  batch = 32\n"
       "  optimizer = adam(lr = 0.01)\n}\n");
   Module mod = parseModule(src.id, src.diags);
