@@ -315,29 +315,12 @@ bool Checker::optimizer(const TrainSetting &s, TrainConfig &c) {
                                info->args[i].name + "'");
       return false;
     }
-    double v = vals[i].value_or(info->args[i].def.value_or(0));
-    if (v < 0 || !std::isfinite(v)) {
-      diags.error(e.opLoc, "'" + llvm::Twine(info->args[i].name) + "' of " +
-                               info->name + " must be a finite number >= 0");
-      return false;
-    }
-    if (info->args[i].isFlag && v != 0 && v != 1) {
-      diags.error(e.opLoc, "'" + llvm::Twine(info->args[i].name) + "' of " +
-                               info->name + " must be true or false");
-      return false;
-    }
-    c.optimizer.args[info->args[i].name] = v;
+    c.optimizer.args[info->args[i].name] =
+        vals[i].value_or(info->args[i].def.value_or(0));
   }
-  std::map<std::string, double> &args = c.optimizer.args;
-  for (const char *beta : {"beta1", "beta2", "alpha", "rho"})
-    if (args.count(beta) && args[beta] >= 1) {
-      diags.error(e.opLoc, "'" + llvm::Twine(beta) + "' must be below 1");
-      return false;
-    }
-  if (c.optimizer.kind == "sgd" && args["nesterov"] != 0 &&
-      (args["momentum"] <= 0 || args["dampening"] != 0)) {
-    diags.error(e.opLoc, "Nesterov momentum needs momentum > 0 and zero "
-                         "dampening");
+  // The same rules as the optimizer pass's options.
+  if (auto err = c.optimizer.validate()) {
+    diags.error(e.opLoc, llvm::toString(std::move(err)), e.range);
     return false;
   }
   return true;

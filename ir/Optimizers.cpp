@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 #include "ir/Optimizers.h"
 #include "llvm/ADT/STLExtras.h"
+#include <cassert>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -63,7 +64,42 @@ std::string kiln::optimizerInputName(llvm::StringRef name) {
 
 double OptimizerConfig::arg(llvm::StringRef name) const {
   auto it = args.find(name.str());
+  assert(it != args.end() && "an optimizer argument the kind does not have");
   return it == args.end() ? 0.0 : it->second;
+}
+
+llvm::Error OptimizerConfig::validate() const {
+  auto error = [](const llvm::Twine &msg) {
+    return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+  };
+  const OptimizerInfo *info = findOptimizer(kind);
+  if (!info)
+    return error("unknown optimizer '" + kind + "'");
+  for (auto &[name, v] : args)
+    if (!llvm::any_of(info->args, [&, &name = name](const OptimizerArg &a) {
+          return name == a.name;
+        }))
+      return error(kind + " has no argument '" + name + "'");
+  for (const OptimizerArg &a : info->args) {
+    auto it = args.find(a.name);
+    if (it == args.end())
+      return error(kind + " needs '" + a.name + "'");
+    double v = it->second;
+    if (v < 0 || !std::isfinite(v))
+      return error("'" + llvm::Twine(a.name) + "' of " + kind +
+                   " must be a finite number >= 0");
+    if (a.isFlag && v != 0 && v != 1)
+      return error("'" + llvm::Twine(a.name) + "' of " + kind +
+                   " must be true or false");
+  }
+  for (const char *beta : {"beta1", "beta2", "alpha", "rho"})
+    if (args.count(beta) && args.at(beta) >= 1)
+      return error("'" + llvm::Twine(beta) + "' of " + kind +
+                   " must be below 1");
+  if (kind == "sgd" && arg("nesterov") != 0 &&
+      (arg("momentum") <= 0 || arg("dampening") != 0))
+    return error("Nesterov momentum needs momentum > 0 and zero dampening");
+  return llvm::Error::success();
 }
 
 std::vector<std::string> OptimizerConfig::stateNames() const {

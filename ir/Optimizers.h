@@ -18,6 +18,7 @@
 
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/StringRef.h"
+#include "llvm/Support/Error.h"
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -46,7 +47,14 @@ const OptimizerInfo *findOptimizer(llvm::StringRef name);
 struct OptimizerConfig {
   std::string kind;
   std::map<std::string, double> args;
+  /// An argument's value; every argument of the kind is present once
+  /// validate() passes (asking for another is a Kiln bug).
   double arg(llvm::StringRef name) const;
+  /// An error unless `kind` is known, every argument of it is given and
+  /// none other, values are finite and non-negative, flags are 0 or 1,
+  /// beta1, beta2, alpha and rho are below 1, and Nesterov has momentum and
+  /// no dampening.
+  llvm::Error validate() const;
   /// The per-parameter state, as PyTorch names it (exp_avg, ...).
   std::vector<std::string> stateNames() const;
   /// The scalar inputs the update reads, without the `optimizer.` prefix.

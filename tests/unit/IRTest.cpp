@@ -170,6 +170,14 @@ TEST(Passes, OptionsAreCheckedWherePassesTakeThem) {
             "got 'fast'");
   EXPECT_EQ(run("optimizer<kind=sgd,lr=0.1>").substr(0, 39),
             "pass 'optimizer': lr is not an option b");
+  // The train block's rules hold for the options too.
+  EXPECT_EQ(run("optimizer<kind=adam,beta1=2>"),
+            "pass 'optimizer': 'beta1' of adam must be below 1");
+  EXPECT_EQ(run("optimizer<kind=sgd,momentum=-1>"),
+            "pass 'optimizer': 'momentum' of sgd must be a finite number >= 0");
+  EXPECT_EQ(run("optimizer<kind=sgd,nesterov=true>"),
+            "pass 'optimizer': Nesterov momentum needs momentum > 0 and zero "
+            "dampening");
   EXPECT_EQ(run("optimizer<kind=sgd,nesterov=maybe>"),
             "pass 'optimizer': option 'nesterov' must be true or false, got "
             "'maybe'");
