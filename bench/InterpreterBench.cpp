@@ -7,9 +7,9 @@
 //   build/bin/kiln-bench --benchmark_filter=mlp
 //
 //===----------------------------------------------------------------------===//
+#include "codegen/JIT.h"
 #include "frontend/Lower.h"
 #include "frontend/Parser.h"
-#include "codegen/JIT.h"
 #include "passes/Autodiff.h"
 #include "passes/Passes.h"
 #include "passes/Pipeline.h"

@@ -118,10 +118,10 @@ void session(benchmark::State &state, const std::string &model,
       session.attach(llvm::cantFail(JITStep::create(*compiled))));
   llvm::cantFail(session.load(initialParams(*s.graph, 1), /*partial=*/true));
   std::vector<Node *> inputs = s.graph->leaves(Op::Input);
-  size_t x = llvm::cantFail(
-      session.inputIndex(i, inputs[0]->stringAttr("name")));
-  size_t y = llvm::cantFail(
-      session.inputIndex(i, inputs[1]->stringAttr("name")));
+  size_t x =
+      llvm::cantFail(session.inputIndex(i, inputs[0]->stringAttr("name")));
+  size_t y =
+      llvm::cantFail(session.inputIndex(i, inputs[1]->stringAttr("name")));
   std::vector<size_t> scalars;
   if (optimizer)
     for (const std::string &n : s.config.optimizer.scalarNames())
@@ -171,7 +171,23 @@ void forwardBackwardCnn(benchmark::State &s) { session(s, "cnn", false); }
 
 } // namespace
 
-BENCHMARK(sessionMlp)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
-BENCHMARK(forwardBackwardMlp)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
-BENCHMARK(sessionCnn)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
-BENCHMARK(forwardBackwardCnn)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
+BENCHMARK(sessionMlp)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(forwardBackwardMlp)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(sessionCnn)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(forwardBackwardCnn)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond);

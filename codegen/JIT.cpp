@@ -506,7 +506,8 @@ CompiledGraph::run(const StringMap<Tensor> &leaves, uint64_t seed,
     if (v.shape() != ArrayRef<int64_t>(l.type.shape))
       return makeError(l.kind + " '" + l.name + "' must have shape " +
                        shapeStr(l.type.shape) + ", got " + shapeStr(v.shape()));
-    if (v.dtype() != l.type.dtype && isFloat(v.dtype()) != isFloat(l.type.dtype))
+    if (v.dtype() != l.type.dtype &&
+        isFloat(v.dtype()) != isFloat(l.type.dtype))
       return makeError(l.kind + " '" + l.name + "' must be " +
                        dtypeName(l.type.dtype) + ", got " +
                        dtypeName(v.dtype()));

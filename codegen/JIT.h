@@ -26,7 +26,7 @@ namespace kiln {
 class ThreadPool;
 
 struct JITOptions {
-  unsigned threads = 0;     ///< 0: one per core
+  unsigned threads = 0; ///< 0: one per core
   /// Vector bits for loops and the GEMM micro-kernels. 0: LLVM's choice for
   /// loops and the CPU's widest vectors for the GEMM.
   unsigned vectorWidth = 0;

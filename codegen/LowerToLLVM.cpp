@@ -55,7 +55,8 @@ int64_t elems(const Node &n) { return *numElements(n.type.shape); }
 static bool isFoldedConstantCandidate(const Node &n) {
   if (n.op == Op::Constant)
     return n.type.dtype == DType::F32;
-  return n.op == Op::Broadcast && *numElements(n.operands[0]->type.shape) == 1 &&
+  return n.op == Op::Broadcast &&
+         *numElements(n.operands[0]->type.shape) == 1 &&
          !(n.operands[0]->op == Op::Constant);
 }
 
@@ -155,8 +156,9 @@ BufferPlan kiln::planBuffers(const Graph &g) {
   }
   std::vector<BufferPlan::Copy> finals;
   for (auto [from, to] : updates) {
-    int64_t bytes = int64_t(*numElements(g.nodes[plan.leafOf[to]]->type.shape)) *
-                    int64_t(dtypeSize(g.nodes[plan.leafOf[to]]->type.dtype));
+    int64_t bytes =
+        int64_t(*numElements(g.nodes[plan.leafOf[to]]->type.shape)) *
+        int64_t(dtypeSize(g.nodes[plan.leafOf[to]]->type.dtype));
     if (from == to)
       continue;
     if (plan.leafOf[from] >= 0 && updatedSlots.contains(from)) {

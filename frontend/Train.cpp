@@ -16,8 +16,8 @@ using namespace kiln;
 
 namespace {
 
-const char *const kKeys[] = {"data",  "batch",      "epochs", "optimizer",
-                             "seed",  "schedule",   "split",  "early_stop",
+const char *const kKeys[] = {"data",  "batch",    "epochs", "optimizer",
+                             "seed",  "schedule", "split",  "early_stop",
                              "mixup", "cutmix"};
 
 std::string suggest(llvm::StringRef name, llvm::ArrayRef<std::string> options) {
@@ -294,8 +294,8 @@ bool Checker::optimizer(const TrainSetting &s, TrainConfig &c) {
   for (size_t k = 0; k < e.kwargs.size(); ++k) {
     const std::string &key = e.kwargs[k].first;
     const ExprPtr &v = e.kwargs[k].second;
-    auto it = llvm::find_if(info->args,
-                            [&](const OptimizerArg &a) { return key == a.name; });
+    auto it = llvm::find_if(
+        info->args, [&](const OptimizerArg &a) { return key == a.name; });
     if (it == info->args.end()) {
       std::vector<std::string> known;
       for (const OptimizerArg &a : info->args)
@@ -465,15 +465,15 @@ void kiln::checkDataFits(const TrainConfig &c, const Graph &g,
     for (Node *n : inputs)
       got += (got.empty() ? "" : ", ") + n->stringAttr("name") + ": " +
              n->type.str();
-    const char *name = mnist ? "fashion_mnist"
+    const char *name = mnist                            ? "fashion_mnist"
                        : c.data.kind == DataSource::Idx ? "idx"
                                                         : "csv";
     diags.error(c.dataLoc, llvm::Twine(name) + " feeds (examples f32[" +
                                llvm::Twine(c.batch) +
                                (mnist ? ", 784 values]" : ", ...]") +
                                ", labels i32[" + llvm::Twine(c.batch) +
-                               "]), but model '" + c.model + "' takes (" +
-                               got + ")");
+                               "]), but model '" + c.model + "' takes (" + got +
+                               ")");
   }
 }
 

@@ -36,9 +36,9 @@ struct DataSource {
 /// A learning-rate schedule, as torch.optim.lr_scheduler defines them.
 struct Schedule {
   enum Kind { Constant, Step, Cosine, Warmup } kind = Constant;
-  int64_t every = 1;   ///< step: epochs between decays
-  double gamma = 0.1;  ///< step: the decay factor
-  int64_t warmup = 0;  ///< cosine and warmup: linear warm-up steps
+  int64_t every = 1;  ///< step: epochs between decays
+  double gamma = 0.1; ///< step: the decay factor
+  int64_t warmup = 0; ///< cosine and warmup: linear warm-up steps
   /// The learning rate at step `step` (1-based) of `total`, in epoch
   /// `epoch` (0-based), for the base rate `lr`.
   double at(double lr, int64_t step, int64_t total, int64_t epoch) const;
@@ -54,10 +54,10 @@ struct TrainConfig {
   int64_t seed = 0;
   OptimizerConfig optimizer;
   Schedule schedule;
-  double split = 0;       ///< share of the training data held out; 0: none
-  int64_t earlyStop = 0;  ///< patience in epochs; 0: never stop early
-  double mixup = 0;       ///< Beta(alpha, alpha) of mixup; 0: off
-  double cutmix = 0;      ///< Beta(alpha, alpha) of cutmix; 0: off
+  double split = 0;      ///< share of the training data held out; 0: none
+  int64_t earlyStop = 0; ///< patience in epochs; 0: never stop early
+  double mixup = 0;      ///< Beta(alpha, alpha) of mixup; 0: off
+  double cutmix = 0;     ///< Beta(alpha, alpha) of cutmix; 0: off
 };
 
 /// Checks every train block; returns the valid ones.

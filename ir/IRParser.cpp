@@ -176,15 +176,15 @@ bool IRParser::parseStatement(Graph &g) {
     if (!leaf && !isUpdate)
       leaf = g.findLeaf(Op::Input, name);
     if (!leaf) {
-      diags.error(nameLoc,
-                  isUpdate ? "update of unknown state or parameter '" + name +
-                                 "'"
-                           : "gradient of unknown parameter or input '" +
-                                 name + "'");
+      diags.error(
+          nameLoc,
+          isUpdate ? "update of unknown state or parameter '" + name + "'"
+                   : "gradient of unknown parameter or input '" + name + "'");
       return false;
     }
     auto &list = isUpdate ? g.updates : g.gradients;
-    if (llvm::any_of(list, [&](const StateUpdate &u) { return u.name == name; })) {
+    if (llvm::any_of(list,
+                     [&](const StateUpdate &u) { return u.name == name; })) {
       diags.error(nameLoc, (isUpdate ? "'" + name + "' is updated twice"
                                      : "'" + name + "' has two gradients"));
       return false;

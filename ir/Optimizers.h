@@ -1,10 +1,12 @@
 //===- Optimizers.h - The optimizers a train block can name -----*- C++ -*-===//
 //
-// One table of torch.optim's optimizers: their arguments with PyTorch's
-// names and defaults, the state each keeps per parameter (under PyTorch's
-// state names) and the scalars that change from step to step. The frontend
-// checks a train block's optimizer against it, the optimizer pass builds the
-// update from it and the runtime computes the scalars each step.
+// torch.optim's optimizers, each defined once, in one block of
+// Optimizers.cpp: its arguments with PyTorch's names and defaults, the state
+// it keeps per parameter (under PyTorch's state names), the scalars that
+// change from step to step, and its update as ordinary ops. The frontend
+// checks a train block's optimizer against the table, the optimizer pass
+// builds the update from it and the training loop computes the scalars
+// each step.
 //
 // Scalars that change with the step (the learning rate under a schedule,
 // Adam's bias corrections, SGD's first-step dampening) are scalar inputs of
@@ -33,9 +35,20 @@ struct OptimizerArg {
   bool isFlag = false;       ///< true/false (nesterov, centered)
 };
 
+struct OptimizerConfig;
+class UpdateBuilder;
+
 struct OptimizerInfo {
   const char *name;
   std::vector<OptimizerArg> args;
+  /// The state kept per parameter, given the arguments.
+  std::vector<std::string> (*states)(const OptimizerConfig &);
+  /// The scalar inputs and their values at step t (1-based) with learning
+  /// rate lr.
+  std::vector<std::pair<std::string, double>> (*scalars)(
+      const OptimizerConfig &, double lr, int64_t t);
+  /// Appends one parameter's update.
+  void (*update)(UpdateBuilder &);
 };
 
 /// sgd, adagrad, adadelta, rmsprop, adam, adamw, in that order; each one's
@@ -71,6 +84,16 @@ struct OptimizerConfig {
 
 /// The name of the scalar input `name` ("lr" -> "optimizer.lr").
 std::string optimizerInputName(llvm::StringRef name);
+
+class Graph;
+class Node;
+
+/// Appends the update of parameter `param`, whose gradient is `grad`, to g:
+/// its state leaves `NAME.STATE` (zeros), the update as ordinary ops, and an
+/// `update` record for the parameter and each state. `scalars` holds the
+/// scalar inputs, by scalarNames(). `opt` must validate().
+void buildUpdate(Graph &g, const OptimizerConfig &opt, Node *param, Node *grad,
+                 const std::map<std::string, Node *> &scalars);
 
 } // namespace kiln
 

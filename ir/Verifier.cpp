@@ -67,8 +67,8 @@ llvm::Error kiln::verifyGraph(const Graph &g) {
     if (!s)
       fail(nullptr, "update of unknown state or parameter '" + u.name + "'");
     else if (!ids.count(u.value) || u.value->type != s->type)
-      fail(nullptr, "update of '" + u.name + "' must have type " +
-                        s->type.str());
+      fail(nullptr,
+           "update of '" + u.name + "' must have type " + s->type.str());
     if (!updated.insert(u.name).second)
       fail(nullptr, "'" + u.name + "' is updated twice");
   }

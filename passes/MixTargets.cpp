@@ -37,9 +37,11 @@ llvm::Expected<bool> kiln::runMixTargets(Graph &g, const PassParams &params) {
     if (g.findLeaf(Op::Input, name))
       return makeError("pass 'mix-targets': @" + g.name +
                        " already has an input '" + name + "'");
-  Node *partner = llvm::cantFail(g.add(Op::Input, {}, {{"name", std::string("mixup.labels")}},
+  Node *partner = llvm::cantFail(g.add(Op::Input, {},
+                                       {{"name", std::string("mixup.labels")}},
                                        labels->loc, labels->type));
-  Node *lambda = llvm::cantFail(g.add(Op::Input, {}, {{"name", std::string("mixup.lambda")}},
+  Node *lambda = llvm::cantFail(g.add(Op::Input, {},
+                                      {{"name", std::string("mixup.lambda")}},
                                       {}, TensorType{DType::F32, {}}));
   // The nodes up to the objective that depend on the labels, copied.
   llvm::DenseMap<Node *, Node *> copy{{labels, partner}};

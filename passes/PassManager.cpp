@@ -170,14 +170,14 @@ kiln::parsePipeline(llvm::StringRef pipeline) {
     if (p->run) {
       if (hasParams)
         return makeError("pass '" + n + "' takes no options");
-      steps.push_back({p->name.str(),
-                       [run = p->run](Graph &g) -> llvm::Expected<bool> {
-                         return run(g);
-                       }});
+      steps.push_back(
+          {p->name.str(), [run = p->run](Graph &g) -> llvm::Expected<bool> {
+             return run(g);
+           }});
       continue;
     }
-    auto params = PassParams::parse(
-        n, hasParams ? rest.trim().drop_back() : llvm::StringRef());
+    auto params = PassParams::parse(n, hasParams ? rest.trim().drop_back()
+                                                 : llvm::StringRef());
     if (!params)
       return params.takeError();
     steps.push_back({p->name.str(),

@@ -55,8 +55,9 @@ private:
 
 struct PassInfo {
   llvm::StringRef name;
-  bool (*run)(Graph &);                                       ///< or null
-  llvm::Expected<bool> (*runWithParams)(Graph &, const PassParams &); ///< or null
+  bool (*run)(Graph &); ///< or null
+  llvm::Expected<bool> (*runWithParams)(Graph &,
+                                        const PassParams &); ///< or null
   llvm::StringRef description;
 };
 llvm::ArrayRef<PassInfo> allPasses();

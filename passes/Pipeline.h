@@ -1,4 +1,5 @@
-//===- Pipeline.h - The default pass pipeline --------------------*- C++ -*-===//
+//===- Pipeline.h - The default pass pipeline --------------------*- C++
+//-*-===//
 //
 // The passes that turn a lowered model into its training step, listed once
 // (Pipeline.cpp) for the driver, the tests and the benchmarks.

@@ -66,8 +66,8 @@ double Rng::beta(double a) {
   return x + y > 0 ? x / (x + y) : 0.5;
 }
 
-std::vector<int64_t> kiln::shuffled(int64_t n, uint64_t seed,
-                                    RngStream stream, uint64_t counter) {
+std::vector<int64_t> kiln::shuffled(int64_t n, uint64_t seed, RngStream stream,
+                                    uint64_t counter) {
   std::vector<int64_t> order(n);
   for (int64_t i = 0; i < n; ++i)
     order[i] = i;
@@ -97,8 +97,8 @@ void kiln::gatherBatch(const Dataset &data, llvm::ArrayRef<int64_t> rows,
   }
 }
 
-Mix kiln::mixupBatch(float *x, const int32_t *y, int64_t n,
-                     int64_t exampleSize, double alpha, Rng &rng) {
+Mix kiln::mixupBatch(float *x, const int32_t *y, int64_t n, int64_t exampleSize,
+                     double alpha, Rng &rng) {
   Mix mix;
   mix.lambda = rng.beta(alpha);
   std::vector<int64_t> perm(n);
@@ -149,7 +149,6 @@ Mix kiln::cutmixBatch(float *x, const int32_t *y, int64_t n, int64_t channels,
         }
     mix.partnerLabels.push_back(y[perm[i]]);
   }
-  mix.lambda =
-      1 - double((x2 - x1) * (y2 - y1)) / double(width * height);
+  mix.lambda = 1 - double((x2 - x1) * (y2 - y1)) / double(width * height);
   return mix;
 }

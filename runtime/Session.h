@@ -59,7 +59,9 @@ public:
   /// then use input()), or an error naming the step's inputs.
   llvm::Expected<size_t> inputIndex(size_t step, llvm::StringRef name) const;
   /// The buffer of leaf `leaf` (an input) of step i.
-  void *input(size_t step, size_t leaf) { return steps[step].inputs[leaf].data(); }
+  void *input(size_t step, size_t leaf) {
+    return steps[step].inputs[leaf].data();
+  }
 
   /// Runs step i with dropout's seed and the session's step counter.
   llvm::Error run(size_t step, uint64_t seed) {

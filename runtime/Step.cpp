@@ -76,8 +76,8 @@ llvm::Error InterpStep::run(uint64_t seed, uint64_t step) {
   // another one writes).
   std::vector<std::pair<size_t, Tensor>> writes;
   for (const StateUpdate &u : graph.updates)
-    writes.push_back({size_t(findLeaf(u.name)),
-                      values_[index[u.value]].cast(DType::F32)});
+    writes.push_back(
+        {size_t(findLeaf(u.name)), values_[index[u.value]].cast(DType::F32)});
   for (auto &[leaf, t] : writes)
     std::memcpy(buffers_[leaf], t.raw(), t.nbytes());
   objective_ =

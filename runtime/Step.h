@@ -1,4 +1,5 @@
-//===- Step.h - One step the runtime drives ----------------------*- C++ -*-===//
+//===- Step.h - One step the runtime drives ----------------------*- C++
+//-*-===//
 //
 // A training or evaluation step behind one interface, whether it is compiled
 // code (codegen/JIT.h's JITStep) or the reference interpreter (InterpStep):

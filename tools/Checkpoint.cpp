@@ -25,8 +25,8 @@ json metricsJson(llvm::ArrayRef<EpochMetrics> rows) {
   json a = json::array();
   auto num = [](double v) { return std::isfinite(v) ? json(v) : json(); };
   for (const EpochMetrics &m : rows)
-    a.push_back({m.epoch, num(m.trainLoss), num(m.testLoss),
-                 num(m.testAccuracy)});
+    a.push_back(
+        {m.epoch, num(m.trainLoss), num(m.testLoss), num(m.testAccuracy)});
   return a;
 }
 
@@ -112,9 +112,8 @@ llvm::Expected<std::string> kiln::train::modelHash(const ModelSource &m,
   return llvm::utohexstr(llvm::xxh3_64bits(text), /*LowerCase=*/true);
 }
 
-std::vector<std::string> kiln::train::runSettings(const ModelSource &m,
-                                                  const RunData &d,
-                                                  bool shuffle) {
+std::vector<std::string>
+kiln::train::runSettings(const ModelSource &m, const RunData &d, bool shuffle) {
   const TrainConfig &c = m.config;
   std::vector<std::string> s = {
       "data=" + c.data.str(),
@@ -135,8 +134,7 @@ std::vector<std::string> kiln::train::runSettings(const ModelSource &m,
 
 llvm::Error kiln::train::saveCheckpoint(llvm::StringRef path,
                                         const Session &session,
-                                        const ModelSource &m,
-                                        const Progress &p,
+                                        const ModelSource &m, const Progress &p,
                                         llvm::ArrayRef<std::string> settings,
                                         llvm::StringRef hash) {
   const TrainConfig &c = m.config;
@@ -147,11 +145,10 @@ llvm::Error kiln::train::saveCheckpoint(llvm::StringRef path,
   meta["epoch"] = std::to_string(p.epoch);
   meta["step"] = std::to_string(session.stepCount);
   meta["batch"] = std::to_string(c.batch);
-  json rng = {
-      {"shuffle", {{"seed", c.seed}, {"epoch", p.epoch}}},
-      {"dropout", {{"seed", c.seed}, {"step", session.stepCount}}},
-      {"mix", {{"seed", c.seed}, {"step", session.stepCount}}},
-      {"split", {{"seed", c.seed}, {"share", c.split}}}};
+  json rng = {{"shuffle", {{"seed", c.seed}, {"epoch", p.epoch}}},
+              {"dropout", {{"seed", c.seed}, {"step", session.stepCount}}},
+              {"mix", {{"seed", c.seed}, {"step", session.stepCount}}},
+              {"split", {{"seed", c.seed}, {"share", c.split}}}};
   meta["rng"] = rng.dump();
   json data = {{"source", c.data.str()},
                {"epoch", p.epoch},
@@ -245,12 +242,11 @@ llvm::Error kiln::train::loadCheckpoint(llvm::StringRef path, Session &session,
       return llvm::StringRef(w).split('=').first == key;
     });
     if (it == was.end() || *it != now)
-      differ.push_back(key.str() + " is " +
-                       llvm::StringRef(now).split('=').second.str() +
-                       (it == was.end()
-                            ? ""
-                            : ", the checkpoint's " +
-                                  llvm::StringRef(*it).split('=').second.str()));
+      differ.push_back(
+          key.str() + " is " + llvm::StringRef(now).split('=').second.str() +
+          (it == was.end() ? ""
+                           : ", the checkpoint's " +
+                                 llvm::StringRef(*it).split('=').second.str()));
   }
   if (!differ.empty())
     return makeError(path + ": resuming needs the checkpoint's settings, and " +

@@ -20,7 +20,7 @@ struct Progress {
   int64_t batchInEpoch = 0; ///< batches of epoch `epoch` done
   double epochLossSum = 0;  ///< of those batches, sum of loss * size
   int64_t epochExamples = 0;
-  double epochSeconds = 0; ///< of those batches (not in checkpoints)
+  double epochSeconds = 0;         ///< of those batches (not in checkpoints)
   double bestValidLoss = INFINITY; ///< early stopping
   int64_t badEpochs = 0;
   /// The schedule's length in steps when the checkpoint was written.

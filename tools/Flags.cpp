@@ -44,13 +44,11 @@ cl::opt<std::string> inputFile(cl::Positional, cl::desc("<file>"), cl::Required,
                                cl::sub(dumpCmd), cl::sub(optCmd),
                                cl::sub(gradCmd), cl::sub(initCmd),
                                cl::sub(trainCmd), cl::sub(evalCmd));
-cl::list<std::string> defines("D", cl::Prefix,
-                              cl::desc("Bind a dimension: -D N=4"),
-                              cl::value_desc("NAME=VALUE"),
-                              cl::cat(kilnCategory), cl::sub(checkCmd),
-                              cl::sub(dumpCmd), cl::sub(gradCmd),
-                              cl::sub(initCmd), cl::sub(trainCmd),
-                              cl::sub(evalCmd));
+cl::list<std::string>
+    defines("D", cl::Prefix, cl::desc("Bind a dimension: -D N=4"),
+            cl::value_desc("NAME=VALUE"), cl::cat(kilnCategory),
+            cl::sub(checkCmd), cl::sub(dumpCmd), cl::sub(gradCmd),
+            cl::sub(initCmd), cl::sub(trainCmd), cl::sub(evalCmd));
 cl::opt<std::string> modelName("model", cl::desc("The model to use"),
                                cl::value_desc("name"), cl::cat(kilnCategory),
                                cl::sub(checkCmd), cl::sub(dumpCmd),
@@ -95,8 +93,9 @@ cl::opt<uint64_t> seed("seed",
                        cl::sub(trainCmd));
 
 // Training.
-cl::opt<int64_t> epochs("epochs", cl::desc("Epochs to train (in all, "
-                                           "counting a checkpoint's)"),
+cl::opt<int64_t> epochs("epochs",
+                        cl::desc("Epochs to train (in all, "
+                                 "counting a checkpoint's)"),
                         cl::value_desc("E"), cl::cat(kilnCategory),
                         cl::sub(trainCmd));
 cl::opt<int64_t> batch("batch", cl::desc("Examples per batch"),
@@ -451,9 +450,9 @@ llvm::Error checkTrainFlags() {
   if (kfold.getNumOccurrences()) {
     if (kfold < 2)
       return makeError("--kfold must be at least 2");
-    if (auto e = refuse({&checkpoint, &resume, &metricsFile, &plotFile,
-                         &maxSteps},
-                        "--kfold trains K models and reports their accuracy"))
+    if (auto e =
+            refuse({&checkpoint, &resume, &metricsFile, &plotFile, &maxSteps},
+                   "--kfold trains K models and reports their accuracy"))
       return e;
   }
   if (backend == Backend::Interp)

@@ -46,7 +46,7 @@ struct RunPlan {
   int64_t epochs = 1;
   std::optional<int64_t> maxSteps;
   bool shuffle = true;
-  bool progress = false;  ///< a progress bar on stderr
+  bool progress = false; ///< a progress bar on stderr
   bool checkNumerics = false;
   std::string checkpoint; ///< written after every epoch, or empty
   std::string metrics, plot, init;
@@ -109,10 +109,10 @@ std::string findNonFinite(const StepSlots &st, const TensorMap &before,
     const Node &n = *g.nodes[i];
     if (allFinite((*values)[i]))
       continue;
-    std::string kind = n.info().flags & OpFlags::Leaf
-                           ? n.info().mnemonic.str() + " '" +
-                                 n.stringAttr("name") + "'"
-                           : "'" + n.info().mnemonic.str() + "'";
+    std::string kind =
+        n.info().flags & OpFlags::Leaf
+            ? n.info().mnemonic.str() + " '" + n.stringAttr("name") + "'"
+            : "'" + n.info().mnemonic.str() + "'";
     return "\n" + where(n) + "note: the first non-finite value is " + kind +
            " (%" + std::to_string(i) + " of the training graph, " +
            n.type.str() + ")";
@@ -125,10 +125,10 @@ std::string findNonFinite(const StepSlots &st, const TensorMap &before,
 
 std::string clock(double seconds) {
   int64_t s = int64_t(seconds + 0.5);
-  return s >= 3600 ? llvm::formatv("{0}:{1:2}:{2:2}", s / 3600, s / 60 % 60,
-                                   s % 60)
-                         .str()
-                   : llvm::formatv("{0}:{1:2}", s / 60, s % 60).str();
+  return s >= 3600
+             ? llvm::formatv("{0}:{1:2}:{2:2}", s / 3600, s / 60 % 60, s % 60)
+                   .str()
+             : llvm::formatv("{0}:{1:2}", s / 60, s % 60).str();
 }
 
 class ProgressBar {
@@ -147,12 +147,11 @@ public:
     std::string bar(filled, '=');
     if (filled < width)
       bar += '>' + std::string(width - filled - 1, ' ');
-    llvm::errs() << llvm::format("\r\x1b[2Kepoch %lld/%lld [%s] %lld/%lld  "
-                                 "loss %.4f  %.0f img/s  ETA %s",
-                                 (long long)epoch, (long long)epochs,
-                                 bar.c_str(), (long long)batch,
-                                 (long long)batches, loss, imagesPerSecond,
-                                 clock(eta).c_str());
+    llvm::errs() << llvm::format(
+        "\r\x1b[2Kepoch %lld/%lld [%s] %lld/%lld  "
+        "loss %.4f  %.0f img/s  ETA %s",
+        (long long)epoch, (long long)epochs, bar.c_str(), (long long)batch,
+        (long long)batches, loss, imagesPerSecond, clock(eta).c_str());
   }
   void clear() {
     if (on)
@@ -238,10 +237,9 @@ llvm::Error Trainer::checkLabels(const Graph &g) {
         if (y >= classes)
           return makeError(m.dataLocation + c.data.str() + ": label " +
                            llvm::Twine(y) + " (example " + llvm::Twine(row) +
-                           ") is out of range for the " +
-                           llvm::Twine(classes) + " classes of " +
-                           n->info().mnemonic + " at " + where(*n).substr(
-                               0, where(*n).size() - 2));
+                           ") is out of range for the " + llvm::Twine(classes) +
+                           " classes of " + n->info().mnemonic + " at " +
+                           where(*n).substr(0, where(*n).size() - 2));
       }
   }
   return llvm::Error::success();
@@ -265,8 +263,9 @@ llvm::Error Trainer::loadInit() {
                      "': " + llvm::join(missing, ", "));
   if (!extra.empty())
     return makeError(plan.init + " holds what is not a parameter of model '" +
-                     c.model + "' (--init takes parameters only; --resume "
-                               "continues a checkpoint): " +
+                     c.model +
+                     "' (--init takes parameters only; --resume "
+                     "continues a checkpoint): " +
                      llvm::join(extra, ", "));
   if (auto e = steps.session.load(*params, /*partial=*/true))
     return makeError(plan.init + ": " + llvm::toString(std::move(e)));
@@ -278,8 +277,7 @@ llvm::Error Trainer::start(bool resume) {
   if (!full)
     return full.takeError();
   // The data's examples must fill the model's input.
-  const Step::Leaf &x =
-      steps.session.step((*full)->index).leaves()[(*full)->x];
+  const Step::Leaf &x = steps.session.step((*full)->index).leaves()[(*full)->x];
   int64_t perExample = *numElements(x.type.shape) / c.batch;
   for (const Subset *s : {&data.train, &data.valid})
     if (s->data && s->data->exampleSize() != perExample)
@@ -300,8 +298,9 @@ llvm::Error Trainer::start(bool resume) {
     else if (img.size() == 3)
       cutmixShape = {1, img[1], img[2]};
     else
-      return makeError(m.dataLocation + "cutmix pastes boxes of images, but "
-                                        "model '" +
+      return makeError(m.dataLocation +
+                       "cutmix pastes boxes of images, but "
+                       "model '" +
                        c.model + "' takes " + x.type.str() +
                        " and the data has no image shape");
   }
@@ -337,8 +336,7 @@ llvm::Error Trainer::start(bool resume) {
   if (auto e = loadCheckpoint(plan.checkpoint, steps.session, m, progress,
                               &settings, batchesPerEpoch()))
     return e;
-  if (c.schedule.kind == Schedule::Cosine &&
-      progress.scheduleSteps != planned)
+  if (c.schedule.kind == Schedule::Cosine && progress.scheduleSteps != planned)
     llvm::errs() << llvm::formatv(
         "kiln: warning: the cosine schedule now runs over {0} steps, not the "
         "{1} the checkpoint's run planned: the rest of the run is not the "
@@ -385,8 +383,8 @@ llvm::Error Trainer::trainStep(const std::vector<int64_t> &order, int64_t b,
                 n * sizeof(int32_t));
     *static_cast<float *>(s.input(st.index, st.lambda)) = float(mix.lambda);
   }
-  double rate = c.schedule.at(c.optimizer.arg("lr"), t, progress.scheduleSteps,
-                              epoch);
+  double rate =
+      c.schedule.at(c.optimizer.arg("lr"), t, progress.scheduleSteps, epoch);
   std::vector<double> values = c.optimizer.scalars(rate, t);
   for (size_t i = 0; i < values.size(); ++i)
     *static_cast<float *>(s.input(st.index, st.scalars[i])) = float(values[i]);
@@ -399,8 +397,8 @@ llvm::Error Trainer::trainStep(const std::vector<int64_t> &order, int64_t b,
     return makeError("step " + llvm::Twine(t) + ": " +
                      llvm::toString(std::move(e)));
   double loss = s.step(st.index).objective();
-  std::string where = llvm::formatv("step {0} (epoch {1}, batch {2} of {3})",
-                                    t, epoch + 1, b + 1, batchesPerEpoch())
+  std::string where = llvm::formatv("step {0} (epoch {1}, batch {2} of {3})", t,
+                                    epoch + 1, b + 1, batchesPerEpoch())
                           .str();
   if (!std::isfinite(loss))
     return makeError(where + ": the loss is " + llvm::formatv("{0}", loss) +
@@ -412,9 +410,8 @@ llvm::Error Trainer::trainStep(const std::vector<int64_t> &order, int64_t b,
     // A finite loss can still come with a non-finite gradient or update.
     for (const auto &e : s.store())
       if (!allFinite(e->buffer.data(), e->type))
-        return makeError(where + ": the step made " +
-                         opInfo(e->kind).mnemonic + " '" + e->name +
-                         "' non-finite" +
+        return makeError(where + ": the step made " + opInfo(e->kind).mnemonic +
+                         " '" + e->name + "' non-finite" +
                          findNonFinite(st, before, s, c.seed, uint64_t(t)));
   progress.epochLossSum += loss * double(n);
   progress.epochExamples += int64_t(n);
@@ -452,8 +449,7 @@ llvm::Expected<Score> Trainer::run() {
                                    plan.checkpoint, steps.session.stepCount,
                                    *plan.maxSteps)
                          .str());
-  for (int64_t epoch = progress.epoch; epoch < plan.epochs && !stop;
-       ++epoch) {
+  for (int64_t epoch = progress.epoch; epoch < plan.epochs && !stop; ++epoch) {
     std::vector<int64_t> order = data.train.rows;
     if (plan.shuffle) {
       std::vector<int64_t> perm =
@@ -471,8 +467,8 @@ llvm::Expected<Score> Trainer::run() {
       stepTimes.push_back(secondsSince(t0));
       progress.batchInEpoch = b + 1;
       double elapsed = secondsSince(start);
-      double rate = double(progress.epochExamples) /
-                    std::max(1e-9, elapsed + carried);
+      double rate =
+          double(progress.epochExamples) / std::max(1e-9, elapsed + carried);
       double eta =
           (elapsed / double(stepTimes.size())) * double(batches - b - 1);
       bar.update(epoch + 1, plan.epochs, b + 1, batches,
@@ -483,8 +479,8 @@ llvm::Expected<Score> Trainer::run() {
         bar.clear();
         progress.epochSeconds = carried + secondsSince(start);
         llvm::outs() << "stopped after step " << steps.session.stepCount
-                     << " (epoch " << epoch + 1 << ", batch " << b + 1
-                     << " of " << batches << ")\n";
+                     << " (epoch " << epoch + 1 << ", batch " << b + 1 << " of "
+                     << batches << ")\n";
         if (auto e = save())
           return std::move(e);
         if (auto e = writeOutputs())
@@ -598,8 +594,7 @@ int runKFold(const ModelSource &m, RunData &all, JIT *jit,
                  << " validation examples\n";
     Trainer t(m, fold, jit, plan);
     llvm::Error e = t.start(false);
-    llvm::Expected<Score> s =
-        e ? llvm::Expected<Score>(std::move(e)) : t.run();
+    llvm::Expected<Score> s = e ? llvm::Expected<Score>(std::move(e)) : t.run();
     if (!s)
       return fail(llvm::toString(s.takeError()));
     accuracies.push_back(s->accuracy);
@@ -609,8 +604,8 @@ int runKFold(const ModelSource &m, RunData &all, JIT *jit,
     mean += a / double(accuracies.size());
   for (double a : accuracies)
     var += (a - mean) * (a - mean) / double(accuracies.size());
-  llvm::outs() << llvm::formatv("{0}-fold accuracy: {1} +- {2} (folds: ",
-                                kfold, fmt(mean), fmt(std::sqrt(var)));
+  llvm::outs() << llvm::formatv("{0}-fold accuracy: {1} +- {2} (folds: ", kfold,
+                                fmt(mean), fmt(std::sqrt(var)));
   for (size_t i = 0; i < accuracies.size(); ++i)
     llvm::outs() << (i ? ", " : "") << fmt(accuracies[i]);
   llvm::outs() << ")\n";
@@ -635,9 +630,9 @@ int kiln::runTrainCommand(ModelSource &m) {
   plan.init = initFile;
   if (maxSteps.getNumOccurrences())
     plan.maxSteps = maxSteps;
-  for (auto [flag, path] : {std::pair{"--checkpoint", &plan.checkpoint},
-                            std::pair{"--metrics", &plan.metrics},
-                            std::pair{"--plot", &plan.plot}})
+  for (auto [flag, path] :
+       {std::pair{"--checkpoint", &plan.checkpoint},
+        std::pair{"--metrics", &plan.metrics}, std::pair{"--plot", &plan.plot}})
     if (auto e = checkWritable(flag, *path))
       return fail(llvm::toString(std::move(e)));
   auto data = loadRunData(m);

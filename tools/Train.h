@@ -1,4 +1,5 @@
-//===- Train.h - kiln train and kiln eval ------------------------*- C++ -*-===//
+//===- Train.h - kiln train and kiln eval ------------------------*- C++
+//-*-===//
 //
 // The training loop behind `kiln train` and the evaluation behind
 // `kiln eval`: data, compiled steps in a runtime Session, schedules,
@@ -15,7 +16,7 @@ namespace kiln {
 
 /// The model the driver opened, as the trainer needs it.
 struct ModelSource {
-  std::string path; ///< the model file, for messages
+  std::string path;   ///< the model file, for messages
   TrainConfig config; ///< its train block, with the flags applied
   /// "FILE:LINE:COL: " of the train block's `data`, for errors about it.
   std::string dataLocation;

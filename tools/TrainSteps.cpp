@@ -118,8 +118,8 @@ kiln::train::loadRunData(const ModelSource &m, bool preferTest) {
 //===-- Steps ------------------------------------------------------------===//
 
 llvm::Expected<StepSlots *>
-Steps::get(std::map<int64_t, std::unique_ptr<StepSlots>> &cache,
-           int64_t batch, bool train) {
+Steps::get(std::map<int64_t, std::unique_ptr<StepSlots>> &cache, int64_t batch,
+           bool train) {
   if (auto it = cache.find(batch); it != cache.end())
     return it->second.get();
   const TrainConfig &c = model.config;
@@ -198,7 +198,6 @@ Steps::get(std::map<int64_t, std::unique_ptr<StepSlots>> &cache,
 /// What the flags and the train block say one run does.
 //===-- Evaluation -------------------------------------------------------===//
 
-
 /// The index of the largest of n scores (the first, on ties).
 template <typename T> static int64_t argmax(const T *v, int64_t n) {
   int64_t best = 0;
@@ -210,7 +209,8 @@ template <typename T> static int64_t argmax(const T *v, int64_t n) {
 
 /// Mean loss and accuracy over a subset, in order, in batches of `batch`
 /// (the last one smaller). Accuracy needs class scores [B, C] as output.
-llvm::Expected<Score> kiln::train::evaluate(Steps &steps, const Subset &s, int64_t batch) {
+llvm::Expected<Score> kiln::train::evaluate(Steps &steps, const Subset &s,
+                                            int64_t batch) {
   Score score;
   if (s.size() == 0)
     return score;

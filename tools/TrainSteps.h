@@ -1,4 +1,5 @@
-//===- TrainSteps.h - Data, compiled steps and evaluation of a run -*- C++ -*-===//
+//===- TrainSteps.h - Data, compiled steps and evaluation of a run -*- C++
+//-*-===//
 //
 // The parts of a training run that `kiln train` and `kiln eval` share: the
 // data with its validation examples, the compiled steps of each batch size
@@ -33,8 +34,8 @@ struct RunData {
 /// Reads the train block's data and chooses the validation examples: the
 /// test split, or `split` of the training data by a seeded shuffle (with
 /// `preferTest`, the test split wherever there is one: kiln eval).
-llvm::Expected<std::unique_ptr<RunData>>
-loadRunData(const ModelSource &m, bool preferTest = false);
+llvm::Expected<std::unique_ptr<RunData>> loadRunData(const ModelSource &m,
+                                                     bool preferTest = false);
 
 /// A step attached to the session, with its inputs resolved once.
 struct StepSlots {

@@ -124,8 +124,7 @@ static const TrainConfig *trainConfigOf(const Loaded &l,
 }
 
 /// What `model`'s train block adds to the training pipeline of g.
-static TrainingOptions trainingOptionsOf(const Loaded &l,
-                                         const FuncDecl &model,
+static TrainingOptions trainingOptionsOf(const Loaded &l, const FuncDecl &model,
                                          const Graph &g) {
   TrainingOptions opts;
   if (const TrainConfig *t = trainConfigOf(l, model)) {
@@ -535,9 +534,9 @@ static std::unique_ptr<ModelSource> openTraining(Opened &o) {
     return g && !file->diags->hadError() ? std::move(g) : nullptr;
   };
   auto [line, col] = file->sm.getLineAndColumn(t->dataLoc);
-  m->dataLocation = (inputFile + ":" + llvm::Twine(line) + ":" +
-                     llvm::Twine(col) + ": ")
-                        .str();
+  m->dataLocation =
+      (inputFile + ":" + llvm::Twine(line) + ":" + llvm::Twine(col) + ": ")
+          .str();
   return m;
 }
 

@@ -182,8 +182,8 @@ TEST(Passes, OptionsAreCheckedWherePassesTakeThem) {
             "pass 'optimizer': option 'nesterov' must be true or false, got "
             "'maybe'");
   // A good run adds the state, the scalar input and the updates.
-  ASSERT_FALSE(bool(runPipeline(g, "optimizer<kind=sgd,momentum=0.9>", {},
-                                llvm::nulls())));
+  ASSERT_FALSE(bool(
+      runPipeline(g, "optimizer<kind=sgd,momentum=0.9>", {}, llvm::nulls())));
   EXPECT_NE(g.findLeaf(Op::State, "w.momentum_buffer"), nullptr);
   EXPECT_NE(g.findLeaf(Op::Input, "optimizer.lr"), nullptr);
   ASSERT_EQ(g.updates.size(), 2u);

@@ -19,10 +19,10 @@
 #include "runtime/Interpreter.h"
 #include "runtime/ThreadPool.h"
 #include "llvm/ADT/StringExtras.h"
-#include <functional>
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/TargetParser/Host.h"
 #include <array>
+#include <functional>
 #include <gtest/gtest.h>
 #include <map>
 #include <random>

@@ -138,7 +138,8 @@ TEST_P(OptimizerSteps, MatchTorchFormulasInFloat64) {
   Session s;
   size_t i = llvm::cantFail(s.attach(std::move(step)));
   float *w = s.find("w")->buffer.as<float>();
-  float *cIn = static_cast<float *>(s.input(i, llvm::cantFail(s.inputIndex(i, "c"))));
+  float *cIn =
+      static_cast<float *>(s.input(i, llvm::cantFail(s.inputIndex(i, "c"))));
   for (int k = 0; k < kN; ++k) {
     w[k] = float(kW0[k]);
     cIn[k] = float(kC[k]);
@@ -183,10 +184,10 @@ std::vector<Case> cases() {
                                      {"lr_decay", 0.5},
                                      {"weight_decay", 0.1},
                                      {"eps", 0.1}})},
-      {"adadelta", config("adadelta", {{"lr", 1.0},
-                                       {"rho", 0.8},
-                                       {"eps", 0.1},
-                                       {"weight_decay", 0.1}})},
+      {"adadelta",
+       config(
+           "adadelta",
+           {{"lr", 1.0}, {"rho", 0.8}, {"eps", 0.1}, {"weight_decay", 0.1}})},
       {"rmsprop", config("rmsprop", {{"lr", 0.02}, {"alpha", 0.9}})},
       {"rmsprop_centered_momentum", config("rmsprop", {{"lr", 0.02},
                                                        {"alpha", 0.9},
@@ -207,13 +208,14 @@ std::vector<Case> cases() {
   };
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Optimizers, OptimizerSteps,
-    ::testing::Combine(::testing::ValuesIn(cases()), ::testing::Bool()),
-    [](const auto &info) {
-      return std::string(std::get<0>(info.param).name) +
-             (std::get<1>(info.param) ? "_jit" : "_interp");
-    });
+INSTANTIATE_TEST_SUITE_P(Optimizers, OptimizerSteps,
+                         ::testing::Combine(::testing::ValuesIn(cases()),
+                                            ::testing::Bool()),
+                         [](const auto &info) {
+                           return std::string(std::get<0>(info.param).name) +
+                                  (std::get<1>(info.param) ? "_jit"
+                                                           : "_interp");
+                         });
 
 TEST(Schedules, FollowTorchLrSchedulers) {
   Schedule step;
@@ -254,9 +256,9 @@ TEST(OptimizerScalars, AreTorchsStepQuantities) {
   EXPECT_EQ(sgd.scalars(0.1, 1)[1], 1.0); // the buffer starts as the gradient
   EXPECT_EQ(sgd.scalars(0.1, 2)[1], 0.5);
   EXPECT_EQ(config("sgd", {}).stateNames().size(), 0u);
-  EXPECT_EQ(config("rmsprop", {{"momentum", 0.1}, {"centered", 1}}).stateNames(),
-            (std::vector<std::string>{"square_avg", "momentum_buffer",
-                                      "grad_avg"}));
+  EXPECT_EQ(
+      config("rmsprop", {{"momentum", 0.1}, {"centered", 1}}).stateNames(),
+      (std::vector<std::string>{"square_avg", "momentum_buffer", "grad_avg"}));
 }
 
 } // namespace

@@ -6,10 +6,10 @@
 // their seed and counter.
 //
 //===----------------------------------------------------------------------===//
+#include "runtime/Session.h"
 #include "TestUtil.h"
 #include "codegen/JIT.h"
 #include "runtime/Batches.h"
-#include "runtime/Session.h"
 #include <gtest/gtest.h>
 #include <numeric>
 #include <set>
@@ -54,8 +54,10 @@ TEST_P(Steps, UpdateLeavesInPlaceEvenWhenTheySwap) {
   }
   Session s;
   size_t i = llvm::cantFail(s.attach(std::move(step)));
-  float *a = s.find("a")->buffer.as<float>(), *b = s.find("b")->buffer.as<float>(),
-        *c = s.find("c")->buffer.as<float>(), *w = s.find("w")->buffer.as<float>();
+  float *a = s.find("a")->buffer.as<float>(),
+        *b = s.find("b")->buffer.as<float>(),
+        *c = s.find("c")->buffer.as<float>(),
+        *w = s.find("w")->buffer.as<float>();
   for (int k = 0; k < 4; ++k) {
     a[k] = float(k + 1);
     b[k] = float(10 * (k + 1));
@@ -105,8 +107,10 @@ graph @clash {
   auto graphs = parseIR(src.id, src.diags);
   ASSERT_EQ(graphs.size(), 3u) << src.errors;
   Session s;
-  size_t one = llvm::cantFail(s.attach(std::make_unique<InterpStep>(*graphs[0])));
-  size_t two = llvm::cantFail(s.attach(std::make_unique<InterpStep>(*graphs[1])));
+  size_t one =
+      llvm::cantFail(s.attach(std::make_unique<InterpStep>(*graphs[0])));
+  size_t two =
+      llvm::cantFail(s.attach(std::make_unique<InterpStep>(*graphs[1])));
   EXPECT_EQ(s.store().size(), 1u);
   size_t x1 = llvm::cantFail(s.inputIndex(one, "x"));
   size_t x2 = llvm::cantFail(s.inputIndex(two, "x"));
