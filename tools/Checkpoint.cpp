@@ -171,10 +171,8 @@ llvm::Error kiln::train::saveCheckpoint(llvm::StringRef path,
   return writeSafetensors(path, session.snapshot(), meta);
 }
 
-llvm::Error kiln::train::loadCheckpoint(llvm::StringRef path, Session &session,
-                                        const ModelSource &m, Progress &p,
-                                        const std::vector<std::string> *resume,
-                                        int64_t batchesPerEpoch) {
+/// The checkpoint's format, and the file.
+static llvm::Expected<SafetensorsFile> readCheckpoint(llvm::StringRef path) {
   auto file = readSafetensorsFile(path);
   if (!file)
     return file.takeError();
@@ -184,6 +182,15 @@ llvm::Error kiln::train::loadCheckpoint(llvm::StringRef path, Session &session,
     return format.takeError();
   if (*format != kFormat)
     return makeError(path + ": unknown checkpoint format '" + *format + "'");
+  return std::move(*file);
+}
+
+llvm::Error kiln::train::loadCheckpoint(llvm::StringRef path, Session &session,
+                                        const ModelSource &m, bool resume) {
+  auto file = readCheckpoint(path);
+  if (!file)
+    return file.takeError();
+  MetadataReader meta(path, file->metadata);
   auto model = meta.string("model");
   if (!model)
     return model.takeError();
@@ -203,10 +210,6 @@ llvm::Error kiln::train::loadCheckpoint(llvm::StringRef path, Session &session,
   auto batch = meta.integer("batch", 1, INT64_MAX);
   if (!batch)
     return batch.takeError();
-  if (resume && *batch != m.config.batch)
-    return makeError(path + ": the checkpoint was trained with batch " +
-                     llvm::Twine(*batch) + "; resume with --batch " +
-                     llvm::Twine(*batch));
   auto hash = meta.string("model_hash");
   if (!hash)
     return hash.takeError();
@@ -222,9 +225,24 @@ llvm::Error kiln::train::loadCheckpoint(llvm::StringRef path, Session &session,
     llvm::errs() << "kiln: warning: " << path
                  << ": the model changed since this checkpoint was written\n";
   }
-  if (!resume)
-    return llvm::Error::success();
+  return llvm::Error::success();
+}
 
+llvm::Error kiln::train::checkResume(llvm::StringRef path, const ModelSource &m,
+                                     llvm::ArrayRef<std::string> resume,
+                                     int64_t batchesPerEpoch, Progress &p,
+                                     int64_t &step) {
+  auto file = readCheckpoint(path);
+  if (!file)
+    return file.takeError();
+  MetadataReader meta(path, file->metadata);
+  auto batch = meta.integer("batch", 1, INT64_MAX);
+  if (!batch)
+    return batch.takeError();
+  if (*batch != m.config.batch)
+    return makeError(path + ": the checkpoint was trained with batch " +
+                     llvm::Twine(*batch) + "; resume with --batch " +
+                     llvm::Twine(*batch));
   // Every setting of the run must be the checkpoint's.
   auto settings = meta.object("settings");
   if (!settings)
@@ -236,7 +254,7 @@ llvm::Error kiln::train::loadCheckpoint(llvm::StringRef path, Session &session,
     if (s.is_string())
       was.push_back(s.get<std::string>());
   std::vector<std::string> differ;
-  for (const std::string &now : *resume) {
+  for (const std::string &now : resume) {
     llvm::StringRef key = llvm::StringRef(now).split('=').first;
     auto it = llvm::find_if(was, [&](const std::string &w) {
       return llvm::StringRef(w).split('=').first == key;
@@ -253,15 +271,15 @@ llvm::Error kiln::train::loadCheckpoint(llvm::StringRef path, Session &session,
                      llvm::join(differ, "; "));
 
   auto epoch = meta.integer("epoch", 0, INT64_MAX / 2);
-  auto step = meta.integer("step", 0, INT64_MAX / 2);
+  auto stepCount = meta.integer("step", 0, INT64_MAX / 2);
   auto sched = meta.integer("schedule_steps", 0, INT64_MAX / 2);
   auto pos = meta.object("data_position");
   auto early = meta.object("early_stop");
   auto metrics = meta.object("metrics");
   if (!epoch)
     return epoch.takeError();
-  if (!step)
-    return step.takeError();
+  if (!stepCount)
+    return stepCount.takeError();
   if (!sched)
     return sched.takeError();
   if (!pos)
@@ -285,14 +303,14 @@ llvm::Error kiln::train::loadCheckpoint(llvm::StringRef path, Session &session,
   p.scheduleSteps = *sched;
   // The position must be one this run can reach.
   if (p.batchInEpoch < 0 || p.batchInEpoch >= batchesPerEpoch ||
-      *step != p.epoch * batchesPerEpoch + p.batchInEpoch ||
+      *stepCount != p.epoch * batchesPerEpoch + p.batchInEpoch ||
       p.epochExamples < 0 || p.badEpochs < 0 ||
       int64_t(p.metrics.size()) != p.epoch)
-    return makeError(path + ": the checkpoint's position (epoch " +
-                     llvm::Twine(p.epoch) + ", step " + llvm::Twine(*step) +
-                     ", batch " + llvm::Twine(p.batchInEpoch) +
-                     " of the epoch) does not fit " +
-                     llvm::Twine(batchesPerEpoch) + " batches per epoch");
-  session.stepCount = *step;
+    return makeError(
+        path + ": the checkpoint's position (epoch " + llvm::Twine(p.epoch) +
+        ", step " + llvm::Twine(*stepCount) + ", batch " +
+        llvm::Twine(p.batchInEpoch) + " of the epoch) does not fit " +
+        llvm::Twine(batchesPerEpoch) + " batches per epoch");
+  step = *stepCount;
   return llvm::Error::success();
 }

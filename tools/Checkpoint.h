@@ -45,14 +45,20 @@ llvm::Error saveCheckpoint(llvm::StringRef path, const Session &session,
                            llvm::ArrayRef<std::string> settings,
                            llvm::StringRef hash);
 
-/// Reads a checkpoint into the session. With `resume` (the run's settings),
-/// also restores `p` and the step count, and every setting that differs is
-/// an error; without, the checkpoint need only hold what the session's
-/// steps read (eval). Mismatched names and shapes are listed in one error.
+/// Reads a checkpoint's tensors into the session: with `resume`, exactly
+/// the session's store and the same model hash; else (eval) at least what
+/// the session's steps read, and a different hash is a warning. Mismatched
+/// names and shapes are listed in one error.
 llvm::Error loadCheckpoint(llvm::StringRef path, Session &session,
-                           const ModelSource &m, Progress &p,
-                           const std::vector<std::string> *resume,
-                           int64_t batchesPerEpoch);
+                           const ModelSource &m, bool resume);
+
+/// Before anything is compiled: the checkpoint's metadata for resuming a
+/// run with `settings` (its batch size and every setting must be the
+/// checkpoint's, listed if not; its position must fit `batchesPerEpoch`).
+/// Fills `p` and `step` (the steps taken).
+llvm::Error checkResume(llvm::StringRef path, const ModelSource &m,
+                        llvm::ArrayRef<std::string> settings,
+                        int64_t batchesPerEpoch, Progress &p, int64_t &step);
 
 } // namespace kiln::train
 

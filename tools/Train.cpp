@@ -273,6 +273,19 @@ llvm::Error Trainer::loadInit() {
 }
 
 llvm::Error Trainer::start(bool resume) {
+  // A checkpoint that cannot be resumed fails before anything compiles.
+  settings = runSettings(m, data, plan.shuffle);
+  int64_t resumedSteps = 0;
+  if (resume) {
+    if (auto e = checkResume(plan.checkpoint, m, settings, batchesPerEpoch(),
+                             progress, resumedSteps))
+      return e;
+    if (progress.epoch >= plan.epochs)
+      return makeError(llvm::formatv("{0} already holds {1} epochs; ask for "
+                                     "more with --epochs",
+                                     plan.checkpoint, progress.epoch)
+                           .str());
+  }
   auto full = steps.train(c.batch);
   if (!full)
     return full.takeError();
@@ -317,7 +330,6 @@ llvm::Error Trainer::start(bool resume) {
   for (auto [train, n] : more)
     if (auto s = train ? steps.train(n) : steps.eval(n); !s)
       return s.takeError();
-  settings = runSettings(m, data, plan.shuffle);
   if (!plan.checkpoint.empty()) {
     auto h = modelHash(m, c.batch);
     if (!h)
@@ -328,14 +340,15 @@ llvm::Error Trainer::start(bool resume) {
   if (auto e = steps.session.load(initialParams(*steps.forward, c.seed),
                                   /*partial=*/true))
     return e;
-  progress.scheduleSteps = plan.epochs * batchesPerEpoch();
-  if (!resume)
+  int64_t planned = plan.epochs * batchesPerEpoch();
+  if (!resume) {
+    progress.scheduleSteps = planned;
     return plan.init.empty() ? llvm::Error::success() : loadInit();
-
-  int64_t planned = progress.scheduleSteps;
-  if (auto e = loadCheckpoint(plan.checkpoint, steps.session, m, progress,
-                              &settings, batchesPerEpoch()))
+  }
+  if (auto e = loadCheckpoint(plan.checkpoint, steps.session, m,
+                              /*resume=*/true))
     return e;
+  steps.session.stepCount = resumedSteps;
   if (c.schedule.kind == Schedule::Cosine && progress.scheduleSteps != planned)
     llvm::errs() << llvm::formatv(
         "kiln: warning: the cosine schedule now runs over {0} steps, not the "
@@ -665,11 +678,6 @@ int kiln::runTrainCommand(ModelSource &m) {
   Trainer t(m, d, jit.get(), plan);
   if (auto e = t.start(resume))
     return fail(llvm::toString(std::move(e)));
-  if (resume && t.progress.epoch >= plan.epochs)
-    return fail(llvm::formatv("{0} already holds {1} epochs; ask for more "
-                              "with --epochs",
-                              plan.checkpoint, t.progress.epoch)
-                    .str());
   auto score = t.run();
   if (!score)
     return fail(llvm::toString(score.takeError()));
@@ -709,8 +717,7 @@ int kiln::runEvalCommand(ModelSource &m) {
     if (n)
       if (auto s = steps.eval(n); !s)
         return fail(llvm::toString(s.takeError()));
-  Progress p;
-  if (auto e = loadCheckpoint(checkpoint, steps.session, m, p, nullptr, 1))
+  if (auto e = loadCheckpoint(checkpoint, steps.session, m, /*resume=*/false))
     return fail(llvm::toString(std::move(e)));
   auto score = evaluate(steps, valid, c.batch);
   if (!score)
