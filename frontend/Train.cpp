@@ -482,9 +482,15 @@ std::string DataSource::str() const {
   case FashionMnist:
     return "fashion_mnist(dir = \"" + dir + "\")";
   case Idx:
-    return "idx(images = \"" + images + "\", labels = \"" + labels + "\")";
+    return "idx(images = \"" + images + "\", labels = \"" + labels + "\"" +
+           (testImages.empty()
+                ? ""
+                : ", test_images = \"" + testImages + "\", test_labels = \"" +
+                      testLabels + "\"") +
+           ")";
   case Csv:
-    return "csv(\"" + path + "\", label = \"" + label + "\")";
+    return "csv(\"" + path + "\", label = \"" + label + "\"" +
+           (test.empty() ? "" : ", test = \"" + test + "\"") + ")";
   }
   return "";
 }

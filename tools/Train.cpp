@@ -285,20 +285,28 @@ llvm::Error Trainer::start(bool resume) {
                                      "more with --epochs",
                                      plan.checkpoint, progress.epoch)
                            .str());
+    if (plan.maxSteps && resumedSteps >= *plan.maxSteps)
+      return makeError(llvm::formatv("{0} already holds {1} steps; --steps "
+                                     "{2} asks for no more",
+                                     plan.checkpoint, resumedSteps,
+                                     *plan.maxSteps)
+                           .str());
+    if (c.earlyStop && progress.badEpochs >= c.earlyStop)
+      return makeError(
+          llvm::formatv("{0}: the run stopped early at epoch {1} (no "
+                        "better {2} loss for {3} epochs); there is "
+                        "nothing to resume",
+                        plan.checkpoint, progress.epoch, data.validName,
+                        progress.badEpochs)
+              .str());
   }
   auto full = steps.train(c.batch);
   if (!full)
     return full.takeError();
   // The data's examples must fill the model's input.
+  if (auto e = checkExampleSize(steps, **full, data, m))
+    return e;
   const Step::Leaf &x = steps.session.step((*full)->index).leaves()[(*full)->x];
-  int64_t perExample = *numElements(x.type.shape) / c.batch;
-  for (const Subset *s : {&data.train, &data.valid})
-    if (s->data && s->data->exampleSize() != perExample)
-      return makeError(m.dataLocation + c.data.str() + " has " +
-                       llvm::Twine(s->data->exampleSize()) +
-                       " values per example, but model '" + c.model +
-                       "' takes " + x.type.str() + " (" +
-                       llvm::Twine(perExample) + " per example)");
   if (auto e = checkLabels(*steps.forward))
     return e;
   if (c.cutmix > 0) {
@@ -714,9 +722,13 @@ int kiln::runEvalCommand(ModelSource &m) {
   const Subset &valid = (*data)->valid;
   int64_t full = std::min<int64_t>(c.batch, int64_t(valid.size()));
   for (int64_t n : {full, int64_t(valid.size()) % c.batch})
-    if (n)
-      if (auto s = steps.eval(n); !s)
+    if (n) {
+      auto s = steps.eval(n);
+      if (!s)
         return fail(llvm::toString(s.takeError()));
+      if (auto e = checkExampleSize(steps, **s, **data, m))
+        return fail(llvm::toString(std::move(e)));
+    }
   if (auto e = loadCheckpoint(checkpoint, steps.session, m, /*resume=*/false))
     return fail(llvm::toString(std::move(e)));
   auto score = evaluate(steps, valid, c.batch);

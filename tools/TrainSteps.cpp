@@ -195,8 +195,22 @@ Steps::get(std::map<int64_t, std::unique_ptr<StepSlots>> &cache, int64_t batch,
   return (cache[batch] = std::move(slots)).get();
 }
 
-/// What the flags and the train block say one run does.
 //===-- Evaluation -------------------------------------------------------===//
+
+llvm::Error kiln::train::checkExampleSize(Steps &steps, const StepSlots &slots,
+                                          const RunData &data,
+                                          const ModelSource &m) {
+  const Step::Leaf &x = steps.session.step(slots.index).leaves()[slots.x];
+  int64_t perExample = *numElements(x.type.shape) / slots.batch;
+  for (const Subset *s : {&data.train, &data.valid})
+    if (s->data && s->data->exampleSize() != perExample)
+      return makeError(m.dataLocation + m.config.data.str() + " has " +
+                       llvm::Twine(s->data->exampleSize()) +
+                       " values per example, but model '" + m.config.model +
+                       "' takes " + x.type.str() + " (" +
+                       llvm::Twine(perExample) + " per example)");
+  return llvm::Error::success();
+}
 
 /// The index of the largest of n scores (the first, on ties).
 template <typename T> static int64_t argmax(const T *v, int64_t n) {

@@ -74,6 +74,11 @@ private:
   std::vector<std::unique_ptr<Graph>> graphs;
 };
 
+/// An error unless the data's examples fill the input of `slots`'s step
+/// (`batch` examples), in training and validation data alike.
+llvm::Error checkExampleSize(Steps &steps, const StepSlots &slots,
+                             const RunData &data, const ModelSource &m);
+
 struct Score {
   double loss = NAN, accuracy = NAN;
 };
