@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 #include "ir/Optimizers.h"
 #include "ir/Grad.h"
+#include "ir/Printer.h"
 #include "llvm/ADT/STLExtras.h"
 #include <cassert>
 #include <cmath>
@@ -359,17 +360,6 @@ void kiln::buildUpdate(Graph &g, const OptimizerConfig &opt, Node *param,
   findOptimizer(opt.kind)->update(b);
 }
 
-/// The shortest text that reads back as v.
-static std::string number(double v) {
-  char buf[32];
-  for (int precision = 1; precision <= 17; ++precision) {
-    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
-    if (std::strtod(buf, nullptr) == v)
-      break;
-  }
-  return buf;
-}
-
 std::string OptimizerConfig::passOptions() const {
   std::string out = "kind=" + kind;
   if (const OptimizerInfo *info = findOptimizer(kind))
@@ -377,7 +367,7 @@ std::string OptimizerConfig::passOptions() const {
       if (llvm::StringRef(a.name) != "lr")
         out += "," + std::string(a.name) + "=" +
                (a.isFlag ? (arg(a.name) != 0 ? "true" : "false")
-                         : number(arg(a.name)));
+                         : formatFloat(arg(a.name)));
   return out;
 }
 
@@ -389,7 +379,7 @@ std::string OptimizerConfig::str() const {
         out += ", ";
       out += std::string(a.name) + " = " +
              (a.isFlag ? (arg(a.name) != 0 ? "true" : "false")
-                       : number(arg(a.name)));
+                       : formatFloat(arg(a.name)));
     }
   return out + ")";
 }

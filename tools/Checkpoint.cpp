@@ -86,16 +86,6 @@ private:
   const Metadata &meta;
 };
 
-std::string number(double v) {
-  char buf[32];
-  for (int precision = 1; precision <= 17; ++precision) {
-    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
-    if (std::strtod(buf, nullptr) == v)
-      break;
-  }
-  return buf;
-}
-
 } // namespace
 
 llvm::Expected<std::string> kiln::train::modelHash(const ModelSource &m,
@@ -121,11 +111,11 @@ kiln::train::runSettings(const ModelSource &m, const RunData &d, bool shuffle) {
       "validation_examples=" + std::to_string(d.valid.size()),
       "batch=" + std::to_string(c.batch),
       "seed=" + std::to_string(c.seed),
-      "split=" + number(c.split),
+      "split=" + formatFloat(c.split),
       "optimizer=" + c.optimizer.str(),
       "schedule=" + c.schedule.str(),
-      "mixup=" + number(c.mixup),
-      "cutmix=" + number(c.cutmix),
+      "mixup=" + formatFloat(c.mixup),
+      "cutmix=" + formatFloat(c.cutmix),
       "early_stop=" + std::to_string(c.earlyStop),
       std::string("shuffle=") + (shuffle ? "true" : "false"),
   };

@@ -418,11 +418,14 @@ llvm::Error Trainer::trainStep(const std::vector<int64_t> &order, int64_t b,
     return makeError("step " + llvm::Twine(t) + ": " +
                      llvm::toString(std::move(e)));
   double loss = s.step(st.index).objective();
-  std::string where = llvm::formatv("step {0} (epoch {1}, batch {2} of {3})", t,
-                                    epoch + 1, b + 1, batchesPerEpoch())
-                          .str();
+  // Formatted only on the error paths, off the per-step path.
+  auto where = [&] {
+    return llvm::formatv("step {0} (epoch {1}, batch {2} of {3})", t,
+                         epoch + 1, b + 1, batchesPerEpoch())
+        .str();
+  };
   if (!std::isfinite(loss))
-    return makeError(where + ": the loss is " + llvm::formatv("{0}", loss) +
+    return makeError(where() + ": the loss is " + llvm::formatv("{0}", loss) +
                      (plan.checkNumerics
                           ? findNonFinite(st, before, s, c.seed, uint64_t(t))
                           : "; --check-numerics names the first op that "
@@ -431,8 +434,9 @@ llvm::Error Trainer::trainStep(const std::vector<int64_t> &order, int64_t b,
     // A finite loss can still come with a non-finite gradient or update.
     for (const auto &e : s.store())
       if (!allFinite(e->buffer.data(), e->type))
-        return makeError(where + ": the step made " + opInfo(e->kind).mnemonic +
-                         " '" + e->name + "' non-finite" +
+        return makeError(where() + ": the step made " +
+                         opInfo(e->kind).mnemonic + " '" + e->name +
+                         "' non-finite" +
                          findNonFinite(st, before, s, c.seed, uint64_t(t)));
   progress.epochLossSum += loss * double(n);
   progress.epochExamples += int64_t(n);
@@ -576,7 +580,10 @@ llvm::Error Trainer::endEpoch(int64_t epoch, double seconds,
   return writeOutputs();
 }
 
+/// The JIT for --threads, or null with --backend=interp.
 llvm::Expected<std::unique_ptr<JIT>> makeTrainJIT() {
+  if (backend == Backend::Interp)
+    return nullptr;
   JITOptions opts;
   opts.threads = threads;
   return JIT::create(opts);
@@ -659,13 +666,9 @@ int kiln::runTrainCommand(ModelSource &m) {
   auto data = loadRunData(m);
   if (!data)
     return fail(llvm::toString(data.takeError()));
-  std::unique_ptr<JIT> jit;
-  if (backend == Backend::JIT) {
-    auto j = makeTrainJIT();
-    if (!j)
-      return fail(llvm::toString(j.takeError()));
-    jit = std::move(*j);
-  }
+  auto jit = makeTrainJIT();
+  if (!jit)
+    return fail(llvm::toString(jit.takeError()));
   RunData &d = **data;
   bool folds = kfold.getNumOccurrences();
   llvm::outs() << "training " << c.model << " on " << c.data.str() << ": "
@@ -681,9 +684,9 @@ int kiln::runTrainCommand(ModelSource &m) {
                        : std::string())
                << "\n";
   if (folds)
-    return runKFold(m, d, jit.get(), plan);
+    return runKFold(m, d, jit->get(), plan);
 
-  Trainer t(m, d, jit.get(), plan);
+  Trainer t(m, d, jit->get(), plan);
   if (auto e = t.start(resume))
     return fail(llvm::toString(std::move(e)));
   auto score = t.run();
@@ -711,14 +714,10 @@ int kiln::runEvalCommand(ModelSource &m) {
   if (!(*data)->valid.size())
     return fail(c.data.str() + " has no test split, and the train block sets "
                                "no 'split' to validate on");
-  std::unique_ptr<JIT> jit;
-  if (backend == Backend::JIT) {
-    auto j = makeTrainJIT();
-    if (!j)
-      return fail(llvm::toString(j.takeError()));
-    jit = std::move(*j);
-  }
-  Steps steps(m, jit.get());
+  auto jit = makeTrainJIT();
+  if (!jit)
+    return fail(llvm::toString(jit.takeError()));
+  Steps steps(m, jit->get());
   const Subset &valid = (*data)->valid;
   int64_t full = std::min<int64_t>(c.batch, int64_t(valid.size()));
   for (int64_t n : {full, int64_t(valid.size()) % c.batch})

@@ -540,28 +540,16 @@ static std::unique_ptr<ModelSource> openTraining(Opened &o) {
   return m;
 }
 
-static int runTrain() {
-  if (auto e = checkTrainFlags())
+/// `train` and `eval`: check the flags, open the model, run `command`.
+static int runTraining(llvm::Error (*checkFlags)(),
+                       int (*command)(ModelSource &)) {
+  if (auto e = checkFlags())
     return fail(llvm::toString(std::move(e)));
   auto o = openModel();
   if (!o)
     return 1;
   auto m = openTraining(*o);
-  if (!m)
-    return 1;
-  return runTrainCommand(*m);
-}
-
-static int runEval() {
-  if (auto e = checkEvalFlags())
-    return fail(llvm::toString(std::move(e)));
-  auto o = openModel();
-  if (!o)
-    return 1;
-  auto m = openTraining(*o);
-  if (!m)
-    return 1;
-  return runEvalCommand(*m);
+  return m ? command(*m) : 1;
 }
 
 int main(int argc, char **argv) {
@@ -582,9 +570,9 @@ int main(int argc, char **argv) {
   if (initCmd)
     return runInit();
   if (trainCmd)
-    return runTrain();
+    return runTraining(checkTrainFlags, runTrainCommand);
   if (evalCmd)
-    return runEval();
+    return runTraining(checkEvalFlags, runEvalCommand);
   return fail("expected a command: check, dump, opt, grad, init, train, eval "
               "or help "
               "(see kiln --help)");
