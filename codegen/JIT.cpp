@@ -28,6 +28,7 @@
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Passes/PassBuilder.h"
 #include "llvm/Support/DynamicLibrary.h"
+#include "llvm/Support/SmallVectorMemoryBuffer.h"
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/Target/TargetMachine.h"
@@ -36,6 +37,7 @@
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <thread>
 
 using namespace kiln;
 using namespace llvm;
@@ -81,14 +83,15 @@ struct JIT::Impl {
 
   explicit Impl(orc::JITTargetMachineBuilder b) : jtmb(std::move(b)) {}
 
-  /// Lowers g into a fresh module for this target.
-  Expected<std::unique_ptr<Module>>
-  lower(const Graph &g, const BufferPlan &plan, LLVMContext &ctx) {
-    auto m = lowerToLLVM(g, plan, ctx, lowering);
-    if (!m)
-      return m.takeError();
-    forThisTarget(**m);
-    return m;
+  /// Lowers g into `parts` fresh modules for this target.
+  Expected<std::vector<ModulePart>>
+  lower(const Graph &g, const BufferPlan &plan, unsigned parts) {
+    auto ms = lowerToLLVM(g, plan, lowering, parts);
+    if (!ms)
+      return ms.takeError();
+    for (ModulePart &p : *ms)
+      forThisTarget(*p.module);
+    return ms;
   }
 
   /// Sets m's data layout and triple, and each function's CPU and features.
@@ -119,7 +122,8 @@ struct JIT::Impl {
   unsigned modules = 0;
 
   /// LLVM's O3 pipeline, with libmvec for vector math where the CPU has AVX2.
-  void optimize(Module &m) {
+  /// Each thread needs a TargetMachine of its own.
+  void optimize(Module &m, TargetMachine &target) {
     LoopAnalysisManager lam;
     FunctionAnalysisManager fam;
     CGSCCAnalysisManager cgam;
@@ -127,7 +131,7 @@ struct JIT::Impl {
     PipelineTuningOptions pto;
     pto.LoopVectorization = true;
     pto.SLPVectorization = true;
-    PassBuilder pb(tm.get(), pto);
+    PassBuilder pb(&target, pto);
     Triple triple(m.getTargetTriple());
     TargetLibraryInfoImpl tlii(triple);
     if (avx2 && loadLibmvec()) {
@@ -343,7 +347,7 @@ Expected<GemmKernels> JIT::gemmKernels() {
   auto m = std::make_unique<Module>("kiln.gemm", *ctx);
   emitGemmKernels(*m, impl_->lowering.gemm);
   impl_->forThisTarget(*m);
-  impl_->optimize(*m);
+  impl_->optimize(*m, *impl_->tm);
   auto table = impl_->link(std::move(m), std::move(ctx), kGemmKernelsName);
   if (!table)
     return table.takeError();
@@ -354,34 +358,50 @@ Expected<GemmKernels> JIT::gemmKernels() {
 }
 
 Expected<std::string> JIT::llvmIR(const Graph &g, bool optimized) {
-  LLVMContext ctx;
-  BufferPlan plan = planBuffers(g);
-  auto m = impl_->lower(g, plan, ctx);
-  if (!m)
-    return m.takeError();
+  BufferPlan plan = planMemory(g);
+  auto parts = impl_->lower(g, plan, 1);
+  if (!parts)
+    return parts.takeError();
+  Module &m = *(*parts)[0].module;
   if (optimized)
-    impl_->optimize(**m);
+    impl_->optimize(m, *impl_->tm);
   std::string text;
   raw_string_ostream os(text);
-  (*m)->print(os, nullptr);
+  m.print(os, nullptr);
   return text;
 }
 
 Expected<std::string> JIT::assembly(const Graph &g) {
-  LLVMContext ctx;
-  BufferPlan plan = planBuffers(g);
-  auto m = impl_->lower(g, plan, ctx);
-  if (!m)
-    return m.takeError();
-  impl_->optimize(**m);
+  BufferPlan plan = planMemory(g);
+  auto parts = impl_->lower(g, plan, 1);
+  if (!parts)
+    return parts.takeError();
+  Module &m = *(*parts)[0].module;
+  impl_->optimize(m, *impl_->tm);
   SmallString<0> text;
   raw_svector_ostream os(text);
   legacy::PassManager pm;
   if (impl_->tm->addPassesToEmitFile(pm, os, nullptr,
                                      CodeGenFileType::AssemblyFile))
     return makeError("this target cannot print assembly");
-  pm.run(**m);
+  pm.run(m);
   return std::string(text);
+}
+
+/// Runs fn(i) for i < n on up to `threads` threads (the caller's included).
+static void runParallel(size_t n, unsigned threads,
+                        function_ref<void(size_t)> fn) {
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < n;)
+      fn(i);
+  };
+  std::vector<std::thread> helpers;
+  for (unsigned t = 1; t < std::min<size_t>(threads, n); ++t)
+    helpers.emplace_back(work);
+  work();
+  for (std::thread &t : helpers)
+    t.join();
 }
 
 Expected<const CompiledGraph &> JIT::compile(const Graph &g) {
@@ -395,20 +415,55 @@ Expected<const CompiledGraph &> JIT::compile(const Graph &g) {
     return *it->second;
 
   auto cg = std::make_unique<CompiledGraph>();
-  cg->plan_ = planBuffers(g);
+  cg->plan_ = planMemory(g);
   cg->pool_ = impl_->pool.get();
+  // The kernels are spread over one module per thread, each optimised and
+  // compiled on its own thread with its own TargetMachine, then linked.
+  unsigned threads = impl_->pool->size();
   auto t0 = std::chrono::steady_clock::now();
-  auto ctx = std::make_unique<LLVMContext>();
-  auto m = impl_->lower(g, cg->plan_, *ctx);
-  if (!m)
-    return m.takeError();
+  auto parts = impl_->lower(g, cg->plan_, threads);
+  if (!parts)
+    return parts.takeError();
   cg->times_.lower = secondsSince(t0);
+  std::vector<std::unique_ptr<TargetMachine>> tms;
+  for (size_t i = 0; i < parts->size(); ++i) {
+    auto tm = impl_->jtmb.createTargetMachine();
+    if (!tm)
+      return tm.takeError();
+    tms.push_back(std::move(*tm));
+  }
   t0 = std::chrono::steady_clock::now();
-  impl_->optimize(**m);
+  runParallel(parts->size(), threads, [&](size_t i) {
+    impl_->optimize(*(*parts)[i].module, *tms[i]);
+  });
   cg->times_.optimize = secondsSince(t0);
 
   t0 = std::chrono::steady_clock::now();
-  auto sym = impl_->link(std::move(*m), std::move(ctx), kEntryName);
+  std::vector<SmallVector<char, 0>> objects(parts->size());
+  std::vector<bool> emitted(parts->size(), false);
+  runParallel(parts->size(), threads, [&](size_t i) {
+    raw_svector_ostream os(objects[i]);
+    legacy::PassManager pm;
+    if (tms[i]->addPassesToEmitFile(pm, os, nullptr,
+                                    CodeGenFileType::ObjectFile))
+      return;
+    pm.run(*(*parts)[i].module);
+    emitted[i] = true;
+  });
+  if (llvm::is_contained(emitted, false))
+    return makeError("this target cannot emit object code");
+  auto jd = impl_->lljit->createJITDylib("module" +
+                                         std::to_string(impl_->modules++));
+  if (!jd)
+    return jd.takeError();
+  jd->addToLinkOrder(impl_->lljit->getMainJITDylib());
+  for (size_t i = 0; i < objects.size(); ++i)
+    if (auto e = impl_->lljit->addObjectFile(
+            *jd, std::make_unique<SmallVectorMemoryBuffer>(
+                     std::move(objects[i]),
+                     (*parts)[i].module->getModuleIdentifier(), false)))
+      return std::move(e);
+  auto sym = impl_->lljit->lookup(*jd, kEntryName);
   if (!sym)
     return sym.takeError();
   cg->entry_ = sym->toPtr<void (*)(void **, void *)>();

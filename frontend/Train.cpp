@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "frontend/Train.h"
+#include "ir/Printer.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -523,7 +524,7 @@ std::string Schedule::str() const {
     return "constant";
   case Step:
     return "step(every = " + std::to_string(every) +
-           ", gamma = " + llvm::formatv("{0}", gamma).str() + ")";
+           ", gamma = " + formatFloat(gamma) + ")";
   case Cosine:
     return "cosine(warmup = " + std::to_string(warmup) + ")";
   case Warmup:

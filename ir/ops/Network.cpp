@@ -7,6 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "ir/OpRules.h"
+#include "ir/ops/Scalar.h"
 #include <cmath>
 
 using namespace kiln;
@@ -201,11 +202,9 @@ void evalDropout(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
     return;
   }
   uint64_t key = dropoutKey(ctx.seed, n.intAttr("seed"), ctx.step);
-  T scale = T(1 / (1 - p));
-  for (int64_t i = 0; i < out.numel(); ++i) {
-    double u = double(splitmix64(key ^ uint64_t(i)) >> 11) * 0x1.0p-53;
-    y[i] = u < p ? T(0) : x[i] * scale;
-  }
+  scalar::Host<T> s;
+  for (int64_t i = 0; i < out.numel(); ++i)
+    y[i] = scalar::dropout(s, x[i], key, uint64_t(i), p);
 }
 
 // embedding: ids i32 [...], table [V, D] -> [..., D]
@@ -397,10 +396,8 @@ void kiln::registerNetworkRules(RuleTable &t) {
 // splitmix64 is counter-based, so element i's draw depends only on (run
 // seed, op seed, step, i) and any order of evaluation agrees.
 uint64_t kiln::splitmix64(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
+  scalar::Host<double> s;
+  return scalar::splitmix64(s, z);
 }
 
 uint64_t kiln::dropoutKey(uint64_t runSeed, int64_t opSeed, uint64_t step) {

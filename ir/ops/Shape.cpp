@@ -4,6 +4,7 @@
 // offsets computed from strides, so it never looks at the values.
 //
 //===----------------------------------------------------------------------===//
+#include "ir/IndexMap.h"
 #include "ir/OpRules.h"
 #include <cstring>
 
@@ -25,15 +26,11 @@ llvm::Expected<TensorType> shapeBroadcast(const Node &n) {
   return TensorType{a.dtype, *shape};
 }
 
+// broadcast, transpose and slice read through their strided map.
 template <typename T>
-void evalBroadcast(const Node &n, llvm::ArrayRef<const Tensor *> in,
-                   Tensor &out, EvalContext &) {
-  llvm::ArrayRef<int64_t> from = in[0]->shape(), to = out.shape();
-  Shape inStrides = stridesOf(from), strides(to.size(), 0);
-  size_t lead = to.size() - from.size();
-  for (size_t i = 0; i < from.size(); ++i)
-    strides[lead + i] = from[i] == 1 ? 0 : inStrides[i];
-  gatherElements(*in[0], out, stridedOffsets(to, strides));
+void evalStrided(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
+                 EvalContext &) {
+  gatherElements(*in[0], out, stridedMapOf(n)->offsets());
 }
 
 // reshape {shape}: same element count.
@@ -76,15 +73,6 @@ llvm::Expected<TensorType> shapeTranspose(const Node &n) {
   return t;
 }
 
-template <typename T>
-void evalTranspose(const Node &n, llvm::ArrayRef<const Tensor *> in,
-                   Tensor &out, EvalContext &) {
-  Shape inStrides = stridesOf(in[0]->shape()), strides;
-  for (int64_t p : n.intsAttr("perm"))
-    strides.push_back(inStrides[p]);
-  gatherElements(*in[0], out, stridedOffsets(out.shape(), strides));
-}
-
 // slice {begin, end, step}: one entry per axis, 0 <= begin < end <= dim.
 llvm::Expected<TensorType> shapeSlice(const Node &n) {
   auto begin = n.getInts("begin");
@@ -108,19 +96,6 @@ llvm::Expected<TensorType> shapeSlice(const Node &n) {
     t.shape.push_back((e - b + s - 1) / s);
   }
   return t;
-}
-
-template <typename T>
-void evalSlice(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
-               EvalContext &) {
-  Shape inStrides = stridesOf(in[0]->shape()), strides;
-  auto begin = n.intsAttr("begin"), step = n.intsAttr("step");
-  int64_t base = 0;
-  for (size_t i = 0; i < inStrides.size(); ++i) {
-    base += begin[i] * inStrides[i];
-    strides.push_back(step[i] * inStrides[i]);
-  }
-  gatherElements(*in[0], out, stridedOffsets(out.shape(), strides, base));
 }
 
 // concat {axis}: operands agree on every other axis.
@@ -275,10 +250,10 @@ void gradConcat(GradBuilder &b, Node &n, Node *g, Operands d) {
 } // namespace
 
 void kiln::registerShapeRules(RuleTable &t) {
-  t[size_t(Op::Broadcast)] = {shapeBroadcast, KILN_EVAL(evalBroadcast)};
+  t[size_t(Op::Broadcast)] = {shapeBroadcast, KILN_EVAL(evalStrided)};
   t[size_t(Op::Reshape)] = {shapeReshape, KILN_EVAL(evalReshape)};
-  t[size_t(Op::Transpose)] = {shapeTranspose, KILN_EVAL(evalTranspose)};
-  t[size_t(Op::Slice)] = {shapeSlice, KILN_EVAL(evalSlice)};
+  t[size_t(Op::Transpose)] = {shapeTranspose, KILN_EVAL(evalStrided)};
+  t[size_t(Op::Slice)] = {shapeSlice, KILN_EVAL(evalStrided)};
   t[size_t(Op::Concat)] = {shapeConcat, KILN_EVAL(evalConcat)};
   t[size_t(Op::Pad)] = {shapePad, KILN_EVAL(evalPad)};
   t[size_t(Op::Broadcast)].grad = gradBroadcast;

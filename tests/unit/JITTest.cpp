@@ -454,7 +454,7 @@ void expectPlanIsSound(const char *name, int64_t batch) {
   ModelRun r = trainingGraph(src, batch);
   ASSERT_TRUE(r.training) << src.errors;
   const Graph &g = *r.training;
-  BufferPlan plan = planBuffers(g);
+  BufferPlan plan = planMemory(g);
   llvm::DenseMap<const Node *, int64_t> index;
   for (size_t i = 0; i < g.nodes.size(); ++i)
     index[g.nodes[i].get()] = i;

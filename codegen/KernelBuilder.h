@@ -1,0 +1,249 @@
+//===- KernelBuilder.h - The kernel ABI, loop builders, the entry -*- C++ -*-===//
+//
+// Each kernel is two functions: a body that computes iterations
+// [begin, end) of its outermost parallel loop from noalias buffer pointers,
+// and a task
+//
+//   void kN.op(ptr args, ptr rt, i64 begin, i64 end)
+//
+// that loads those pointers from `args` and calls the body (which LLVM
+// inlines into it, keeping the noalias facts as scopes). Tasks are never
+// inlined into the entry point, so LLVM optimises each kernel on its own
+// and compile time grows with the number of distinct kernels, not with the
+// size of one function. Since a task reads its buffers from `args` and not
+// from fixed slots, nodes with the same signature (an unrolled loop's
+// repeated steps) share one kernel.
+//
+// The entry point `kiln_step(ptr bufs, ptr rt)` runs the launches in graph
+// order: it fills `args` from the slot table and calls the task over its
+// whole range, directly or through the runtime's parallel_for.
+//
+// Kernels are spread over one or more modules, each in its own LLVMContext,
+// so that they can be optimised and compiled on several threads; the entry
+// point and the GEMM micro-kernels live in module 0.
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_CODEGEN_KERNELBUILDER_H
+#define KILN_CODEGEN_KERNELBUILDER_H
+
+#include "codegen/Codegen.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/IR/IRBuilder.h"
+#include "llvm/IR/Intrinsics.h"
+#include <memory>
+
+namespace kiln {
+
+/// Elements per task chunk for simple per-element loops.
+inline constexpr int64_t kElementGrain = 1 << 15;
+
+/// The kernel being built: its body function and arguments.
+struct Kernel {
+  llvm::Function *fn = nullptr;
+  llvm::SmallVector<llvm::Value *, 4> buf; ///< one pointer per buffer
+  llvm::Value *rt = nullptr, *begin = nullptr, *end = nullptr;
+};
+
+class KernelBuilder {
+public:
+  /// Lowers into `parts` modules (at least 1).
+  KernelBuilder(const Graph &g, const BufferPlan &plan,
+                const LoweringOptions &opts, unsigned parts);
+  ~KernelBuilder();
+
+  const Graph &graph() const { return g; }
+  const BufferPlan &plan() const { return plan_; }
+  const LoweringOptions &options() const { return opts; }
+
+  /// The slot holding node n's elements (-1 if it has none).
+  int64_t slot(const Node *n) const { return plan_.slotOf[nodeIndex(*n)]; }
+  int64_t slot(const Node &n) const { return slot(&n); }
+  int64_t nodeIndex(const Node &n) const { return index.lookup(&n); }
+  Storage storage(const Node *n) const {
+    return plan_.storage[nodeIndex(*n)];
+  }
+
+  //===-- Kernels ---------------------------------------------------------===//
+
+  /// Starts the kernel of node n with `numBuffers` pointer arguments (the
+  /// output first), named after n and `suffix`. Returns false if a kernel
+  /// with the same signature (n's op, attributes, result and operand types
+  /// and alias classes, and `suffix`) exists: then there is no body to
+  /// emit, and launch() runs the existing one. `unique` gives the kernel a
+  /// signature of its own (it names its node, as error reports do).
+  bool beginKernel(const Node &n, unsigned numBuffers,
+                   llvm::StringRef suffix = "", bool unique = false);
+  /// The kernel begun last (valid between a beginKernel that returned true
+  /// and the next launch).
+  Kernel &kernel() { return current; }
+  /// Ends the kernel begun last, if its body was emitted, and runs it from
+  /// the entry point over [0, count) on `slots` (one per buffer, in the
+  /// body's order): on the thread pool if count is at least two grains.
+  void launch(llvm::ArrayRef<int64_t> slots, int64_t count, int64_t grain);
+
+  /// The IR builder of kernel bodies (in the current kernel's module).
+  llvm::IRBuilder<> &b() { return *body; }
+
+  /// The kernel of an elementwise node n: out[i] = fn(operands at i, i).
+  /// Immediate operands arrive as constants and splat operands as their
+  /// element 0. `prologue` runs once in the body before the loop.
+  void elementwise(
+      const Node &n,
+      llvm::function_ref<llvm::Value *(llvm::ArrayRef<llvm::Value *>,
+                                       llvm::Value *)>
+          fn,
+      llvm::function_ref<void()> prologue = {});
+
+  //===-- The entry point ---------------------------------------------------===//
+
+  /// The IR builder of the entry point.
+  llvm::IRBuilder<> &entryBuilder() { return *eb; }
+  /// The pointer in slot s, loaded in the entry point.
+  llvm::Value *entrySlot(int64_t s);
+  /// Calls the runtime GEMM with module 0's micro-kernels from the entry
+  /// point: args are kiln_rt_matmul's after `rt` and before the kernels.
+  void callMatMul(llvm::ArrayRef<llvm::Value *> args);
+  /// Ends the entry point with the plan's end-of-step copies, sets the
+  /// vector width, verifies every module and hands them over.
+  llvm::Expected<std::vector<ModulePart>> finish();
+
+  //===-- IR helpers for kernel bodies ------------------------------------===//
+
+  llvm::Type *f32() { return b().getFloatTy(); }
+  llvm::Type *i32() { return b().getInt32Ty(); }
+  llvm::Type *i64() { return b().getInt64Ty(); }
+  llvm::Value *c64(int64_t v) { return b().getInt64(v); }
+  llvm::Value *cf(double v);
+  /// f32, or i32 for integer values.
+  llvm::Type *elemType(const Node &n) {
+    return n.type.dtype == DType::I32 ? i32() : f32();
+  }
+  llvm::Value *load(llvm::Type *t, llvm::Value *base, llvm::Value *idx);
+  llvm::Value *loadF(llvm::Value *base, llvm::Value *idx) {
+    return load(f32(), base, idx);
+  }
+  void store(llvm::Value *v, llvm::Value *base, llvm::Value *idx);
+  llvm::Value *add(llvm::Value *x, llvm::Value *y) {
+    return b().CreateAdd(x, y, "", true, true);
+  }
+  llvm::Value *mul(llvm::Value *x, llvm::Value *y) {
+    return b().CreateMul(x, y, "", true, true);
+  }
+  llvm::Value *mul(llvm::Value *x, int64_t y) { return mul(x, c64(y)); }
+  /// A float sum that LLVM may reassociate (so the loop vectorizes).
+  llvm::Value *reassocAdd(llvm::Value *x, llvm::Value *y);
+  /// for (i = lo; i < hi; ++i) body(i)
+  void loop(llvm::Value *lo, llvm::Value *hi,
+            llvm::function_ref<void(llvm::Value *)> body);
+  void loop(int64_t n, llvm::function_ref<void(llvm::Value *)> body) {
+    loop(c64(0), c64(n), body);
+  }
+  /// A stack variable (promoted to a register by SROA).
+  llvm::AllocaInst *var(llvm::Type *t, llvm::Value *init);
+  llvm::Value *get(llvm::AllocaInst *v) {
+    return b().CreateLoad(v->getAllocatedType(), v);
+  }
+  void set(llvm::AllocaInst *v, llvm::Value *x) { b().CreateStore(x, v); }
+  /// Indices of `flat` in a row-major `shape`.
+  llvm::SmallVector<llvm::Value *, 4> unravel(llvm::Value *flat,
+                                              llvm::ArrayRef<int64_t> shape);
+  /// base + sum(idx(flat) * strides) for the strided map of a data-movement
+  /// op (ir/IndexMap.h) over the result's row-major shape.
+  llvm::Value *stridedOffset(llvm::Value *flat, llvm::ArrayRef<int64_t> shape,
+                             llvm::ArrayRef<int64_t> strides, int64_t base);
+  llvm::Value *unary(llvm::Intrinsic::ID id, llvm::Value *x) {
+    return b().CreateUnaryIntrinsic(id, x);
+  }
+  /// A call of the float function `name` from the C library (or libmvec).
+  llvm::Value *libm(llvm::StringRef name, llvm::Value *x);
+  llvm::Value *isNaN(llvm::Value *x) { return b().CreateFCmpUNO(x, x); }
+  /// PyTorch's NaN-propagating max: isnan(x) || x > acc ? x : acc, unless
+  /// acc is already NaN.
+  llvm::Value *nanMax(llvm::Value *acc, llvm::Value *x);
+  /// The input position of window offset (kh, kw) at output (oh, ow), and
+  /// whether it lies inside the H x W image (not in the padding).
+  struct WindowPos {
+    llvm::Value *ih, *iw, *inside;
+  };
+  WindowPos window(llvm::Value *oh, llvm::Value *ow, llvm::Value *kh,
+                   llvm::Value *kw, int64_t stride, int64_t pad, int64_t H,
+                   int64_t W);
+  /// Reports `value` as out of range for node n (kiln_rt_fail) and returns
+  /// from the body, unless `ok`; continues after it.
+  void checkOrFail(llvm::Value *ok, const Node &n, llvm::Value *value);
+  /// dropout's key for node n in this step (kiln_rt_dropout_key).
+  llvm::Value *dropoutKey(const Node &n);
+
+private:
+  struct Part;
+  Part &part() { return *parts[currentPart]; }
+  std::string signature(const Node &n, unsigned numBuffers,
+                        llvm::StringRef suffix, bool unique) const;
+
+  const Graph &g;
+  const BufferPlan &plan_;
+  const LoweringOptions &opts;
+  llvm::DenseMap<const Node *, int64_t> index;
+  std::vector<std::unique_ptr<Part>> parts;
+  unsigned currentPart = 0, nextPart = 0;
+  llvm::IRBuilder<> *body = nullptr;
+  std::unique_ptr<llvm::IRBuilder<>> eb;
+  llvm::Function *entry = nullptr;
+  /// The args array the entry point passes to tasks.
+  llvm::AllocaInst *args = nullptr;
+  unsigned argsSize = 0;
+  /// Signature -> task name, for sharing.
+  llvm::StringMap<std::string> tasks;
+  /// The task launch() will run, and whether its body is open.
+  std::string currentTask;
+  bool open = false;
+  Kernel current;
+};
+
+/// The algebra of ir/ops/Scalar.h over LLVM values, for a kernel body.
+struct IRScalar {
+  KernelBuilder &kb;
+  using V = llvm::Value *;
+  using B = llvm::Value *;
+  using U = llvm::Value *;
+  using D = llvm::Value *;
+  llvm::IRBuilder<> &b() { return kb.b(); }
+  V c(double x) { return kb.cf(x); }
+  V add(V a, V y) { return b().CreateFAdd(a, y); }
+  V sub(V a, V y) { return b().CreateFSub(a, y); }
+  V mul(V a, V y) { return b().CreateFMul(a, y); }
+  V div(V a, V y) { return b().CreateFDiv(a, y); }
+  V neg(V a) { return b().CreateFNeg(a); }
+  V exp(V a) { return kb.unary(llvm::Intrinsic::exp, a); }
+  V log(V a) { return kb.unary(llvm::Intrinsic::log, a); }
+  V sqrt(V a) { return kb.unary(llvm::Intrinsic::sqrt, a); }
+  V abs(V a) { return kb.unary(llvm::Intrinsic::fabs, a); }
+  V tanh(V a) { return kb.libm("tanhf", a); }
+  V erf(V a) { return kb.libm("erff", a); }
+  V expm1(V a) { return kb.libm("expm1f", a); }
+  V log1p(V a) { return kb.libm("log1pf", a); }
+  V pow(V a, V y) {
+    return b().CreateBinaryIntrinsic(llvm::Intrinsic::pow, a, y);
+  }
+  B gt(V a, V y) { return b().CreateFCmpOGT(a, y); }
+  B ge(V a, V y) { return b().CreateFCmpOGE(a, y); }
+  B lt(V a, V y) { return b().CreateFCmpOLT(a, y); }
+  B eq(V a, V y) { return b().CreateFCmpOEQ(a, y); }
+  B isNaN(V a) { return kb.isNaN(a); }
+  B lor(B a, B y) { return b().CreateOr(a, y); }
+  V select(B c, V a, V y) { return b().CreateSelect(c, a, y); }
+  U u(uint64_t x) { return b().getInt64(x); }
+  U addU(U a, U y) { return b().CreateAdd(a, y); }
+  U mulU(U a, U y) { return b().CreateMul(a, y); }
+  U xorU(U a, U y) { return b().CreateXor(a, y); }
+  U shr(U a, unsigned k) { return b().CreateLShr(a, k); }
+  D unit53(U z);
+  B ltD(D a, double y) {
+    return b().CreateFCmpOLT(a, llvm::ConstantFP::get(b().getDoubleTy(), y));
+  }
+};
+
+} // namespace kiln
+
+#endif

@@ -1,0 +1,165 @@
+//===- Conv.cpp - Lowering convolution, im2col, col2im and pooling --------===//
+//
+// conv2d is im2col into its scratch buffer, then one GEMM per image from the
+// entry point. unfold2d is the same im2col kernel; fold2d (col2im) sums
+// column entries into each image plane in the interpreter's order; pooling
+// is a window loop per output element.
+//
+//===----------------------------------------------------------------------===//
+#include "codegen/KernelBuilder.h"
+#include "codegen/OpLowering.h"
+#include <cmath>
+
+using namespace kiln;
+using namespace llvm;
+
+/// cols[n, (c, kh, kw), (oh, ow)] = x[n, c, oh*s - p + kh, ow*s - p + kw], or
+/// padValue outside the image, into `outSlot`.
+static void im2col(KernelBuilder &kb, const Node &n, int64_t outSlot,
+                   StringRef suffix, int64_t size, int64_t stride, int64_t pad,
+                   double padValue) {
+  const Shape &x = n.operands[0]->type.shape;
+  int64_t C = x[1], H = x[2], W = x[3];
+  int64_t OH = (H + 2 * pad - size) / stride + 1;
+  int64_t OW = (W + 2 * pad - size) / stride + 1;
+  int64_t rows = x[0] * C * size * size;
+  if (kb.beginKernel(n, 2, suffix)) {
+    Kernel &k = kb.kernel();
+    IRBuilder<> &b = kb.b();
+    kb.loop(k.begin, k.end, [&](Value *row) {
+      auto idx = kb.unravel(row, {x[0] * C, size, size}); // (n*C + c, kh, kw)
+      Value *plane = kb.mul(idx[0], H * W);
+      Value *dst = kb.mul(row, OH * OW);
+      kb.loop(OH, [&](Value *oh) {
+        Value *ih = b.CreateAdd(b.CreateSub(kb.mul(oh, stride), kb.c64(pad)),
+                                idx[1]);
+        Value *rowIn = b.CreateAnd(b.CreateICmpSGE(ih, kb.c64(0)),
+                                   b.CreateICmpSLT(ih, kb.c64(H)));
+        kb.loop(OW, [&](Value *ow) {
+          Value *iw = b.CreateAdd(
+              b.CreateSub(kb.mul(ow, stride), kb.c64(pad)), idx[2]);
+          Value *in = b.CreateAnd(
+              rowIn, b.CreateAnd(b.CreateICmpSGE(iw, kb.c64(0)),
+                                 b.CreateICmpSLT(iw, kb.c64(W))));
+          Value *at = b.CreateSelect(
+              in,
+              b.CreateAdd(plane, b.CreateAdd(b.CreateMul(ih, kb.c64(W)), iw)),
+              kb.c64(0));
+          Value *v =
+              b.CreateSelect(in, kb.loadF(k.buf[1], at), kb.cf(padValue));
+          kb.store(v, k.buf[0], kb.add(dst, kb.add(kb.mul(oh, OW), ow)));
+        });
+      });
+    });
+  }
+  kb.launch({outSlot, kb.slot(n.operands[0])}, rows,
+            std::max<int64_t>(1, kElementGrain / (OH * OW)));
+}
+
+static void lowerConv2d(KernelBuilder &kb, const Node &n) {
+  const Shape &w = n.operands[1]->type.shape, &y = n.type.shape;
+  int64_t scratch = kb.plan().scratchOf[kb.nodeIndex(n)];
+  im2col(kb, n, scratch, ".im2col", w[2], n.intAttr("stride"),
+         n.intAttr("pad"), 0);
+  // y[n] (O x P) = w (O x CKK) . cols[n] (CKK x P), per image.
+  int64_t O = w[0], CKK = w[1] * w[2] * w[3], P = y[2] * y[3];
+  IRBuilder<> &eb = kb.entryBuilder();
+  kb.callMatMul({kb.entrySlot(kb.slot(n.operands[1])), kb.entrySlot(scratch),
+                 kb.entrySlot(kb.slot(n)), eb.getInt64(y[0]), eb.getInt64(O),
+                 eb.getInt64(P), eb.getInt64(CKK), eb.getInt32(0),
+                 eb.getInt64(0), eb.getInt64(CKK * P), eb.getInt64(O * P)});
+}
+
+static void lowerUnfold(KernelBuilder &kb, const Node &n) {
+  im2col(kb, n, kb.slot(n), "", n.intAttr("size"), n.intAttr("stride"),
+         n.intAttr("pad"), n.floatAttr("value"));
+}
+
+/// col2im: each image plane sums the column entries that read it, in the
+/// interpreter's order.
+static void lowerFold(KernelBuilder &kb, const Node &n) {
+  const Shape &y = n.type.shape;
+  int64_t C = y[1], H = y[2], W = y[3], size = n.intAttr("size");
+  int64_t s = n.intAttr("stride"), p = n.intAttr("pad");
+  int64_t OH = (H + 2 * p - size) / s + 1, OW = (W + 2 * p - size) / s + 1;
+  if (kb.beginKernel(n, 2)) {
+    Kernel &k = kb.kernel();
+    IRBuilder<> &b = kb.b();
+    LLVMContext &ctx = b.getContext();
+    kb.loop(k.begin, k.end, [&](Value *plane) { // n*C + c
+      Value *img = kb.mul(plane, H * W);
+      kb.loop(H * W,
+              [&](Value *i) { kb.store(kb.cf(0), k.buf[0], kb.add(img, i)); });
+      Value *colRow0 = kb.mul(plane, size * size); // (n*C + c)*K*K
+      kb.loop(size, [&](Value *kh) {
+        kb.loop(size, [&](Value *kw) {
+          Value *src =
+              kb.mul(kb.add(kb.add(colRow0, kb.mul(kh, size)), kw), OH * OW);
+          kb.loop(OH, [&](Value *oh) {
+            kb.loop(OW, [&](Value *ow) {
+              auto [ih, iw, in] = kb.window(oh, ow, kh, kw, s, p, H, W);
+              BasicBlock *then = BasicBlock::Create(ctx, "inside", k.fn);
+              BasicBlock *cont = BasicBlock::Create(ctx, "next", k.fn);
+              b.CreateCondBr(in, then, cont);
+              b.SetInsertPoint(then);
+              Value *at = kb.add(img, kb.add(kb.mul(ih, W), iw));
+              Value *v = kb.loadF(k.buf[1],
+                                  kb.add(src, kb.add(kb.mul(oh, OW), ow)));
+              kb.store(b.CreateFAdd(kb.loadF(k.buf[0], at), v), k.buf[0], at);
+              b.CreateBr(cont);
+              b.SetInsertPoint(cont);
+            });
+          });
+        });
+      });
+    });
+  }
+  kb.launch({kb.slot(n), kb.slot(n.operands[0])}, y[0] * C, 1);
+}
+
+static void lowerPool(KernelBuilder &kb, const Node &n) {
+  const Shape &x = n.operands[0]->type.shape, &y = n.type.shape;
+  if (kb.beginKernel(n, 2)) {
+    Kernel &k = kb.kernel();
+    IRBuilder<> &b = kb.b();
+    int64_t H = x[2], W = x[3], OH = y[2], OW = y[3];
+    int64_t size = n.intAttr("size"), s = n.intAttr("stride"),
+            p = n.intAttr("pad");
+    bool isMax = n.op == Op::MaxPool2d;
+    kb.loop(k.begin, k.end, [&](Value *plane) {
+      kb.loop(OH, [&](Value *oh) {
+        kb.loop(OW, [&](Value *ow) {
+          AllocaInst *acc =
+              kb.var(kb.f32(), isMax ? kb.cf(-INFINITY) : kb.cf(0));
+          kb.loop(size, [&](Value *kh) {
+            kb.loop(size, [&](Value *kw) {
+              auto [ih, iw, in] = kb.window(oh, ow, kh, kw, s, p, H, W);
+              Value *at = b.CreateSelect(
+                  in, kb.add(kb.mul(plane, H * W), kb.add(kb.mul(ih, W), iw)),
+                  kb.c64(0));
+              Value *v = kb.loadF(k.buf[1], at);
+              Value *next = isMax ? kb.nanMax(kb.get(acc), v)
+                                  : b.CreateFAdd(kb.get(acc), v);
+              kb.set(acc, b.CreateSelect(in, next, kb.get(acc)));
+            });
+          });
+          Value *r = isMax ? kb.get(acc)
+                           : b.CreateFDiv(kb.get(acc),
+                                          kb.cf(float(size * size)));
+          kb.store(r, k.buf[0],
+                   kb.add(kb.mul(plane, OH * OW),
+                          kb.add(kb.mul(oh, OW), ow)));
+        });
+      });
+    });
+  }
+  kb.launch({kb.slot(n), kb.slot(n.operands[0])}, y[0] * y[1], 1);
+}
+
+void kiln::registerConvLowerings(LoweringTable &t) {
+  t[size_t(Op::Conv2d)].lower = lowerConv2d;
+  t[size_t(Op::Unfold2d)].lower = lowerUnfold;
+  t[size_t(Op::Fold2d)].lower = lowerFold;
+  t[size_t(Op::MaxPool2d)].lower = lowerPool;
+  t[size_t(Op::AvgPool2d)].lower = lowerPool;
+}

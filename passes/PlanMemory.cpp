@@ -1,0 +1,197 @@
+//===- PlanMemory.cpp - Alias classes, live ranges and offsets ------------===//
+//
+// Plans the memory of a compiled step in three steps:
+//   1. Give each node its alias class (PlanMemory.h): leaves live in the
+//      caller's buffers; reshapes and stop_gradients are views of their
+//      operand; a last-two-axes transpose read only by matmuls and a float
+//      constant (or one-element broadcast) read only by elementwise ops need
+//      no buffer; everything else gets a workspace slot.
+//   2. Find each slot's live range, from the node that writes it to its
+//      last reader (through views); the roots' slots live to the end, and
+//      the end-of-step copies into updated leaves are planned here.
+//   3. Place workspace slots first fit in the order they are written: a
+//      region whose last reader is node i is free from node i + 1 on, so no
+//      node writes over its own operands.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/PlanMemory.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/DenseSet.h"
+#include "llvm/ADT/STLExtras.h"
+
+using namespace kiln;
+
+namespace {
+
+/// True if n swaps the last two axes and leaves the others.
+bool isLast2Transpose(const Node &n) {
+  if (n.op != Op::Transpose)
+    return false;
+  auto perm = n.intsAttr("perm");
+  int64_t r = perm.size();
+  if (r < 2)
+    return false;
+  for (int64_t i = 0; i + 2 < r; ++i)
+    if (perm[i] != i)
+      return false;
+  return perm[r - 2] == r - 1 && perm[r - 1] == r - 2;
+}
+
+/// The alias class n would have if all its users allowed it.
+Storage preferredStorage(const Node &n) {
+  if (n.info().flags & Leaf && n.op != Op::Constant)
+    return Storage::Leaf;
+  if (n.op == Op::Reshape || n.op == Op::StopGradient)
+    return Storage::View;
+  if (isLast2Transpose(n))
+    return Storage::Transposed;
+  if (n.op == Op::Constant && n.type.dtype == DType::F32)
+    return Storage::Immediate;
+  if (n.op == Op::Broadcast && *numElements(n.operands[0]->type.shape) == 1 &&
+      n.operands[0]->op != Op::Constant)
+    return Storage::Splat;
+  return Storage::Buffer;
+}
+
+/// Whether a user of a node of class s lets it keep that class.
+bool userAllows(Storage s, const Node &user) {
+  switch (s) {
+  case Storage::Transposed:
+    return user.op == Op::MatMul;
+  case Storage::Immediate:
+  case Storage::Splat:
+    return user.info().flags & Elementwise;
+  default:
+    return true;
+  }
+}
+
+} // namespace
+
+int64_t BufferPlan::unsharedBytes() const {
+  int64_t sum = 0;
+  for (int64_t b : bytes)
+    sum += b;
+  return sum;
+}
+
+BufferPlan kiln::planMemory(const Graph &g) {
+  const int64_t N = g.nodes.size();
+  llvm::DenseMap<const Node *, int64_t> index;
+  for (int64_t i = 0; i < N; ++i)
+    index[g.nodes[i].get()] = i;
+
+  // 1. Alias classes. A root is always materialised.
+  BufferPlan plan;
+  plan.storage.resize(N);
+  for (int64_t i = 0; i < N; ++i)
+    plan.storage[i] = preferredStorage(*g.nodes[i]);
+  for (auto &n : g.nodes)
+    for (Node *o : n->operands)
+      if (!userAllows(plan.storage[index[o]], *n))
+        plan.storage[index[o]] = Storage::Buffer;
+  for (const Node *root : g.rootValues()) {
+    Storage &s = plan.storage[index[root]];
+    if (s == Storage::Transposed || s == Storage::Immediate ||
+        s == Storage::Splat)
+      s = Storage::Buffer;
+  }
+
+  plan.slotOf.assign(N, -1);
+  plan.scratchOf.assign(N, -1);
+  // Per slot: the first and last node (graph order) during which it holds
+  // a value; the roots' slots end at N, after the last node.
+  std::vector<std::pair<int64_t, int64_t>> live;
+  auto newSlot = [&](int64_t leaf, int64_t bytes, int64_t node) {
+    plan.leafOf.push_back(leaf);
+    plan.offset.push_back(-1);
+    plan.bytes.push_back(leaf >= 0 ? 0 : (bytes + 63) / 64 * 64);
+    live.push_back({node, node});
+    return int64_t(plan.leafOf.size() - 1);
+  };
+  for (int64_t i = 0; i < N; ++i) {
+    const Node &n = *g.nodes[i];
+    switch (plan.storage[i]) {
+    case Storage::Leaf:
+      plan.slotOf[i] = newSlot(i, 0, i);
+      break;
+    case Storage::View:
+      plan.slotOf[i] = plan.slotOf[index[n.operands[0]]];
+      break;
+    case Storage::Buffer:
+      plan.slotOf[i] = newSlot(
+          -1, *numElements(n.type.shape) * int64_t(dtypeSize(n.type.dtype)),
+          i);
+      break;
+    default:
+      continue;
+    }
+    if (n.op == Op::Conv2d) {
+      const Shape &w = n.operands[1]->type.shape, &y = n.type.shape;
+      int64_t cols = y[0] * w[1] * w[2] * w[3] * y[2] * y[3];
+      plan.scratchOf[i] = newSlot(-1, cols * 4, i);
+    }
+  }
+
+  // 2. Live ranges. A transposed or splat read reads its operand's slot.
+  auto slotRead = [&](const Node *o) {
+    while (plan.slotOf[index[o]] < 0 &&
+           plan.storage[index[o]] != Storage::Immediate)
+      o = o->operands[0];
+    return plan.slotOf[index[o]];
+  };
+  for (int64_t i = 0; i < N; ++i)
+    for (const Node *o : g.nodes[i]->operands)
+      if (int64_t s = slotRead(o); s >= 0)
+        live[s].second = std::max(live[s].second, i);
+  for (const Node *root : g.rootValues())
+    live[slotRead(root)].second = N;
+
+  // Updates: a value held in an updated leaf's buffer is staged first.
+  llvm::DenseSet<int64_t> updatedSlots;
+  std::vector<std::pair<int64_t, int64_t>> updates; // value slot, leaf slot
+  for (const StateUpdate &u : g.updates) {
+    const Node *leaf = g.findLeaf(Op::Param, u.name);
+    if (!leaf)
+      leaf = g.findLeaf(Op::State, u.name);
+    int64_t to = plan.slotOf[index[leaf]];
+    updates.push_back({slotRead(u.value), to});
+    updatedSlots.insert(to);
+  }
+  std::vector<BufferPlan::Copy> finals;
+  for (auto [from, to] : updates) {
+    const Node &leaf = *g.nodes[plan.leafOf[to]];
+    int64_t bytes = *numElements(leaf.type.shape) * dtypeSize(leaf.type.dtype);
+    if (from == to)
+      continue;
+    if (plan.leafOf[from] >= 0 && updatedSlots.contains(from)) {
+      int64_t staged = newSlot(-1, bytes, N);
+      live[staged].second = N;
+      plan.endCopies.push_back({from, staged, bytes});
+      from = staged;
+    }
+    finals.push_back({from, to, bytes});
+  }
+  plan.endCopies.insert(plan.endCopies.end(), finals.begin(), finals.end());
+
+  // 3. First fit.
+  struct Region {
+    int64_t begin, end, last;
+  };
+  std::vector<Region> taken; // sorted by begin
+  for (size_t sl = 0; sl < plan.numSlots(); ++sl) {
+    if (plan.leafOf[sl] >= 0)
+      continue;
+    auto [first, last] = live[sl];
+    llvm::erase_if(
+        taken, [&, first = first](const Region &r) { return r.last < first; });
+    int64_t at = 0;
+    auto pos = taken.begin();
+    for (; pos != taken.end() && pos->begin < at + plan.bytes[sl]; ++pos)
+      at = std::max(at, pos->end);
+    taken.insert(pos, {at, at + plan.bytes[sl], last});
+    plan.offset[sl] = at;
+    plan.workspaceBytes = std::max(plan.workspaceBytes, at + plan.bytes[sl]);
+  }
+  return plan;
+}

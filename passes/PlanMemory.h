@@ -1,0 +1,80 @@
+//===- PlanMemory.h - Where each value lives in the compiled step -*- C++ -*-===//
+//
+// The memory plan of a graph: for each node, its storage class (its own
+// buffer, the caller's leaf buffer, or an alias that needs none) and, for
+// workspace buffers, a byte offset. Buffers whose live ranges do not overlap
+// share bytes. Codegen reads the plan; it decides nothing about memory
+// itself.
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_PASSES_PLANMEMORY_H
+#define KILN_PASSES_PLANMEMORY_H
+
+#include "ir/Graph.h"
+#include <cstdint>
+#include <vector>
+
+namespace kiln {
+
+/// How a node's value is stored while the step runs: its alias class.
+enum class Storage : uint8_t {
+  /// A workspace slot of its own, which its kernel writes.
+  Buffer,
+  /// The caller's buffer: an input, parameter or state leaf.
+  Leaf,
+  /// Operand 0's slot, reinterpreted (reshape, stop_gradient).
+  View,
+  /// Never materialised: every user is a matmul, which reads operand 0
+  /// with its last two axes swapped.
+  Transposed,
+  /// A float constant its elementwise users read as an immediate.
+  Immediate,
+  /// A broadcast of one element, which its elementwise users read as
+  /// operand 0's element 0.
+  Splat,
+};
+
+/// Where each value lives while the compiled step runs.
+struct BufferPlan {
+  /// Per node: its alias class.
+  std::vector<Storage> storage;
+  /// Per node: the slot holding its elements, or -1 when it has none
+  /// (Transposed, Immediate, Splat). Views hold their operand's slot.
+  std::vector<int64_t> slotOf;
+  /// Per slot: the leaf node it holds, or -1 for workspace.
+  std::vector<int64_t> leafOf;
+  /// Per slot: byte offset in the workspace (workspace slots only).
+  std::vector<int64_t> offset;
+  /// Per slot: its size in the workspace (0 for leaves), a multiple of 64.
+  std::vector<int64_t> bytes;
+  /// Per node: a scratch slot (convolution's im2col buffer), or -1.
+  std::vector<int64_t> scratchOf;
+  int64_t workspaceBytes = 0;
+  /// A copy of `bytes` bytes from slot `from` to slot `to`.
+  struct Copy {
+    int64_t from, to, bytes;
+  };
+  /// The copies that end the step, in order: each updated leaf (parameter
+  /// or state) receives its new value in its own buffer, so the caller's
+  /// buffers hold the next step's values and nothing is copied out. A new
+  /// value that lives in another updated leaf's buffer is first staged in
+  /// the workspace (the first copies), so no copy reads a buffer an earlier
+  /// one wrote.
+  std::vector<Copy> endCopies;
+
+  size_t numSlots() const { return leafOf.size(); }
+  /// The workspace a plan that shared no bytes would need.
+  int64_t unsharedBytes() const;
+  /// True if the step computes node i into a workspace buffer of its own
+  /// (a kernel or a runtime call writes it). Constants are materialised
+  /// where an op other than an elementwise one reads them.
+  bool materialized(size_t i) const { return storage[i] == Storage::Buffer; }
+};
+
+/// Plans the buffers of g's nodes, which run one after another in graph
+/// order.
+BufferPlan planMemory(const Graph &g);
+
+} // namespace kiln
+
+#endif
