@@ -57,10 +57,18 @@ inline constexpr const char *kGemmKernelsName = "kiln_gemm_kernels";
 /// the table if m already has it.
 llvm::GlobalVariable *emitGemmKernels(llvm::Module &m, const MicroTile &tile);
 
+/// Declares the table emitGemmKernels defines, for a module linked with
+/// micro-kernels compiled elsewhere.
+llvm::GlobalVariable *declareGemmKernels(llvm::Module &m,
+                                         const MicroTile &tile);
+
 struct LoweringOptions {
   /// Bits for each function's "prefer-vector-width"; 0 leaves LLVM's choice.
   unsigned vectorWidth = 0;
   MicroTile gemm;
+  /// Declare the micro-kernels' table instead of emitting it: the JIT
+  /// compiles the micro-kernels once and links every step with them.
+  bool externalGemmKernels = false;
 };
 
 /// One module of a lowered step, with its own context.

@@ -205,3 +205,13 @@ GlobalVariable *kiln::emitGemmKernels(Module &m, const MicroTile &tile) {
                             GlobalValue::ExternalLinkage,
                             ConstantArray::get(type, fns), kGemmKernelsName);
 }
+
+GlobalVariable *kiln::declareGemmKernels(Module &m, const MicroTile &tile) {
+  if (GlobalVariable *table = m.getGlobalVariable(kGemmKernelsName))
+    return table;
+  auto *type =
+      ArrayType::get(PointerType::get(m.getContext(), 0), tile.mr + 1);
+  return new GlobalVariable(m, type, /*isConstant=*/true,
+                            GlobalValue::ExternalLinkage, nullptr,
+                            kGemmKernelsName);
+}

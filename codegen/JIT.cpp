@@ -27,6 +27,7 @@
 #include "llvm/MC/MCSubtargetInfo.h"
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Passes/PassBuilder.h"
+#include "llvm/Passes/StandardInstrumentations.h"
 #include "llvm/Support/DynamicLibrary.h"
 #include "llvm/Support/SmallVectorMemoryBuffer.h"
 #include "llvm/Support/TargetSelect.h"
@@ -76,8 +77,11 @@ struct JIT::Impl {
   std::vector<std::string> missing;
   LoweringOptions lowering;
   std::mutex mutex;
-  /// The micro-kernels compiled on their own, for gemmKernels().
+  /// The micro-kernels, compiled once into a JITDylib of their own that
+  /// every compiled step links with (and gemmKernels() returns).
   std::optional<GemmKernels> kernels;
+  orc::JITDylib *gemmJD = nullptr;
+  Expected<orc::JITDylib &> gemmDylib();
   StringMap<std::unique_ptr<CompiledGraph>> cache;
   unsigned compiled = 0;
 
@@ -85,8 +89,11 @@ struct JIT::Impl {
 
   /// Lowers g into `parts` fresh modules for this target.
   Expected<std::vector<ModulePart>>
-  lower(const Graph &g, const BufferPlan &plan, unsigned parts) {
-    auto ms = lowerToLLVM(g, plan, lowering, parts);
+  lower(const Graph &g, const BufferPlan &plan, unsigned parts,
+        bool externalGemm = false) {
+    LoweringOptions opts = lowering;
+    opts.externalGemmKernels = externalGemm;
+    auto ms = lowerToLLVM(g, plan, opts, parts);
     if (!ms)
       return ms.takeError();
     for (ModulePart &p : *ms)
@@ -105,20 +112,6 @@ struct JIT::Impl {
       }
   }
 
-  /// Adds m to a JITDylib of its own (linked to the runtime) and returns
-  /// the address of `symbol`.
-  Expected<orc::ExecutorAddr> link(std::unique_ptr<Module> m,
-                                   std::unique_ptr<LLVMContext> ctx,
-                                   StringRef symbol) {
-    auto jd = lljit->createJITDylib("module" + std::to_string(modules++));
-    if (!jd)
-      return jd.takeError();
-    jd->addToLinkOrder(lljit->getMainJITDylib());
-    if (auto e = lljit->addIRModule(
-            *jd, orc::ThreadSafeModule(std::move(m), std::move(ctx))))
-      return std::move(e);
-    return lljit->lookup(*jd, symbol);
-  }
   unsigned modules = 0;
 
   /// LLVM's O3 pipeline, with libmvec for vector math where the CPU has AVX2.
@@ -131,7 +124,12 @@ struct JIT::Impl {
     PipelineTuningOptions pto;
     pto.LoopVectorization = true;
     pto.SLPVectorization = true;
-    PassBuilder pb(&target, pto);
+    // The standard instrumentations make passes skip optnone functions
+    // (the entry point).
+    PassInstrumentationCallbacks pic;
+    StandardInstrumentations si(m.getContext(), /*DebugLogging=*/false);
+    si.registerCallbacks(pic, &mam);
+    PassBuilder pb(&target, pto, std::nullopt, &pic);
     Triple triple(m.getTargetTriple());
     TargetLibraryInfoImpl tlii(triple);
     if (avx2 && loadLibmvec()) {
@@ -337,23 +335,36 @@ unsigned JIT::threads() const { return impl_->pool->size(); }
 unsigned JIT::compilations() const { return impl_->compiled; }
 const MicroTile &JIT::gemmTile() const { return impl_->lowering.gemm; }
 
+Expected<orc::JITDylib &> JIT::Impl::gemmDylib() {
+  if (gemmJD)
+    return *gemmJD;
+  auto ctx = std::make_unique<LLVMContext>();
+  auto m = std::make_unique<Module>("kiln.gemm", *ctx);
+  emitGemmKernels(*m, lowering.gemm);
+  forThisTarget(*m);
+  optimize(*m, *tm);
+  auto jd = lljit->createJITDylib("gemm");
+  if (!jd)
+    return jd.takeError();
+  jd->addToLinkOrder(lljit->getMainJITDylib());
+  if (auto e = lljit->addIRModule(
+          *jd, orc::ThreadSafeModule(std::move(m), std::move(ctx))))
+    return std::move(e);
+  auto table = lljit->lookup(*jd, kGemmKernelsName);
+  if (!table)
+    return table.takeError();
+  const MicroTile &t = lowering.gemm;
+  kernels = GemmKernels{table->toPtr<const GemmMicroKernel *>(), t.mr, t.nr()};
+  gemmJD = &*jd;
+  return *gemmJD;
+}
+
 Expected<GemmKernels> JIT::gemmKernels() {
   if (auto e = checkRunnable())
     return std::move(e);
   std::lock_guard<std::mutex> lock(impl_->mutex);
-  if (impl_->kernels)
-    return *impl_->kernels;
-  auto ctx = std::make_unique<LLVMContext>();
-  auto m = std::make_unique<Module>("kiln.gemm", *ctx);
-  emitGemmKernels(*m, impl_->lowering.gemm);
-  impl_->forThisTarget(*m);
-  impl_->optimize(*m, *impl_->tm);
-  auto table = impl_->link(std::move(m), std::move(ctx), kGemmKernelsName);
-  if (!table)
-    return table.takeError();
-  const MicroTile &t = impl_->lowering.gemm;
-  impl_->kernels =
-      GemmKernels{table->toPtr<const GemmMicroKernel *>(), t.mr, t.nr()};
+  if (auto jd = impl_->gemmDylib(); !jd)
+    return jd.takeError();
   return *impl_->kernels;
 }
 
@@ -420,8 +431,21 @@ Expected<const CompiledGraph &> JIT::compile(const Graph &g) {
   // The kernels are spread over one module per thread, each optimised and
   // compiled on its own thread with its own TargetMachine, then linked.
   unsigned threads = impl_->pool->size();
+  // Steps with matrix products link with the micro-kernels compiled once
+  // (impl_->gemmDylib).
   auto t0 = std::chrono::steady_clock::now();
-  auto parts = impl_->lower(g, cg->plan_, threads);
+  orc::JITDylib *gemm = nullptr;
+  if (llvm::any_of(g.nodes, [](const std::unique_ptr<Node> &n) {
+        return n->op == Op::MatMul || n->op == Op::Conv2d;
+      })) {
+    auto jd = impl_->gemmDylib();
+    if (!jd)
+      return jd.takeError();
+    gemm = &*jd;
+  }
+  cg->times_.gemm = secondsSince(t0);
+  t0 = std::chrono::steady_clock::now();
+  auto parts = impl_->lower(g, cg->plan_, threads, /*externalGemm=*/true);
   if (!parts)
     return parts.takeError();
   cg->times_.lower = secondsSince(t0);
@@ -456,6 +480,8 @@ Expected<const CompiledGraph &> JIT::compile(const Graph &g) {
                                          std::to_string(impl_->modules++));
   if (!jd)
     return jd.takeError();
+  if (gemm)
+    jd->addToLinkOrder(*gemm);
   jd->addToLinkOrder(impl_->lljit->getMainJITDylib());
   for (size_t i = 0; i < objects.size(); ++i)
     if (auto e = impl_->lljit->addObjectFile(

@@ -40,6 +40,11 @@ KernelBuilder::KernelBuilder(const Graph &g, const BufferPlan &plan,
   Type *ptr = eb->getPtrTy();
   entry = Function::Create(FunctionType::get(eb->getVoidTy(), {ptr, ptr}, false),
                            Function::ExternalLinkage, kEntryName, *p0.m);
+  // The entry point only loads pointers and calls the kernels, the GEMM and
+  // memcpy: optimising it gains nothing and LLVM's middle end is
+  // superlinear on such long straight-line functions.
+  entry->addFnAttr(Attribute::OptimizeNone);
+  entry->addFnAttr(Attribute::NoInline);
   entry->getArg(0)->setName("bufs");
   entry->getArg(1)->setName("rt");
   eb->SetInsertPoint(BasicBlock::Create(*p0.ctx, "entry", entry));
@@ -206,7 +211,10 @@ void KernelBuilder::callMatMul(ArrayRef<Value *> mmArgs) {
       i32e, i64e, i64e, i64e, ptr, i64e, i64e);
   SmallVector<Value *, 16> all{entry->getArg(1)};
   all.append(mmArgs.begin(), mmArgs.end());
-  all.append({emitGemmKernels(m0, opts.gemm), eb->getInt64(opts.gemm.mr),
+  GlobalVariable *table = opts.externalGemmKernels
+                             ? declareGemmKernels(m0, opts.gemm)
+                             : emitGemmKernels(m0, opts.gemm);
+  all.append({table, eb->getInt64(opts.gemm.mr),
               eb->getInt64(opts.gemm.nr())});
   eb->CreateCall(matmul, all);
 }

@@ -223,8 +223,12 @@ static void reportCompileTimes(const CompileTimes &t) {
   if (!timePasses)
     return;
   auto ms = [](double s) { return s * 1e3; };
-  double llvmPart = t.optimize + t.codegen;
-  llvm::errs() << "===-- Kiln compilation (wall) --===\n"
+  double llvmPart = t.gemm + t.optimize + t.codegen;
+  llvm::errs() << "===-- Kiln compilation (wall) --===\n";
+  if (t.gemm > 0)
+    llvm::errs() << llvm::format(
+        "  %8.1f ms  GEMM micro-kernels (once per process)\n", ms(t.gemm));
+  llvm::errs()
                << llvm::format("  %8.1f ms  lowering to LLVM IR\n", ms(t.lower))
                << llvm::format("  %8.1f ms  LLVM optimisation (O3)\n",
                                ms(t.optimize))

@@ -4,6 +4,7 @@
 // float64) fails here, and every mnemonic must map back to its op.
 //
 //===----------------------------------------------------------------------===//
+#include "codegen/OpLowering.h"
 #include "ir/OpRules.h"
 #include <gtest/gtest.h>
 
@@ -36,5 +37,18 @@ TEST(OpTable, FlagsMatchArity) {
       EXPECT_EQ(i.arity, 0) << i.mnemonic.str();
     if (i.flags & Commutative)
       EXPECT_EQ(i.arity, 2) << i.mnemonic.str();
+  }
+}
+
+// The JIT lowers every op, or the op is one whose value never needs a kernel
+// (it aliases a leaf's or its operand's buffer). Lowering a node of an op
+// missing here would be an internal error at compile time.
+TEST(OpTable, EveryOpHasALoweringOrAliasesItsStorage) {
+  for (Op op : allOps()) {
+    const OpLowering &l = opLowering(op);
+    std::string name = opInfo(op).mnemonic.str();
+    EXPECT_TRUE(l.lower || l.aliasOnly) << name << " has no LLVM lowering";
+    EXPECT_FALSE(l.lower && l.aliasOnly)
+        << name << " is alias-only and has a lowering";
   }
 }
