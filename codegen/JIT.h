@@ -13,9 +13,9 @@
 #define KILN_CODEGEN_JIT_H
 
 #include "codegen/Codegen.h"
+#include "ir/Tensor.h"
 #include "runtime/Gemm.h"
 #include "runtime/Step.h"
-#include "runtime/Tensor.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Support/Error.h"
 #include <memory>

@@ -13,9 +13,10 @@
 //
 //===----------------------------------------------------------------------===//
 #include "frontend/Elaborator.h"
-#include "runtime/Init.h"
+#include "ir/Initializers.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
+#include <cmath>
 
 using namespace kiln;
 

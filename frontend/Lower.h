@@ -11,7 +11,8 @@
 #define KILN_FRONTEND_LOWER_H
 
 #include "frontend/AST.h"
-#include "frontend/Diagnostics.h"
+#include "ir/Graph.h"
+#include "support/Diagnostics.h"
 #include "llvm/ADT/StringMap.h"
 
 namespace kiln {

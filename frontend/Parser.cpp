@@ -14,8 +14,8 @@
 //
 //===----------------------------------------------------------------------===//
 #include "frontend/Parser.h"
-#include "frontend/Lexer.h"
 #include "ir/Printer.h"
+#include "support/Lexer.h"
 
 using namespace kiln;
 

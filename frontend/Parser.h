@@ -11,7 +11,7 @@
 #define KILN_FRONTEND_PARSER_H
 
 #include "frontend/AST.h"
-#include "frontend/Diagnostics.h"
+#include "support/Diagnostics.h"
 
 namespace kiln {
 

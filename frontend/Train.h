@@ -12,8 +12,8 @@
 #define KILN_FRONTEND_TRAIN_H
 
 #include "frontend/AST.h"
-#include "frontend/Diagnostics.h"
 #include "ir/Optimizers.h"
+#include "support/Diagnostics.h"
 #include <map>
 
 namespace kiln {

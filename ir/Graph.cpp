@@ -7,9 +7,7 @@
 #include "ir/Graph.h"
 #include "ir/OpRules.h"
 #include "llvm/ADT/StringMap.h"
-#include "llvm/ADT/StringSet.h"
 #include <algorithm>
-#include <mutex>
 
 using namespace kiln;
 
@@ -37,13 +35,6 @@ std::optional<Op> kiln::opFromMnemonic(llvm::StringRef m) {
   if (it == table.end())
     return std::nullopt;
   return it->second;
-}
-
-llvm::StringRef kiln::internFileName(llvm::StringRef name) {
-  static std::mutex mu;
-  static llvm::StringSet<> pool;
-  std::lock_guard<std::mutex> lock(mu);
-  return pool.insert(name).first->getKey();
 }
 
 llvm::Error kiln::makeError(const llvm::Twine &msg) {

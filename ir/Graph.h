@@ -12,6 +12,7 @@
 #define KILN_IR_GRAPH_H
 
 #include "ir/Types.h"
+#include "support/Location.h"
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/Support/Error.h"
 #include <memory>
@@ -69,16 +70,6 @@ struct Attr {
   std::string name;
   AttrValue value;
 };
-
-/// A source position. `file` points into a process-wide string pool.
-struct Location {
-  llvm::StringRef file;
-  unsigned line = 0, col = 0;
-  bool isKnown() const { return line != 0; }
-};
-
-/// Interns a file name for Location.
-llvm::StringRef internFileName(llvm::StringRef name);
 
 class Node {
 public:

@@ -6,8 +6,8 @@
 //
 //===----------------------------------------------------------------------===//
 #include "ir/IRParser.h"
-#include "frontend/Lexer.h"
 #include "ir/OpRules.h"
+#include "support/Lexer.h"
 #include "llvm/ADT/StringMap.h"
 #include <cmath>
 #include <limits>

@@ -9,8 +9,8 @@
 #ifndef KILN_IR_IRPARSER_H
 #define KILN_IR_IRPARSER_H
 
-#include "frontend/Diagnostics.h"
 #include "ir/Graph.h"
+#include "support/Diagnostics.h"
 #include <vector>
 
 namespace kiln {

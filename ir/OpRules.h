@@ -12,7 +12,7 @@
 
 #include "ir/Grad.h"
 #include "ir/Graph.h"
-#include "runtime/Tensor.h"
+#include "ir/Tensor.h"
 #include "llvm/ADT/StringMap.h"
 #include <array>
 

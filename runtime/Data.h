@@ -10,7 +10,7 @@
 #ifndef KILN_RUNTIME_DATA_H
 #define KILN_RUNTIME_DATA_H
 
-#include "runtime/Tensor.h"
+#include "ir/Tensor.h"
 #include "llvm/Support/Error.h"
 #include <optional>
 

@@ -10,7 +10,7 @@
 #define KILN_RUNTIME_INTERPRETER_H
 
 #include "ir/Graph.h"
-#include "runtime/Tensor.h"
+#include "ir/Tensor.h"
 #include "llvm/ADT/StringMap.h"
 
 namespace kiln {

@@ -13,7 +13,7 @@
 #define KILN_RUNTIME_STEP_H
 
 #include "ir/Graph.h"
-#include "runtime/Tensor.h"
+#include "ir/Tensor.h"
 #include "llvm/ADT/StringMap.h"
 #include <cmath>
 

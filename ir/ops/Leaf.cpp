@@ -4,8 +4,8 @@
 // take their values from the run's bindings; constants are splats.
 //
 //===----------------------------------------------------------------------===//
+#include "ir/Initializers.h"
 #include "ir/OpRules.h"
-#include "runtime/Init.h"
 
 using namespace kiln;
 

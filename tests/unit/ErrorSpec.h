@@ -18,7 +18,7 @@
 #ifndef KILN_TESTS_ERRORSPEC_H
 #define KILN_TESTS_ERRORSPEC_H
 
-#include "runtime/Tensor.h"
+#include "ir/Tensor.h"
 #include "llvm/Support/FormatVariadic.h"
 #include <gtest/gtest.h>
 #include <cmath>

@@ -5,7 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "TestUtil.h"
-#include "frontend/Lexer.h"
+#include "support/Lexer.h"
 #include <gtest/gtest.h>
 
 using namespace kiln;

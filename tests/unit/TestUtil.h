@@ -7,10 +7,10 @@
 #ifndef KILN_TESTS_TESTUTIL_H
 #define KILN_TESTS_TESTUTIL_H
 
-#include "frontend/Diagnostics.h"
 #include "frontend/Lower.h"
 #include "frontend/Parser.h"
 #include "ir/IRParser.h"
+#include "support/Diagnostics.h"
 #include "llvm/Support/MemoryBuffer.h"
 
 namespace kiln::test {

@@ -3,7 +3,7 @@
 // Thin wrapper over SourceMgr::PrintMessage with an error budget.
 //
 //===----------------------------------------------------------------------===//
-#include "frontend/Diagnostics.h"
+#include "support/Diagnostics.h"
 #include "llvm/Support/WithColor.h"
 
 using namespace kiln;

@@ -1,5 +1,4 @@
-//===- Diagnostics.h - Located errors with carets ----------------*- C++
-//-*-===//
+//===- Diagnostics.h - Located errors with carets ---------------*- C++ -*-===//
 //
 // Every error in a model file or a textual IR file prints as
 // `FILE:LINE:COL: error: MESSAGE`, then the source line and a caret, through
@@ -7,11 +6,12 @@
 // non-zero; past a limit they are dropped so garbage input cannot flood.
 //
 //===----------------------------------------------------------------------===//
-#ifndef KILN_FRONTEND_DIAGNOSTICS_H
-#define KILN_FRONTEND_DIAGNOSTICS_H
+#ifndef KILN_SUPPORT_DIAGNOSTICS_H
+#define KILN_SUPPORT_DIAGNOSTICS_H
 
-#include "ir/Graph.h"
+#include "support/Location.h"
 #include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/raw_ostream.h"
 
 namespace kiln {
 

@@ -5,7 +5,7 @@
 // and attribute names are free to use any identifier.
 //
 //===----------------------------------------------------------------------===//
-#include "frontend/Lexer.h"
+#include "support/Lexer.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSwitch.h"
 #include <cerrno>

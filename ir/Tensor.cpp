@@ -3,7 +3,7 @@
 // Allocation, conversion and element access for Tensor.
 //
 //===----------------------------------------------------------------------===//
-#include "runtime/Tensor.h"
+#include "ir/Tensor.h"
 #include <unistd.h>
 
 using namespace kiln;

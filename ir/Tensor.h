@@ -1,12 +1,13 @@
 //===- Tensor.h - Host tensors for the interpreter and files ----*- C++ -*-===//
 //
-// A dense, row-major tensor with a dtype, owning its bytes. The reference
-// interpreter computes on these and safetensors files read into and write
-// from them.
+// A dense, row-major tensor with a dtype, owning its bytes. Each op's
+// reference evaluation (ir/ops) computes on these, so they live in the IR;
+// the interpreter runs those evaluations and safetensors files read into and
+// write from them.
 //
 //===----------------------------------------------------------------------===//
-#ifndef KILN_RUNTIME_TENSOR_H
-#define KILN_RUNTIME_TENSOR_H
+#ifndef KILN_IR_TENSOR_H
+#define KILN_IR_TENSOR_H
 
 #include "ir/Types.h"
 #include "llvm/Support/Error.h"

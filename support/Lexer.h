@@ -1,15 +1,14 @@
-//===- Lexer.h - Tokens of the model language and textual IR -----*- C++
-//-*-===//
+//===- Lexer.h - Tokens of the model language and textual IR ----*- C++ -*-===//
 //
 // One lexer serves both languages: `.kiln` model files (comments start with
 // `#`) and `.kir` textual IR (comments start with `//`). It never reads past
 // the buffer, so embedded NUL bytes and binary input are just bad characters.
 //
 //===----------------------------------------------------------------------===//
-#ifndef KILN_FRONTEND_LEXER_H
-#define KILN_FRONTEND_LEXER_H
+#ifndef KILN_SUPPORT_LEXER_H
+#define KILN_SUPPORT_LEXER_H
 
-#include "frontend/Diagnostics.h"
+#include "support/Diagnostics.h"
 
 namespace kiln {
 
