@@ -7,7 +7,7 @@
 // update). Counters: `outside_pct`, the outside share of the compiled step's
 // time (the bar is 5%), and the median milliseconds of each part.
 // `forwardBackward` is the compiled gradient step alone (no optimizer), the
-// step `kiln grad` runs.
+// step `kiln grad` runs. `compileStep` times compiling a training step.
 //
 //   build/bin/kiln-bench --benchmark_filter=session
 //
@@ -40,8 +40,9 @@ struct TrainSetup {
   std::string error;
 
   TrainSetup(const std::string &name, bool optimizer) {
-    std::string path =
-        std::string(KILN_SOURCE_DIR) + "/models/" + name + ".kiln";
+    std::string path = std::string(KILN_SOURCE_DIR) + "/" +
+                       (name.find('/') == std::string::npos ? "models/" : "") +
+                       name + ".kiln";
     auto buf = llvm::MemoryBuffer::getFile(path);
     if (!buf) {
       error = "cannot read " + path;
@@ -164,6 +165,37 @@ void session(benchmark::State &state, const std::string &model,
   state.SetItemsProcessed(state.iterations() * batch);
 }
 
+/// Compiling the training step (with its optimizer) in a fresh JIT: the
+/// manual time is the step's own compilation; the GEMM micro-kernels, which
+/// a JIT compiles once for all its steps, are the `gemm_ms` counter.
+void compileStep(benchmark::State &state, const std::string &model) {
+  TrainSetup s(model, true);
+  if (!s.error.empty()) {
+    state.SkipWithError(s.error.c_str());
+    return;
+  }
+  JITOptions opts;
+  opts.threads = unsigned(state.range(0));
+  std::vector<double> gemm;
+  for (auto _ : state) {
+    auto jit = JIT::create(opts);
+    if (!jit) {
+      state.SkipWithError(llvm::toString(jit.takeError()).c_str());
+      return;
+    }
+    auto compiled = (*jit)->compile(*s.graph);
+    if (!compiled) {
+      state.SkipWithError(llvm::toString(compiled.takeError()).c_str());
+      return;
+    }
+    const CompileTimes &t = compiled->times();
+    state.SetIterationTime(t.total() - t.gemm);
+    gemm.push_back(t.gemm);
+  }
+  state.counters["gemm_ms"] = 1e3 * median(gemm);
+  state.counters["nodes"] = double(s.graph->nodes.size());
+}
+
 void sessionMlp(benchmark::State &s) { session(s, "mlp", true); }
 void sessionCnn(benchmark::State &s) { session(s, "cnn", true); }
 void forwardBackwardMlp(benchmark::State &s) { session(s, "mlp", false); }
@@ -171,6 +203,24 @@ void forwardBackwardCnn(benchmark::State &s) { session(s, "cnn", false); }
 
 } // namespace
 
+BENCHMARK_CAPTURE(compileStep, mlp, "mlp")
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(compileStep, cnn, "cnn")
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(compileStep, rnn100, "bench/models/rnn100")
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(sessionMlp)
     ->ArgName("threads")
     ->Arg(1)
