@@ -77,13 +77,14 @@ struct ModulePart {
   std::unique_ptr<llvm::Module> module;
 };
 
-/// Lowers g, float32 throughout, to `parts` modules (fewer if g has fewer
+/// Lowers g (f32 values, i32 ids and labels) to `parts` modules (fewer if g has fewer
 /// kernels), each in its own context: module 0 holds the entry point above
 /// and calls the kernels of the others. They can be optimised and compiled
 /// in parallel, and linked together.
-llvm::Expected<std::vector<ModulePart>>
-lowerToLLVM(const Graph &g, const BufferPlan &plan, const LoweringOptions &opts,
-            unsigned parts = 1);
+llvm::Expected<std::vector<ModulePart>> lowerToLLVM(const Graph &g,
+                                                    const BufferPlan &plan,
+                                                    const LoweringOptions &opts,
+                                                    unsigned parts = 1);
 
 } // namespace kiln
 

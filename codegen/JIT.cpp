@@ -88,9 +88,10 @@ struct JIT::Impl {
   explicit Impl(orc::JITTargetMachineBuilder b) : jtmb(std::move(b)) {}
 
   /// Lowers g into `parts` fresh modules for this target.
-  Expected<std::vector<ModulePart>>
-  lower(const Graph &g, const BufferPlan &plan, unsigned parts,
-        bool externalGemm = false) {
+  Expected<std::vector<ModulePart>> lower(const Graph &g,
+                                          const BufferPlan &plan,
+                                          unsigned parts,
+                                          bool externalGemm = false) {
     LoweringOptions opts = lowering;
     opts.externalGemmKernels = externalGemm;
     auto ms = lowerToLLVM(g, plan, opts, parts);
@@ -431,24 +432,24 @@ Expected<const CompiledGraph &> JIT::compile(const Graph &g) {
   // The kernels are spread over one module per thread, each optimised and
   // compiled on its own thread with its own TargetMachine, then linked.
   unsigned threads = impl_->pool->size();
-  // Steps with matrix products link with the micro-kernels compiled once
-  // (impl_->gemmDylib).
   auto t0 = std::chrono::steady_clock::now();
-  orc::JITDylib *gemm = nullptr;
-  if (llvm::any_of(g.nodes, [](const std::unique_ptr<Node> &n) {
-        return n->op == Op::MatMul || n->op == Op::Conv2d;
-      })) {
-    auto jd = impl_->gemmDylib();
-    if (!jd)
-      return jd.takeError();
-    gemm = &*jd;
-  }
-  cg->times_.gemm = secondsSince(t0);
-  t0 = std::chrono::steady_clock::now();
   auto parts = impl_->lower(g, cg->plan_, threads, /*externalGemm=*/true);
   if (!parts)
     return parts.takeError();
   cg->times_.lower = secondsSince(t0);
+  // A step that calls the GEMM declares its micro-kernels' table: it links
+  // with the micro-kernels compiled once per JIT (impl_->gemmDylib).
+  orc::JITDylib *gemm = nullptr;
+  if ((*parts)[0].module->getGlobalVariable(kGemmKernelsName)) {
+    bool first = !impl_->gemmJD;
+    t0 = std::chrono::steady_clock::now();
+    auto jd = impl_->gemmDylib();
+    if (!jd)
+      return jd.takeError();
+    gemm = &*jd;
+    if (first)
+      cg->times_.gemm = secondsSince(t0);
+  }
   std::vector<std::unique_ptr<TargetMachine>> tms;
   for (size_t i = 0; i < parts->size(); ++i) {
     auto tm = impl_->jtmb.createTargetMachine();
@@ -457,14 +458,15 @@ Expected<const CompiledGraph &> JIT::compile(const Graph &g) {
     tms.push_back(std::move(*tm));
   }
   t0 = std::chrono::steady_clock::now();
-  runParallel(parts->size(), threads, [&](size_t i) {
-    impl_->optimize(*(*parts)[i].module, *tms[i]);
-  });
+  runParallel(parts->size(), threads,
+              [&](size_t i) { impl_->optimize(*(*parts)[i].module, *tms[i]); });
   cg->times_.optimize = secondsSince(t0);
 
   t0 = std::chrono::steady_clock::now();
   std::vector<SmallVector<char, 0>> objects(parts->size());
-  std::vector<bool> emitted(parts->size(), false);
+  // One flag per part, each written by one thread (not a vector<bool>,
+  // whose elements share words).
+  std::vector<char> emitted(parts->size(), false);
   runParallel(parts->size(), threads, [&](size_t i) {
     raw_svector_ostream os(objects[i]);
     legacy::PassManager pm;
@@ -476,8 +478,8 @@ Expected<const CompiledGraph &> JIT::compile(const Graph &g) {
   });
   if (llvm::is_contained(emitted, false))
     return makeError("this target cannot emit object code");
-  auto jd = impl_->lljit->createJITDylib("module" +
-                                         std::to_string(impl_->modules++));
+  auto jd =
+      impl_->lljit->createJITDylib("module" + std::to_string(impl_->modules++));
   if (!jd)
     return jd.takeError();
   if (gemm)

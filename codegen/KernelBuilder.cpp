@@ -33,13 +33,14 @@ KernelBuilder::KernelBuilder(const Graph &g, const BufferPlan &plan,
   for (size_t i = 0; i < g.nodes.size(); ++i)
     index[g.nodes[i].get()] = i;
   for (unsigned p = 0; p < std::max(1u, numParts); ++p)
-    parts.push_back(std::make_unique<Part>(
-        "kiln." + g.name + (p ? "." + Twine(p) : Twine())));
+    parts.push_back(std::make_unique<Part>("kiln." + g.name +
+                                           (p ? "." + Twine(p) : Twine())));
   Part &p0 = *parts[0];
   eb = std::make_unique<IRBuilder<>>(*p0.ctx);
   Type *ptr = eb->getPtrTy();
-  entry = Function::Create(FunctionType::get(eb->getVoidTy(), {ptr, ptr}, false),
-                           Function::ExternalLinkage, kEntryName, *p0.m);
+  entry =
+      Function::Create(FunctionType::get(eb->getVoidTy(), {ptr, ptr}, false),
+                       Function::ExternalLinkage, kEntryName, *p0.m);
   // The entry point only loads pointers and calls the kernels, the GEMM and
   // memcpy: optimising it gains nothing and LLVM's middle end is
   // superlinear on such long straight-line functions.
@@ -57,8 +58,7 @@ std::string KernelBuilder::signature(const Node &n, unsigned numBuffers,
                                      StringRef suffix, bool unique) const {
   std::string s;
   raw_string_ostream os(s);
-  os << n.info().mnemonic << suffix << " " << numBuffers << " "
-     << n.type.str();
+  os << n.info().mnemonic << suffix << " " << numBuffers << " " << n.type.str();
   for (const Attr &a : n.attrs) {
     os << " " << a.name << "=";
     printAttrValue(a.value, os);
@@ -145,16 +145,17 @@ void KernelBuilder::launch(ArrayRef<int64_t> slots, int64_t count,
   Function *task = m0.getFunction(currentTask);
   if (!task)
     task = Function::Create(taskTy, Function::ExternalLinkage, currentTask, m0);
-  // One args array, as long as the longest launch needs, reused by each.
+  // An args array reused by every launch, replaced by a longer one when a
+  // launch needs more entries than it has.
   if (slots.size() > argsSize) {
     IRBuilder<> at(&entry->getEntryBlock(), entry->getEntryBlock().begin());
     argsSize = slots.size();
     args = at.CreateAlloca(ArrayType::get(ptr, argsSize), nullptr, "args");
   }
   for (size_t i = 0; i < slots.size(); ++i)
-    eb->CreateStore(entrySlot(slots[i]),
-                    eb->CreateConstInBoundsGEP2_64(args->getAllocatedType(),
-                                                   args, 0, i));
+    eb->CreateStore(
+        entrySlot(slots[i]),
+        eb->CreateConstInBoundsGEP2_64(args->getAllocatedType(), args, 0, i));
   Value *rt = entry->getArg(1);
   if (count < 2 * grain) {
     eb->CreateCall(task, {args, rt, eb->getInt64(0), eb->getInt64(count)});
@@ -212,10 +213,9 @@ void KernelBuilder::callMatMul(ArrayRef<Value *> mmArgs) {
   SmallVector<Value *, 16> all{entry->getArg(1)};
   all.append(mmArgs.begin(), mmArgs.end());
   GlobalVariable *table = opts.externalGemmKernels
-                             ? declareGemmKernels(m0, opts.gemm)
-                             : emitGemmKernels(m0, opts.gemm);
-  all.append({table, eb->getInt64(opts.gemm.mr),
-              eb->getInt64(opts.gemm.nr())});
+                              ? declareGemmKernels(m0, opts.gemm)
+                              : emitGemmKernels(m0, opts.gemm);
+  all.append({table, eb->getInt64(opts.gemm.mr), eb->getInt64(opts.gemm.nr())});
   eb->CreateCall(matmul, all);
 }
 
@@ -235,15 +235,16 @@ Expected<std::vector<ModulePart>> KernelBuilder::finish() {
     std::string err;
     raw_string_ostream os(err);
     if (verifyModule(*p->m, &os))
-      return makeError("internal error: invalid LLVM IR for @" + g.name +
-                       ": " + os.str());
+      return makeError("internal error: invalid LLVM IR for @" + g.name + ": " +
+                       os.str());
     out.push_back({std::move(p->ctx), std::move(p->m)});
   }
   parts.clear();
   return std::move(out);
 }
 
-//===-- IR helpers ---------------------------------------------------------===//
+//===-- IR helpers
+//---------------------------------------------------------===//
 
 Value *KernelBuilder::cf(double v) { return ConstantFP::get(f32(), v); }
 
@@ -332,33 +333,34 @@ KernelBuilder::WindowPos KernelBuilder::window(Value *oh, Value *ow, Value *kh,
                                                int64_t W) {
   Value *ih = b().CreateAdd(b().CreateSub(mul(oh, stride), c64(pad)), kh);
   Value *iw = b().CreateAdd(b().CreateSub(mul(ow, stride), c64(pad)), kw);
-  Value *inside = b().CreateAnd(
-      b().CreateAnd(b().CreateICmpSGE(ih, c64(0)),
-                    b().CreateICmpSLT(ih, c64(H))),
-      b().CreateAnd(b().CreateICmpSGE(iw, c64(0)),
-                    b().CreateICmpSLT(iw, c64(W))));
+  Value *inside = b().CreateAnd(b().CreateAnd(b().CreateICmpSGE(ih, c64(0)),
+                                              b().CreateICmpSLT(ih, c64(H))),
+                                b().CreateAnd(b().CreateICmpSGE(iw, c64(0)),
+                                              b().CreateICmpSLT(iw, c64(W))));
   return {ih, iw, inside};
 }
 
-void KernelBuilder::checkOrFail(Value *ok, const Node &n, Value *value) {
+void KernelBuilder::checkIndex(Value *id, int64_t limit, const Node &n) {
   LLVMContext &ctx = *part().ctx;
+  Value *ok = b().CreateAnd(b().CreateICmpSGE(id, b().getInt32(0)),
+                            b().CreateICmpSLT(id, b().getInt32(limit)));
   Type *ptr = b().getPtrTy();
-  FunctionCallee fail = part().m->getOrInsertFunction(
-      kRtFail, b().getVoidTy(), ptr, i64(), i64());
+  FunctionCallee fail = part().m->getOrInsertFunction(kRtFail, b().getVoidTy(),
+                                                      ptr, i64(), i64());
   Function *fn = b().GetInsertBlock()->getParent();
   BasicBlock *bad = BasicBlock::Create(ctx, "out_of_range", fn);
   BasicBlock *good = BasicBlock::Create(ctx, "in_range", fn);
   b().CreateCondBr(ok, good, bad, MDBuilder(ctx).createLikelyBranchWeights());
   b().SetInsertPoint(bad);
-  b().CreateCall(fail, {current.rt, c64(nodeIndex(n)),
-                        b().CreateSExt(value, i64())});
+  b().CreateCall(fail,
+                 {current.rt, c64(nodeIndex(n)), b().CreateSExt(id, i64())});
   b().CreateRetVoid();
   b().SetInsertPoint(good);
 }
 
 Value *KernelBuilder::dropoutKey(const Node &n) {
-  FunctionCallee key = part().m->getOrInsertFunction(
-      kRtDropoutKey, i64(), b().getPtrTy(), i64());
+  FunctionCallee key = part().m->getOrInsertFunction(kRtDropoutKey, i64(),
+                                                     b().getPtrTy(), i64());
   return b().CreateCall(key, {current.rt, c64(n.intAttr("seed"))});
 }
 

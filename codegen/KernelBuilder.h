@@ -1,4 +1,4 @@
-//===- KernelBuilder.h - The kernel ABI, loop builders, the entry -*- C++ -*-===//
+//===- KernelBuilder.h - Kernel ABI, loop builders, the entry --*- C++ -*-===//
 //
 // Each kernel is two functions: a body that computes iterations
 // [begin, end) of its outermost parallel loop from noalias buffer pointers,
@@ -20,7 +20,8 @@
 //
 // Kernels are spread over one or more modules, each in its own LLVMContext,
 // so that they can be optimised and compiled on several threads; the entry
-// point and the GEMM micro-kernels live in module 0.
+// point lives in module 0, with the GEMM micro-kernels' table (or its
+// declaration, when the JIT links the micro-kernels compiled once).
 //
 //===----------------------------------------------------------------------===//
 #ifndef KILN_CODEGEN_KERNELBUILDER_H
@@ -52,17 +53,13 @@ public:
                 const LoweringOptions &opts, unsigned parts);
   ~KernelBuilder();
 
-  const Graph &graph() const { return g; }
   const BufferPlan &plan() const { return plan_; }
-  const LoweringOptions &options() const { return opts; }
 
   /// The slot holding node n's elements (-1 if it has none).
   int64_t slot(const Node *n) const { return plan_.slotOf[nodeIndex(*n)]; }
   int64_t slot(const Node &n) const { return slot(&n); }
   int64_t nodeIndex(const Node &n) const { return index.lookup(&n); }
-  Storage storage(const Node *n) const {
-    return plan_.storage[nodeIndex(*n)];
-  }
+  Storage storage(const Node *n) const { return plan_.storage[nodeIndex(*n)]; }
 
   //===-- Kernels ---------------------------------------------------------===//
 
@@ -88,14 +85,15 @@ public:
   /// The kernel of an elementwise node n: out[i] = fn(operands at i, i).
   /// Immediate operands arrive as constants and splat operands as their
   /// element 0. `prologue` runs once in the body before the loop.
-  void elementwise(
-      const Node &n,
-      llvm::function_ref<llvm::Value *(llvm::ArrayRef<llvm::Value *>,
-                                       llvm::Value *)>
-          fn,
-      llvm::function_ref<void()> prologue = {});
+  void
+  elementwise(const Node &n,
+              llvm::function_ref<llvm::Value *(llvm::ArrayRef<llvm::Value *>,
+                                               llvm::Value *)>
+                  fn,
+              llvm::function_ref<void()> prologue = {});
 
-  //===-- The entry point ---------------------------------------------------===//
+  //===-- The entry point
+  //---------------------------------------------------===//
 
   /// The IR builder of the entry point.
   llvm::IRBuilder<> &entryBuilder() { return *eb; }
@@ -169,9 +167,9 @@ public:
   WindowPos window(llvm::Value *oh, llvm::Value *ow, llvm::Value *kh,
                    llvm::Value *kw, int64_t stride, int64_t pad, int64_t H,
                    int64_t W);
-  /// Reports `value` as out of range for node n (kiln_rt_fail) and returns
-  /// from the body, unless `ok`; continues after it.
-  void checkOrFail(llvm::Value *ok, const Node &n, llvm::Value *value);
+  /// Reports the i32 `id` as out of range for node n (kiln_rt_fail) and
+  /// returns from the body, unless 0 <= id < limit; continues after it.
+  void checkIndex(llvm::Value *id, int64_t limit, const Node &n);
   /// dropout's key for node n in this step (kiln_rt_dropout_key).
   llvm::Value *dropoutKey(const Node &n);
 

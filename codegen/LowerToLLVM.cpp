@@ -31,10 +31,12 @@ const OpLowering &kiln::opLowering(Op op) {
   return table[size_t(op)];
 }
 
-Expected<std::vector<ModulePart>>
-kiln::lowerToLLVM(const Graph &g, const BufferPlan &plan,
-                  const LoweringOptions &opts, unsigned parts) {
-  // No more modules than kernels (about one per materialised node).
+Expected<std::vector<ModulePart>> kiln::lowerToLLVM(const Graph &g,
+                                                    const BufferPlan &plan,
+                                                    const LoweringOptions &opts,
+                                                    unsigned parts) {
+  // Modules of at least about 8 kernels (about one per materialised node):
+  // a smaller one costs more in its own pipeline than it saves.
   size_t work = 0;
   for (size_t i = 0; i < g.nodes.size(); ++i)
     work += plan.materialized(i);

@@ -1,4 +1,4 @@
-//===- OpLowering.h - Per-op lowering to LLVM IR -----------------*- C++ -*-===//
+//===- OpLowering.h - Per-op lowering to LLVM IR ----------------*- C++ -*-===//
 //
 // Each op's lowering sits in codegen/ops/<Family>.cpp, mirroring ir/ops/, and
 // registers itself in one table here. An op whose value never needs a

@@ -8,10 +8,6 @@ std::vector<int64_t> StridedMap::offsets() const {
   return stridedOffsets(shape, strides, base);
 }
 
-bool StridedMap::isIdentity() const {
-  return base == 0 && Shape(strides) == stridesOf(shape);
-}
-
 std::optional<StridedMap> kiln::stridedMapOf(const Node &n) {
   StridedMap m;
   m.shape = n.type.shape;

@@ -5,9 +5,10 @@
 //
 //   base + sum over axes d of idx_d(i) * strides[d]
 //
-// where idx(i) unravels i in the result's row-major shape. That map is
-// described once here and used by the reference interpreter, by the plain
-// lowering of these ops and by fused kernels that read through them.
+// where idx(i) unravels i in the result's row-major shape (a reshape is the
+// row-major strides of its result). That map is described once here and
+// used by the reference interpreter and by the lowering of these ops, and
+// is what a kernel reading through them composes.
 //
 //===----------------------------------------------------------------------===//
 #ifndef KILN_IR_INDEXMAP_H
@@ -25,8 +26,6 @@ struct StridedMap {
 
   /// The operand offset of each result element, in row-major order.
   std::vector<int64_t> offsets() const;
-  /// True if result element i reads operand element i.
-  bool isIdentity() const;
 };
 
 /// The map of a broadcast, transpose, slice or reshape node; none for other

@@ -60,7 +60,9 @@ bool userAllows(Storage s, const Node &user) {
     return user.op == Op::MatMul;
   case Storage::Immediate:
   case Storage::Splat:
-    return user.info().flags & Elementwise;
+    // An elementwise kernel reads them; a view has no kernel.
+    return user.info().flags & Elementwise &&
+           preferredStorage(user) != Storage::View;
   default:
     return true;
   }
@@ -120,8 +122,7 @@ BufferPlan kiln::planMemory(const Graph &g) {
       break;
     case Storage::Buffer:
       plan.slotOf[i] = newSlot(
-          -1, *numElements(n.type.shape) * int64_t(dtypeSize(n.type.dtype)),
-          i);
+          -1, *numElements(n.type.shape) * int64_t(dtypeSize(n.type.dtype)), i);
       break;
     default:
       continue;

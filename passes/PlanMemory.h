@@ -1,4 +1,4 @@
-//===- PlanMemory.h - Where each value lives in the compiled step -*- C++ -*-===//
+//===- PlanMemory.h - Where values live in the compiled step ---*- C++ -*-===//
 //
 // The memory plan of a graph: for each node, its storage class (its own
 // buffer, the caller's leaf buffer, or an alias that needs none) and, for

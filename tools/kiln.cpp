@@ -227,12 +227,12 @@ static void reportCompileTimes(const CompileTimes &t) {
   llvm::errs() << "===-- Kiln compilation (wall) --===\n";
   if (t.gemm > 0)
     llvm::errs() << llvm::format(
-        "  %8.1f ms  GEMM micro-kernels (once per process)\n", ms(t.gemm));
+        "  %8.1f ms  GEMM micro-kernels (once per JIT)\n", ms(t.gemm));
   llvm::errs()
                << llvm::format("  %8.1f ms  lowering to LLVM IR\n", ms(t.lower))
                << llvm::format("  %8.1f ms  LLVM optimisation (O3)\n",
                                ms(t.optimize))
-               << llvm::format("  %8.1f ms  LLVM code generation (LLJIT)\n",
+               << llvm::format("  %8.1f ms  LLVM code generation and linking\n",
                                ms(t.codegen))
                << llvm::format("  %8.1f ms  total; LLVM's share %.0f%%\n",
                                ms(t.total()),

@@ -31,16 +31,16 @@ static void im2col(KernelBuilder &kb, const Node &n, int64_t outSlot,
       Value *plane = kb.mul(idx[0], H * W);
       Value *dst = kb.mul(row, OH * OW);
       kb.loop(OH, [&](Value *oh) {
-        Value *ih = b.CreateAdd(b.CreateSub(kb.mul(oh, stride), kb.c64(pad)),
-                                idx[1]);
+        Value *ih =
+            b.CreateAdd(b.CreateSub(kb.mul(oh, stride), kb.c64(pad)), idx[1]);
         Value *rowIn = b.CreateAnd(b.CreateICmpSGE(ih, kb.c64(0)),
                                    b.CreateICmpSLT(ih, kb.c64(H)));
         kb.loop(OW, [&](Value *ow) {
-          Value *iw = b.CreateAdd(
-              b.CreateSub(kb.mul(ow, stride), kb.c64(pad)), idx[2]);
-          Value *in = b.CreateAnd(
-              rowIn, b.CreateAnd(b.CreateICmpSGE(iw, kb.c64(0)),
-                                 b.CreateICmpSLT(iw, kb.c64(W))));
+          Value *iw =
+              b.CreateAdd(b.CreateSub(kb.mul(ow, stride), kb.c64(pad)), idx[2]);
+          Value *in =
+              b.CreateAnd(rowIn, b.CreateAnd(b.CreateICmpSGE(iw, kb.c64(0)),
+                                             b.CreateICmpSLT(iw, kb.c64(W))));
           Value *at = b.CreateSelect(
               in,
               b.CreateAdd(plane, b.CreateAdd(b.CreateMul(ih, kb.c64(W)), iw)),
@@ -59,8 +59,8 @@ static void im2col(KernelBuilder &kb, const Node &n, int64_t outSlot,
 static void lowerConv2d(KernelBuilder &kb, const Node &n) {
   const Shape &w = n.operands[1]->type.shape, &y = n.type.shape;
   int64_t scratch = kb.plan().scratchOf[kb.nodeIndex(n)];
-  im2col(kb, n, scratch, ".im2col", w[2], n.intAttr("stride"),
-         n.intAttr("pad"), 0);
+  im2col(kb, n, scratch, ".im2col", w[2], n.intAttr("stride"), n.intAttr("pad"),
+         0);
   // y[n] (O x P) = w (O x CKK) . cols[n] (CKK x P), per image.
   int64_t O = w[0], CKK = w[1] * w[2] * w[3], P = y[2] * y[3];
   IRBuilder<> &eb = kb.entryBuilder();
@@ -103,8 +103,8 @@ static void lowerFold(KernelBuilder &kb, const Node &n) {
               b.CreateCondBr(in, then, cont);
               b.SetInsertPoint(then);
               Value *at = kb.add(img, kb.add(kb.mul(ih, W), iw));
-              Value *v = kb.loadF(k.buf[1],
-                                  kb.add(src, kb.add(kb.mul(oh, OW), ow)));
+              Value *v =
+                  kb.loadF(k.buf[1], kb.add(src, kb.add(kb.mul(oh, OW), ow)));
               kb.store(b.CreateFAdd(kb.loadF(k.buf[0], at), v), k.buf[0], at);
               b.CreateBr(cont);
               b.SetInsertPoint(cont);
@@ -143,12 +143,11 @@ static void lowerPool(KernelBuilder &kb, const Node &n) {
               kb.set(acc, b.CreateSelect(in, next, kb.get(acc)));
             });
           });
-          Value *r = isMax ? kb.get(acc)
-                           : b.CreateFDiv(kb.get(acc),
-                                          kb.cf(float(size * size)));
+          Value *r = isMax
+                         ? kb.get(acc)
+                         : b.CreateFDiv(kb.get(acc), kb.cf(float(size * size)));
           kb.store(r, k.buf[0],
-                   kb.add(kb.mul(plane, OH * OW),
-                          kb.add(kb.mul(oh, OW), ow)));
+                   kb.add(kb.mul(plane, OH * OW), kb.add(kb.mul(oh, OW), ow)));
         });
       });
     });

@@ -20,9 +20,7 @@ static void lowerCrossEntropy(KernelBuilder &kb, const Node &n) {
     AllocaInst *total = kb.var(kb.f32(), kb.cf(0));
     kb.loop(rows, [&](Value *r) {
       Value *label = kb.load(kb.i32(), k.buf[2], r);
-      Value *ok = b.CreateAnd(b.CreateICmpSGE(label, b.getInt32(0)),
-                              b.CreateICmpSLT(label, b.getInt32(C)));
-      kb.checkOrFail(ok, n, label);
+      kb.checkIndex(label, C, n);
       Value *row = kb.mul(r, C);
       AllocaInst *mx = kb.var(kb.f32(), kb.loadF(k.buf[1], row));
       kb.loop(C, [&](Value *i) {
@@ -44,16 +42,15 @@ static void lowerCrossEntropy(KernelBuilder &kb, const Node &n) {
           kb.loadF(k.buf[1], kb.add(row, b.CreateSExt(label, kb.i64())));
       Value *loss = b.CreateFAdd(
           b.CreateFMul(kb.cf(1 - eps), b.CreateFSub(lse, picked)),
-          b.CreateFMul(kb.cf(eps),
-                       b.CreateFSub(lse, b.CreateFDiv(kb.get(all),
-                                                      kb.cf(float(C))))));
+          b.CreateFMul(
+              kb.cf(eps),
+              b.CreateFSub(lse, b.CreateFDiv(kb.get(all), kb.cf(float(C))))));
       kb.set(total, b.CreateFAdd(kb.get(total), loss));
     });
     kb.store(b.CreateFDiv(kb.get(total), kb.cf(float(rows))), k.buf[0],
              kb.c64(0));
   }
-  kb.launch({kb.slot(n), kb.slot(n.operands[0]), kb.slot(n.operands[1])}, 1,
-            1);
+  kb.launch({kb.slot(n), kb.slot(n.operands[0]), kb.slot(n.operands[1])}, 1, 1);
 }
 
 /// mse and binary_cross_entropy_with_logits: the mean of a term per element.
@@ -80,8 +77,7 @@ static void lowerPairLoss(KernelBuilder &kb, const Node &n) {
     kb.store(b.CreateFDiv(kb.get(total), kb.cf(float(count))), k.buf[0],
              kb.c64(0));
   }
-  kb.launch({kb.slot(n), kb.slot(n.operands[0]), kb.slot(n.operands[1])}, 1,
-            1);
+  kb.launch({kb.slot(n), kb.slot(n.operands[0]), kb.slot(n.operands[1])}, 1, 1);
 }
 
 void kiln::registerLossLowerings(LoweringTable &t) {

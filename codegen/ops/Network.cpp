@@ -94,10 +94,10 @@ static void lowerBatchNorm(KernelBuilder &kb, const Node &n) {
         });
         var = b.CreateFDiv(kb.get(sq), kb.cf(count));
       }
-      Value *scale = b.CreateFDiv(
-          kb.loadF(k.buf[2], c),
-          kb.unary(Intrinsic::sqrt,
-                   b.CreateFAdd(var, kb.cf(n.floatAttr("eps")))));
+      Value *scale =
+          b.CreateFDiv(kb.loadF(k.buf[2], c),
+                       kb.unary(Intrinsic::sqrt,
+                                b.CreateFAdd(var, kb.cf(n.floatAttr("eps")))));
       Value *beta = kb.loadF(k.buf[3], c);
       each([&](Value *at) {
         Value *y = b.CreateFAdd(
@@ -118,9 +118,8 @@ static void lowerLayerNorm(KernelBuilder &kb, const Node &n) {
       Value *row = kb.mul(r, d);
       auto x = [&](Value *i) { return kb.loadF(k.buf[1], kb.add(row, i)); };
       AllocaInst *sum = kb.var(kb.f32(), kb.cf(0));
-      kb.loop(d, [&](Value *i) {
-        kb.set(sum, kb.reassocAdd(kb.get(sum), x(i)));
-      });
+      kb.loop(d,
+              [&](Value *i) { kb.set(sum, kb.reassocAdd(kb.get(sum), x(i))); });
       Value *mean = b.CreateFDiv(kb.get(sum), kb.cf(float(d)));
       AllocaInst *sq = kb.var(kb.f32(), kb.cf(0));
       kb.loop(d, [&](Value *i) {
@@ -169,9 +168,7 @@ static void lowerEmbedding(KernelBuilder &kb, const Node &n) {
     IRBuilder<> &b = kb.b();
     kb.loop(k.begin, k.end, [&](Value *i) {
       Value *id = kb.load(kb.i32(), k.buf[1], i);
-      Value *ok = b.CreateAnd(b.CreateICmpSGE(id, b.getInt32(0)),
-                              b.CreateICmpSLT(id, b.getInt32(V)));
-      kb.checkOrFail(ok, n, id);
+      kb.checkIndex(id, V, n);
       Value *src = kb.mul(b.CreateSExt(id, kb.i64()), D), *dst = kb.mul(i, D);
       kb.loop(D, [&](Value *j) {
         kb.store(kb.loadF(k.buf[2], kb.add(src, j)), k.buf[0], kb.add(dst, j));
@@ -189,13 +186,10 @@ static void lowerOneHot(KernelBuilder &kb, const Node &n) {
     IRBuilder<> &b = kb.b();
     kb.loop(k.begin, k.end, [&](Value *i) {
       Value *id = kb.load(kb.i32(), k.buf[1], i);
-      Value *ok = b.CreateAnd(b.CreateICmpSGE(id, b.getInt32(0)),
-                              b.CreateICmpSLT(id, b.getInt32(C)));
-      kb.checkOrFail(ok, n, id);
+      kb.checkIndex(id, C, n);
       Value *row = kb.mul(i, C);
-      kb.loop(C, [&](Value *j) {
-        kb.store(kb.cf(0), k.buf[0], kb.add(row, j));
-      });
+      kb.loop(C,
+              [&](Value *j) { kb.store(kb.cf(0), k.buf[0], kb.add(row, j)); });
       kb.store(kb.cf(1), k.buf[0], kb.add(row, b.CreateSExt(id, kb.i64())));
     });
   }

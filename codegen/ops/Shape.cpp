@@ -33,8 +33,8 @@ static void lowerStrided(KernelBuilder &kb, const Node &n) {
       Value *src = kb.stridedOffset(row, shape, strides, map.base);
       Value *dst = kb.mul(row, len);
       kb.loop(len, [&](Value *j) {
-        kb.store(kb.load(t, k.buf[1], kb.add(src, kb.mul(j, inner))),
-                 k.buf[0], kb.add(dst, j));
+        kb.store(kb.load(t, k.buf[1], kb.add(src, kb.mul(j, inner))), k.buf[0],
+                 kb.add(dst, j));
       });
     });
   }

@@ -1,4 +1,4 @@
-//===- Scalar.h - Each elementwise op's scalar function, written once -*- C++ -*-===//
+//===- Scalar.h - Each elementwise op's scalar function, once --*- C++ -*-===//
 //
 // The math of every elementwise op, and dropout's counter-based generator,
 // is written here once as a template over a small scalar algebra S:
@@ -97,15 +97,12 @@ KILN_SCALAR_FN(TanhF, s.tanh(a))
 // sigmoid: 1 / (1 + e^-a)
 KILN_SCALAR_FN(SigmoidF, s.div(s.c(1), s.add(s.c(1), s.exp(s.neg(a)))))
 // relu: max(a, 0); NaN propagates.
-KILN_SCALAR_FN(ReluF,
-               s.select(s.lor(s.gt(a, s.c(0)), s.isNaN(a)), a, s.c(0)))
+KILN_SCALAR_FN(ReluF, s.select(s.lor(s.gt(a, s.c(0)), s.isNaN(a)), a, s.c(0)))
 // gelu: a * Phi(a), PyTorch's default (exact, erf) form.
-KILN_SCALAR_FN(GeluF,
-               s.mul(s.mul(s.c(0.5), a),
-                     s.add(s.c(1), s.erf(s.mul(a, s.c(M_SQRT1_2))))))
+KILN_SCALAR_FN(GeluF, s.mul(s.mul(s.c(0.5), a),
+                            s.add(s.c(1), s.erf(s.mul(a, s.c(M_SQRT1_2))))))
 // softplus: log(1 + e^a), linear above 20 as torch.nn.functional.softplus.
-KILN_SCALAR_FN(SoftplusF,
-               s.select(s.gt(a, s.c(20)), a, s.log1p(s.exp(a))))
+KILN_SCALAR_FN(SoftplusF, s.select(s.gt(a, s.c(20)), a, s.log1p(s.exp(a))))
 // erf
 KILN_SCALAR_FN(ErfF, s.erf(a))
 // step: a > 0 ? 1 : 0 (0 at 0 and for NaN)
@@ -171,24 +168,11 @@ struct EluF {
   X(Minimum, MinimumF, 2)                                                      \
   X(Equal, EqualF, 2)
 
-/// Whether op has a scalar function here.
-inline bool hasScalarFunction(Op op) {
-  switch (op) {
-#define X(E, F, A) case Op::E:
-    KILN_FOR_EACH_SCALAR_OP(X)
-#undef X
-    return true;
-  default:
-    return false;
-  }
-}
-
-/// n's scalar function applied to args (one per operand). n must satisfy
-/// hasScalarFunction. For one-off application (codegen, fused bodies); the
+/// n's scalar function applied to args (one per operand); n's op must be
+/// in KILN_FOR_EACH_SCALAR_OP. For one application per node (codegen); the
 /// interpreter maps each functor over whole buffers instead.
 template <class S>
-typename S::V apply(S &s, const Node &n,
-                    llvm::ArrayRef<typename S::V> args) {
+typename S::V apply(S &s, const Node &n, llvm::ArrayRef<typename S::V> args) {
   switch (n.op) {
 #define X(E, F, A)                                                             \
   case Op::E:                                                                  \
@@ -217,8 +201,8 @@ template <class S> typename S::U splitmix64(S &s, typename S::U z) {
 /// for this step (dropoutKey): zero with probability p, else x / (1 - p).
 /// Element i draws u = (splitmix64(key ^ i) >> 11) * 2^-53.
 template <class S>
-typename S::V dropout(S &s, typename S::V x, typename S::U key,
-                      typename S::U i, double p) {
+typename S::V dropout(S &s, typename S::V x, typename S::U key, typename S::U i,
+                      double p) {
   typename S::D u = s.unit53(splitmix64(s, s.xorU(key, i)));
   return s.select(s.ltD(u, p), s.c(0), s.mul(x, s.c(1 / (1 - p))));
 }

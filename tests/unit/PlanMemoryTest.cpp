@@ -1,0 +1,76 @@
+//===- PlanMemoryTest.cpp - The memory plan's alias classes ---------------===//
+//
+// Which node gets which alias class (passes/PlanMemory.h): each class where
+// its users allow it, and a buffer where one user does not or the node is a
+// root.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/PlanMemory.h"
+#include "TestUtil.h"
+#include <gtest/gtest.h>
+
+using namespace kiln;
+
+namespace {
+
+/// The plan of the one graph in `text`.
+BufferPlan planOf(llvm::StringRef text) {
+  test::Source src(text);
+  auto g = test::parseGraph(src);
+  EXPECT_TRUE(g) << src.errors;
+  return g ? planMemory(*g) : BufferPlan();
+}
+
+TEST(PlanMemory, EachAliasClassWhereItsUsersAllowIt) {
+  BufferPlan plan = planOf(R"(graph @g {
+  %x = input {name = "x"} : f32[4, 3]
+  %w = param {init = "zeros", name = "w"} : f32[4, 5]
+  %t = transpose %x {perm = [1, 0]} : f32[3, 4]
+  %p = matmul %t, %w : f32[3, 5]
+  %c = constant {value = 2.0} : f32[3, 5]
+  %m = mul %p, %c : f32[3, 5]
+  %s = sum %p {axes = [], keepdims = 1} : f32[1, 1]
+  %b = broadcast %s {shape = [3, 5]} : f32[3, 5]
+  %a = add %m, %b : f32[3, 5]
+  %r = reshape %a {shape = [15]} : f32[15]
+  %l = mean %r {axes = [], keepdims = 0} : f32[]
+  minimize %l
+})");
+  std::vector<Storage> want = {
+      Storage::Leaf,      Storage::Leaf,   Storage::Transposed, Storage::Buffer,
+      Storage::Immediate, Storage::Buffer, Storage::Buffer,     Storage::Splat,
+      Storage::Buffer,    Storage::View,   Storage::Buffer};
+  ASSERT_EQ(plan.storage.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(int(plan.storage[i]), int(want[i])) << "node %" << i;
+    EXPECT_EQ(plan.slotOf[i] < 0, want[i] == Storage::Transposed ||
+                                      want[i] == Storage::Immediate ||
+                                      want[i] == Storage::Splat)
+        << "node %" << i;
+  }
+  // The view shares its operand's slot.
+  EXPECT_EQ(plan.slotOf[9], plan.slotOf[8]);
+}
+
+TEST(PlanMemory, AUserThatCannotReadAnAliasOrARootGetsABuffer) {
+  BufferPlan plan = planOf(R"(graph @g {
+  %x = input {name = "x"} : f32[4, 3]
+  %t = transpose %x {perm = [1, 0]} : f32[3, 4]
+  %u = relu %t : f32[3, 4]
+  %c = constant {value = 2.0} : f32[3, 4]
+  %d = concat %u, %c {axis = 0} : f32[6, 4]
+  %k = constant {value = 1.0} : f32[]
+  %l = mean %d {axes = [], keepdims = 0} : f32[]
+  %o = add %l, %k : f32[]
+  minimize %o
+  return %k
+})");
+  // relu is no matmul, concat is not elementwise, and %k is a root.
+  EXPECT_EQ(int(plan.storage[1]), int(Storage::Buffer));
+  EXPECT_EQ(int(plan.storage[3]), int(Storage::Buffer));
+  EXPECT_EQ(int(plan.storage[5]), int(Storage::Buffer));
+  for (size_t i = 1; i < plan.storage.size(); ++i)
+    EXPECT_GE(plan.slotOf[i], 0) << "node %" << i;
+}
+
+} // namespace
