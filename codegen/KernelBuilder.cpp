@@ -69,6 +69,8 @@ std::string KernelBuilder::signature(const Node &n, unsigned numBuffers,
       os << " " << format("%a", o->floatAttr("value"));
     os << ")";
   }
+  if (n.body)
+    printGraph(*n.body, os);
   if (unique)
     os << " #" << nodeIndex(n);
   return s;

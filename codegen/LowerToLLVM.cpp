@@ -26,6 +26,7 @@ const OpLowering &kiln::opLowering(Op op) {
     registerConvLowerings(t);
     registerNetworkLowerings(t);
     registerLossLowerings(t);
+    registerFusedLowerings(t);
     return t;
   }();
   return table[size_t(op)];

@@ -39,6 +39,7 @@ void registerLinalgLowerings(LoweringTable &t);
 void registerConvLowerings(LoweringTable &t);
 void registerNetworkLowerings(LoweringTable &t);
 void registerLossLowerings(LoweringTable &t);
+void registerFusedLowerings(LoweringTable &t);
 
 } // namespace kiln
 

@@ -107,9 +107,13 @@ std::string Node::stringAttr(llvm::StringRef name) const {
   return llvm::cantFail(getString(name));
 }
 
+Node::Node() = default;
+Node::~Node() = default;
+
 llvm::Expected<Node *> Graph::add(Op op, llvm::ArrayRef<Node *> operands,
                                   llvm::ArrayRef<Attr> attrs, Location loc,
-                                  std::optional<TensorType> leafType) {
+                                  std::optional<TensorType> leafType,
+                                  std::unique_ptr<Graph> body) {
   const OpInfo &info = opInfo(op);
   if (info.arity >= 0 && size_t(info.arity) != operands.size())
     return makeError("'" + info.mnemonic + "' takes " +
@@ -121,6 +125,7 @@ llvm::Expected<Node *> Graph::add(Op op, llvm::ArrayRef<Node *> operands,
   for (const Attr &a : attrs)
     node->setAttr(a.name, a.value);
   node->loc = loc;
+  node->body = std::move(body);
   if (leafType)
     node->type = *leafType;
   auto type = opRules(op).shape(*node);

@@ -71,13 +71,20 @@ struct Attr {
   AttrValue value;
 };
 
+class Graph;
+
 class Node {
 public:
+  Node();
+  ~Node();
   Op op;
   TensorType type;
   llvm::SmallVector<Node *, 2> operands;
   llvm::SmallVector<Attr, 2> attrs; ///< Sorted by name.
   Location loc;
+  /// A fused node's body: a graph of `arg {index}` leaves (one per operand)
+  /// and the ops they feed, returning the node's value. Null for other ops.
+  std::unique_ptr<Graph> body;
 
   const OpInfo &info() const { return opInfo(op); }
   const AttrValue *findAttr(llvm::StringRef name) const;
@@ -126,7 +133,8 @@ public:
   /// appends it. Leaf nodes must be given their type.
   llvm::Expected<Node *> add(Op op, llvm::ArrayRef<Node *> operands,
                              llvm::ArrayRef<Attr> attrs, Location loc,
-                             std::optional<TensorType> leafType = {});
+                             std::optional<TensorType> leafType = {},
+                             std::unique_ptr<Graph> body = nullptr);
 
   /// Leaves of a kind, in order.
   std::vector<Node *> leaves(Op kind) const;

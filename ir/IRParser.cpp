@@ -60,6 +60,8 @@ private:
   Token tok;
   llvm::StringMap<Node *> values;
   llvm::SMLoc stmtStart;
+  /// Nesting depth of fused bodies being parsed.
+  unsigned bodyDepth = 0;
 };
 
 std::vector<std::unique_ptr<Graph>> IRParser::parseModule() {
@@ -271,9 +273,41 @@ bool IRParser::parseNode(Graph &g) {
       return false;
     loc = *l;
   }
+  // A fused node's body: statements in braces, in a scope of their own.
+  std::unique_ptr<Graph> body;
+  if (tok.is(Tok::LBrace)) {
+    llvm::SMLoc bodyLoc = tok.loc();
+    advance();
+    body = std::make_unique<Graph>();
+    body->name = g.name;
+    llvm::StringMap<Node *> outer = std::move(values);
+    llvm::SMLoc outerStart = stmtStart;
+    values.clear();
+    ++bodyDepth;
+    bool ok = true;
+    while (!tok.is(Tok::RBrace) && !tok.is(Tok::Eof) && !diags.tooMany())
+      if (!parseStatement(*body)) {
+        ok = false;
+        skipStatement();
+      }
+    --bodyDepth;
+    values = std::move(outer);
+    stmtStart = outerStart;
+    if (!expect(Tok::RBrace, "to close the body") || !ok)
+      return false;
+    if (*op != Op::Fused) {
+      diags.error(bodyLoc, "only 'fused' has a body");
+      return false;
+    }
+  }
+  if (*op == Op::Arg && bodyDepth == 0) {
+    diags.error(opLoc, "'arg' is only legal in the body of a fused node");
+    return false;
+  }
   bool leaf = opInfo(*op).flags & Leaf;
   auto node = g.add(*op, operands, attrs, loc,
-                    leaf ? std::optional<TensorType>(*type) : std::nullopt);
+                    leaf ? std::optional<TensorType>(*type) : std::nullopt,
+                    std::move(body));
   if (!node) {
     diags.error(opLoc, llvm::toString(node.takeError()));
     return false;

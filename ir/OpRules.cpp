@@ -19,6 +19,7 @@ const OpRules &kiln::opRules(Op op) {
     registerConvRules(t);
     registerNetworkRules(t);
     registerLossRules(t);
+    registerFusedRules(t);
     return t;
   }();
   return table[size_t(op)];

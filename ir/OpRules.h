@@ -23,6 +23,9 @@ struct EvalContext {
   /// Values of inputs, params and state, by name, already in the
   /// interpreter's precision.
   const llvm::StringMap<Tensor> *leaves = nullptr;
+  /// The operands of the fused node whose body is being evaluated: what its
+  /// `arg {index}` leaves read.
+  llvm::ArrayRef<const Tensor *> args;
   uint64_t seed = 0; ///< Dropout's randomness: seed and step.
   uint64_t step = 0;
   std::string
@@ -63,6 +66,13 @@ void registerLinalgRules(RuleTable &t);
 void registerConvRules(RuleTable &t);
 void registerNetworkRules(RuleTable &t);
 void registerLossRules(RuleTable &t);
+void registerFusedRules(RuleTable &t);
+
+/// Whether an op may be in the body of an elementwise fused kernel: args,
+/// constants, elementwise ops with a scalar function, and the data movement
+/// a kernel reads through by index maps (broadcast, transpose, slice,
+/// reshape).
+bool fusesElementwise(Op op);
 
 /// Both evaluation instantiations of a templated rule.
 #define KILN_EVAL(fn) &fn<float>, &fn<double>

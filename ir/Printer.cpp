@@ -1,7 +1,8 @@
 //===- Printer.cpp - Textual IR and Graphviz output -----------------------===//
 //
 // One line per node: `%3 = matmul %0, %1 : f32[4,256] loc("f.kiln":5:12)`,
-// with attributes in braces, sorted by name, before the colon.
+// with attributes in braces, sorted by name, before the colon. A fused
+// node's body follows it in braces, indented, with numbering of its own.
 //
 //===----------------------------------------------------------------------===//
 #include "ir/Printer.h"
@@ -46,15 +47,17 @@ void kiln::printAttrValue(const AttrValue &v, llvm::raw_ostream &os) {
     printString(std::get<std::string>(v), os);
 }
 
-void kiln::printGraph(const Graph &g, llvm::raw_ostream &os) {
+/// The statements of g, each line indented by `indent`; a fused node's body
+/// follows it in braces, numbered from %0 on its own.
+static void printBody(const Graph &g, llvm::raw_ostream &os, unsigned indent) {
   llvm::DenseMap<const Node *, unsigned> ids;
   auto ref = [&](const Node *n) { return "%" + std::to_string(ids.lookup(n)); };
-  os << "graph @" << g.name << " {\n";
+  std::string pad(indent, ' ');
   for (auto &np : g.nodes) {
     const Node &n = *np;
     unsigned id = ids.size();
     ids[&n] = id;
-    os << "  %" << id << " = " << n.info().mnemonic;
+    os << pad << "%" << id << " = " << n.info().mnemonic;
     for (size_t i = 0; i < n.operands.size(); ++i)
       os << (i ? ", " : " ") << ref(n.operands[i]);
     if (!n.attrs.empty()) {
@@ -71,22 +74,32 @@ void kiln::printGraph(const Graph &g, llvm::raw_ostream &os) {
       printString(n.loc.file, os);
       os << ":" << n.loc.line << ":" << n.loc.col << ")";
     }
+    if (n.body) {
+      os << " {\n";
+      printBody(*n.body, os, indent + 2);
+      os << pad << "}";
+    }
     os << "\n";
   }
   for (const StateUpdate &u : g.updates) {
-    os << "  update ";
+    os << pad << "update ";
     printString(u.name, os);
     os << ", " << ref(u.value) << "\n";
   }
   for (const NamedGradient &gr : g.gradients) {
-    os << "  gradient ";
+    os << pad << "gradient ";
     printString(gr.name, os);
     os << ", " << ref(gr.value) << "\n";
   }
   if (g.objective)
-    os << "  minimize " << ref(g.objective) << "\n";
+    os << pad << "minimize " << ref(g.objective) << "\n";
   if (g.output)
-    os << "  return " << ref(g.output) << "\n";
+    os << pad << "return " << ref(g.output) << "\n";
+}
+
+void kiln::printGraph(const Graph &g, llvm::raw_ostream &os) {
+  os << "graph @" << g.name << " {\n";
+  printBody(g, os, 2);
   os << "}\n";
 }
 

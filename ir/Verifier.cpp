@@ -11,7 +11,7 @@
 
 using namespace kiln;
 
-llvm::Error kiln::verifyGraph(const Graph &g) {
+llvm::Error kiln::verifyGraph(const Graph &g, bool isBody) {
   llvm::Error all = llvm::Error::success();
   llvm::DenseMap<const Node *, unsigned> ids;
   auto fail = [&](const Node *n, const llvm::Twine &msg) {
@@ -44,6 +44,8 @@ llvm::Error kiln::verifyGraph(const Graph &g) {
       if (auto *s = std::get_if<std::string>(name);
           s && !leafNames.insert(*s).second)
         fail(n, "the name '" + *s + "' is used by two leaves");
+    if (n->op == Op::Arg && !isBody)
+      fail(n, "'arg' is only legal in the body of a fused node");
     auto type = opRules(n->op).shape(*n);
     if (!type)
       fail(n, llvm::toString(type.takeError()));

@@ -14,7 +14,8 @@
 namespace kiln {
 
 /// All problems found, joined; the messages name the node (%N) and its loc.
-llvm::Error verifyGraph(const Graph &g);
+/// `isBody`: g is a fused node's body, where `arg` leaves are legal.
+llvm::Error verifyGraph(const Graph &g, bool isBody = false);
 
 } // namespace kiln
 

@@ -28,6 +28,8 @@ std::string keyOf(const Node &n,
     os << " " << a.name << "=";
     printAttrValue(a.value, os);
   }
+  if (n.body)
+    printGraph(*n.body, os);
   return key;
 }
 

@@ -211,6 +211,19 @@ std::vector<GradCase> gradCases() {
        {f("a", {3, 4}, -3, 3), f("t", {3, 4}, 0, 1)},
        "%out = binary_cross_entropy_with_logits %a, %t : f32[]",
        "f32[]"},
+      // fused: the body's gradient, inlined (a reads two paths).
+      {Op::Fused,
+       {f("a", {3, 5}), f("b", {5})},
+       "%out = fused %a, %b {kind = \"elementwise\"} : f32[3,5] {\n"
+       "  %0 = arg {index = 0} : f32[3,5]\n"
+       "  %1 = arg {index = 1} : f32[5]\n"
+       "  %2 = broadcast %1 {shape = [3,5]} : f32[3,5]\n"
+       "  %3 = mul %0, %2 : f32[3,5]\n"
+       "  %4 = tanh %3 : f32[3,5]\n"
+       "  %5 = mul %4, %0 : f32[3,5]\n"
+       "  return %5\n"
+       "}",
+       "f32[3,5]"},
       {Op::MSE,
        {f("a", {3, 4}), f("b", {3, 4})},
        "%out = mse %a, %b : f32[]",
@@ -221,7 +234,8 @@ std::vector<GradCase> gradCases() {
 /// Ops whose operands get no gradient by definition (checked below).
 const std::set<Op> kZeroGradient = {Op::Input,    Op::Param,       Op::State,
                                     Op::Constant, Op::Step,        Op::Equal,
-                                    Op::OneHot,   Op::StopGradient};
+                                    Op::OneHot,   Op::StopGradient,
+                                    Op::Arg};
 
 std::string caseText(const GradCase &c) {
   std::string t = "graph @t {\n";

@@ -37,6 +37,20 @@ std::string unaryIR(const char *op, const char *attrs = "") {
   return std::string("%a = input {name = \"a\"} : f32[2]\n%out = ") + op +
          " %a" + attrs + " : f32[2]\nreturn %out";
 }
+const char *kFusedIR =
+    "%a = input {name = \"a\"} : f32[2]\n"
+    "%b = input {name = \"b\"} : f32[2]\n"
+    "%out = fused %a, %b {kind = \"elementwise\"} : f32[2] {\n"
+    "  %0 = arg {index = 0} : f32[2]\n"
+    "  %1 = arg {index = 1} : f32[2]\n"
+    "  %2 = mul %0, %1 : f32[2]\n"
+    "  %3 = constant {value = 1.0} : f32[2]\n"
+    "  %4 = sub %2, %3 : f32[2]\n"
+    "  %5 = relu %4 : f32[2]\n"
+    "  return %5\n"
+    "}\n"
+    "return %out";
+
 std::string binaryIR(const char *op) {
   return std::string("%a = input {name = \"a\"} : f32[2]\n"
                      "%b = input {name = \"b\"} : f32[2]\n%out = ") +
@@ -292,6 +306,9 @@ std::vector<Case> cases() {
        "%out = binary_cross_entropy_with_logits %a, %b : f32[]\nreturn %out",
        {a2(0, 2), b2(1, 0)},
        {1.410037595801459}},
+      // fused: relu(a * b - 1), its body evaluated op by op (args included).
+      {Op::Fused, kFusedIR, {a2(1, -2), b2(3, 4)}, {2, 0}},
+      {Op::Arg, kFusedIR, {a2(2, 1), b2(1, 5)}, {1, 4}},
       {Op::MSE,
        "%a = input {name = \"a\"} : f32[2]\n%b = input {name = \"b\"} : "
        "f32[2]\n"

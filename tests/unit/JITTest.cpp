@@ -93,6 +93,22 @@ struct OpCase {
   std::vector<int> ids = {0};
 };
 
+const char *kFusedJIT =
+    "%a = input {name = \"a\"} : f32[S,3]\n"
+    "%b = input {name = \"b\"} : f32[3]\n"
+    "%c = input {name = \"c\"} : f32[3,S]\n"
+    "%out = fused %a, %b, %c {kind = \"elementwise\"} : f32[S,3] {\n"
+    "  %0 = arg {index = 0} : f32[S,3]\n"
+    "  %1 = arg {index = 1} : f32[3]\n"
+    "  %2 = arg {index = 2} : f32[3,S]\n"
+    "  %3 = broadcast %1 {shape = [S,3]} : f32[S,3]\n"
+    "  %4 = transpose %2 {perm = [1,0]} : f32[S,3]\n"
+    "  %5 = mul %0, %3 : f32[S,3]\n"
+    "  %6 = add %5, %4 : f32[S,3]\n"
+    "  %7 = tanh %6 : f32[S,3]\n"
+    "  return %7\n"
+    "}";
+
 // Each `S` is replaced by the size; `S2` by size + 2 (for windows).
 std::vector<OpCase> opCases() {
   auto unary = [](Op op, const char *mn, double lo = -1, double hi = 1) {
@@ -269,6 +285,10 @@ std::vector<OpCase> opCases() {
        "%t = input {name = \"t\"} : f32[3,S]\n"
        "%out = binary_cross_entropy_with_logits %a, %t : f32[]",
        -4, 4},
+      // fused: a bias broadcast over rows and a transposed operand read
+      // through their index maps, then the scalar chain.
+      {Op::Fused, kFusedJIT},
+      {Op::Arg, kFusedJIT},
       {Op::MSE, "%a = input {name = \"a\"} : f32[3,S]\n"
                 "%b = input {name = \"b\"} : f32[3,S]\n"
                 "%out = mse %a, %b : f32[]"},

@@ -1,0 +1,164 @@
+//===- FuseElementwise.cpp - Elementwise ops into fused kernels -----------===//
+//
+// Groups chains of elementwise ops, with the broadcasts, transposes, slices
+// and reshapes they read through, into `fused {kind = "elementwise"}` nodes
+// whose bodies are those ops: the compiled step then computes each group in
+// one loop and never writes the values between its ops to memory.
+//  1. Walk nodes backwards. An elementwise op (one with a scalar function)
+//     not yet in a group starts one.
+//  2. Grow the group through operands: a fusible producer joins when every
+//     user of it is in the group and it is not a root (its value must
+//     exist). Constants always join (they are copied into each body).
+//  3. A group of at least two computing ops becomes a fused node at its
+//     root's place, with one operand per value it reads from outside; the
+//     root's uses move to it, and DCE drops what the group replaced.
+//
+//===----------------------------------------------------------------------===//
+#include "ir/OpRules.h"
+#include "passes/Passes.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/DenseSet.h"
+#include "llvm/ADT/SetVector.h"
+
+using namespace kiln;
+
+namespace {
+
+/// An op that computes (not only moves or names) values.
+bool computes(Op op) {
+  return fusesElementwise(op) && op != Op::Arg && op != Op::Constant &&
+         op != Op::Broadcast && op != Op::Transpose && op != Op::Slice &&
+         op != Op::Reshape;
+}
+
+/// The body of a group: args for the outside values, then clones of the
+/// members in graph order.
+std::unique_ptr<Graph> buildBody(const Graph &g,
+                                 llvm::ArrayRef<const Node *> members,
+                                 const Node *root,
+                                 llvm::ArrayRef<Node *> inputs) {
+  auto body = std::make_unique<Graph>();
+  body->name = g.name;
+  llvm::DenseMap<const Node *, Node *> clone;
+  for (size_t i = 0; i < inputs.size(); ++i)
+    clone[inputs[i]] = cantFail(
+        body->add(Op::Arg, {}, {{"index", int64_t(i)}}, {}, inputs[i]->type));
+  for (const Node *m : members) {
+    llvm::SmallVector<Node *, 4> ops;
+    for (const Node *o : m->operands)
+      ops.push_back(clone.lookup(o));
+    bool leaf = m->info().flags & Leaf;
+    clone[m] = cantFail(
+        body->add(m->op, ops, m->attrs, m->loc,
+                  leaf ? std::optional<TensorType>(m->type) : std::nullopt));
+  }
+  body->output = clone.lookup(root);
+  return body;
+}
+
+} // namespace
+
+bool kiln::runFuseElementwise(Graph &g) {
+  const size_t N = g.nodes.size();
+  llvm::DenseMap<const Node *, size_t> index;
+  llvm::DenseMap<const Node *, llvm::SmallVector<const Node *, 2>> users;
+  for (size_t i = 0; i < N; ++i) {
+    index[g.nodes[i].get()] = i;
+    for (const Node *o : g.nodes[i]->operands)
+      users[o].push_back(g.nodes[i].get());
+  }
+  llvm::DenseSet<const Node *> roots;
+  for (const Node *r : g.rootValues())
+    roots.insert(r);
+
+  // 1-2. Groups, by root.
+  std::vector<int> groupOf(N, -1);
+  struct Group {
+    const Node *root;
+    llvm::SmallVector<const Node *, 8> members; // any order for now
+  };
+  std::vector<Group> groups;
+  for (size_t i = N; i-- > 0;) {
+    const Node *n = g.nodes[i].get();
+    if (groupOf[i] >= 0 || !computes(n->op) || n->type.dtype != DType::F32 ||
+        n->op == Op::StopGradient)
+      continue;
+    int id = groups.size();
+    groups.push_back({n, {n}});
+    groupOf[i] = id;
+    llvm::SmallVector<const Node *, 8> work{n};
+    while (!work.empty()) {
+      const Node *m = work.pop_back_val();
+      for (const Node *o : m->operands) {
+        size_t oi = index.lookup(o);
+        if (groupOf[oi] == id || !fusesElementwise(o->op) || o->op == Op::Arg ||
+            o->type.dtype != DType::F32)
+          continue;
+        bool joins = o->op == Op::Constant ||
+                     (groupOf[oi] < 0 && !roots.contains(o) &&
+                      llvm::all_of(users.lookup(o), [&](const Node *u) {
+                        return groupOf[index.lookup(u)] == id;
+                      }));
+        if (!joins)
+          continue;
+        if (o->op != Op::Constant)
+          groupOf[oi] = id;
+        groups[id].members.push_back(o);
+        work.push_back(o);
+      }
+    }
+  }
+
+  // 3. Fused nodes for groups of two or more computing ops.
+  llvm::DenseMap<const Node *, std::unique_ptr<Node>> fusedAt; // by root
+  for (Group &grp : groups) {
+    llvm::sort(grp.members, [&](const Node *a, const Node *b) {
+      return index.lookup(a) < index.lookup(b);
+    });
+    grp.members.erase(std::unique(grp.members.begin(), grp.members.end()),
+                      grp.members.end());
+    if (llvm::count_if(grp.members,
+                       [](const Node *m) { return computes(m->op); }) < 2)
+      continue;
+    llvm::DenseSet<const Node *> inGroup(grp.members.begin(),
+                                         grp.members.end());
+    // The values read from outside, in graph order: the operands.
+    llvm::SetVector<Node *> reads;
+    for (const Node *m : grp.members)
+      for (Node *o : m->operands)
+        if (!inGroup.contains(o))
+          reads.insert(o);
+    llvm::SmallVector<Node *, 4> inputs(reads.begin(), reads.end());
+    llvm::sort(inputs, [&](const Node *a, const Node *b) {
+      return index.lookup(a) < index.lookup(b);
+    });
+    auto body = buildBody(g, grp.members, grp.root, inputs);
+    cantFail(g.add(Op::Fused, inputs, {{"kind", std::string("elementwise")}},
+                   grp.root->loc, std::nullopt, std::move(body)));
+    fusedAt[grp.root] = std::move(g.nodes.back());
+    g.nodes.pop_back();
+  }
+  if (fusedAt.empty())
+    return false;
+  // Each fused node takes its root's place in the order (all it reads comes
+  // before the root) and the root's uses.
+  llvm::DenseMap<Node *, Node *> replaced;
+  std::vector<std::unique_ptr<Node>> order;
+  for (auto &np : g.nodes) {
+    if (auto it = fusedAt.find(np.get()); it != fusedAt.end()) {
+      replaced[np.get()] = it->second.get();
+      order.push_back(std::move(it->second));
+    }
+    order.push_back(std::move(np));
+  }
+  g.nodes = std::move(order);
+  for (auto &np : g.nodes)
+    for (Node *&o : np->operands)
+      if (Node *f = replaced.lookup(o))
+        o = f;
+  for (Node **r : g.roots())
+    if (Node *f = replaced.lookup(*r))
+      *r = f;
+  runDCE(g);
+  return true;
+}
