@@ -12,6 +12,7 @@
 #include "codegen/JIT.h"
 #include "codegen/Runtime.h"
 #include "ir/Printer.h"
+#include "passes/Pipeline.h"
 #include "runtime/ThreadPool.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/StringExtras.h"
@@ -369,7 +370,19 @@ Expected<GemmKernels> JIT::gemmKernels() {
   return *impl_->kernels;
 }
 
-Expected<std::string> JIT::llvmIR(const Graph &g, bool optimized) {
+/// The graph the JIT compiles: g after the kernel pipeline (fusion).
+static Expected<std::unique_ptr<Graph>> kernelsOf(const Graph &g) {
+  std::unique_ptr<Graph> k = cloneGraph(g);
+  if (auto e = formKernels(*k))
+    return std::move(e);
+  return std::move(k);
+}
+
+Expected<std::string> JIT::llvmIR(const Graph &input, bool optimized) {
+  auto kernels = kernelsOf(input);
+  if (!kernels)
+    return kernels.takeError();
+  const Graph &g = **kernels;
   BufferPlan plan = planMemory(g);
   auto parts = impl_->lower(g, plan, 1);
   if (!parts)
@@ -383,7 +396,11 @@ Expected<std::string> JIT::llvmIR(const Graph &g, bool optimized) {
   return text;
 }
 
-Expected<std::string> JIT::assembly(const Graph &g) {
+Expected<std::string> JIT::assembly(const Graph &input) {
+  auto kernels = kernelsOf(input);
+  if (!kernels)
+    return kernels.takeError();
+  const Graph &g = **kernels;
   BufferPlan plan = planMemory(g);
   auto parts = impl_->lower(g, plan, 1);
   if (!parts)
@@ -416,15 +433,19 @@ static void runParallel(size_t n, unsigned threads,
     t.join();
 }
 
-Expected<const CompiledGraph &> JIT::compile(const Graph &g) {
+Expected<const CompiledGraph &> JIT::compile(const Graph &input) {
   if (auto e = checkRunnable())
     return std::move(e);
   std::string key;
   raw_string_ostream keyOs(key);
-  printGraph(g, keyOs);
+  printGraph(input, keyOs);
   std::lock_guard<std::mutex> lock(impl_->mutex);
   if (auto it = impl_->cache.find(key); it != impl_->cache.end())
     return *it->second;
+  auto kernels = kernelsOf(input);
+  if (!kernels)
+    return kernels.takeError();
+  const Graph &g = **kernels;
 
   auto cg = std::make_unique<CompiledGraph>();
   cg->plan_ = planMemory(g);

@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 #include "ir/Graph.h"
 #include "ir/OpRules.h"
+#include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/StringMap.h"
 #include <algorithm>
 
@@ -170,4 +171,30 @@ std::vector<Node **> Graph::roots() {
   for (NamedGradient &gr : gradients)
     r.push_back(&gr.value);
   return r;
+}
+
+std::unique_ptr<Graph> kiln::cloneGraph(const Graph &g) {
+  auto c = std::make_unique<Graph>();
+  c->name = g.name;
+  llvm::DenseMap<const Node *, Node *> to;
+  for (auto &np : g.nodes) {
+    auto n = std::make_unique<Node>();
+    n->op = np->op;
+    n->type = np->type;
+    n->attrs = np->attrs;
+    n->loc = np->loc;
+    for (Node *o : np->operands)
+      n->operands.push_back(to.lookup(o));
+    if (np->body)
+      n->body = cloneGraph(*np->body);
+    to[np.get()] = n.get();
+    c->nodes.push_back(std::move(n));
+  }
+  c->objective = to.lookup(g.objective);
+  c->output = to.lookup(g.output);
+  for (const StateUpdate &u : g.updates)
+    c->updates.push_back({u.name, to.lookup(u.value)});
+  for (const NamedGradient &gr : g.gradients)
+    c->gradients.push_back({gr.name, to.lookup(gr.value)});
+  return c;
 }

@@ -142,6 +142,10 @@ public:
   Node *findLeaf(Op kind, llvm::StringRef name) const;
 };
 
+/// A deep copy of g: its nodes (fused bodies included), roots, updates and
+/// gradients.
+std::unique_ptr<Graph> cloneGraph(const Graph &g);
+
 /// An llvm::Error holding a message.
 llvm::Error makeError(const llvm::Twine &msg);
 

@@ -25,6 +25,26 @@ static const char *const kTrainingPipeline[] = {
     "dce",
 };
 
+static const char *const kKernelPipeline[] = {
+    // Chains of elementwise ops, with the broadcasts, transposes, slices and
+    // reshapes they read through, become one kernel each.
+    "fuse-elementwise",
+};
+
+llvm::Expected<std::vector<PipelineStep>> kiln::kernelPipeline() {
+  std::string text;
+  for (llvm::StringRef pass : kKernelPipeline)
+    text += (text.empty() ? "" : ",") + pass.str();
+  return parsePipeline(text);
+}
+
+llvm::Error kiln::formKernels(Graph &g) {
+  auto steps = kernelPipeline();
+  if (!steps)
+    return steps.takeError();
+  return runPasses(g, *steps, {}, llvm::nulls());
+}
+
 std::string kiln::trainingPipelineText(const TrainingOptions &opts) {
   std::string text;
   for (llvm::StringRef pass : kTrainingPipeline) {

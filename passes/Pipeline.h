@@ -31,6 +31,15 @@ std::string trainingPipelineText(const TrainingOptions &opts = {});
 llvm::Expected<std::vector<PipelineStep>>
 trainingPipeline(const TrainingOptions &opts = {});
 
+/// The kernel pipeline, which turns a training graph into the kernels the
+/// JIT compiles (fused nodes); `kiln dump --stage=opt` shows its result.
+/// The training graph itself stays unfused, for the interpreter's
+/// diagnostics and gradient checks.
+llvm::Expected<std::vector<PipelineStep>> kernelPipeline();
+
+/// Runs the kernel pipeline on g (verified after it).
+llvm::Error formKernels(Graph &g);
+
 } // namespace kiln
 
 #endif

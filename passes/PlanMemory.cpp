@@ -127,7 +127,9 @@ BufferPlan kiln::planMemory(const Graph &g) {
     default:
       continue;
     }
+    plan.kernels += plan.storage[i] == Storage::Buffer;
     if (n.op == Op::Conv2d) {
+      ++plan.kernels;
       const Shape &w = n.operands[1]->type.shape, &y = n.type.shape;
       int64_t cols = y[0] * w[1] * w[2] * w[3] * y[2] * y[3];
       plan.scratchOf[i] = newSlot(-1, cols * 4, i);

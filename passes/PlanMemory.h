@@ -65,6 +65,9 @@ struct BufferPlan {
   size_t numSlots() const { return leafOf.size(); }
   /// The workspace a plan that shared no bytes would need.
   int64_t unsharedBytes() const;
+  /// The step's launches: one per computed node (a loop kernel or a GEMM
+  /// call), two for a convolution (im2col and its GEMM).
+  int64_t kernels = 0;
   /// True if the step computes node i into a workspace buffer of its own
   /// (a kernel or a runtime call writes it). Constants are materialised
   /// where an op other than an elementwise one reads them.

@@ -194,7 +194,8 @@ static cl::opt<bool> verifyEach(
     cl::sub(trainCmd));
 cl::opt<bool> stats("stats",
                     cl::desc("Print op counts per pass (and, for grad, the "
-                             "compiled step's memory plan)"),
+                             "compiled step's memory plan; for dump "
+                             "--stage=opt, its kernels and peak bytes)"),
                     cl::cat(kilnCategory), cl::sub(optCmd), cl::sub(dumpCmd),
                     cl::sub(gradCmd), cl::sub(trainCmd));
 cl::opt<bool> timePasses(

@@ -200,11 +200,19 @@ static int runCheck() {
 
 /// Differentiates a lowered model and tidies the result: the passes behind
 /// `--stage=grad`, under --print-after-all and the other instrumentation.
-static llvm::Error makeTrainingGraph(Graph &g, TrainingOptions opts) {
+static llvm::Error makeTrainingGraph(Graph &g, TrainingOptions opts,
+                                     bool kernels = false) {
   opts.wrtInputs.assign(wrt.begin(), wrt.end());
   auto steps = trainingPipeline(opts);
   if (!steps)
     return steps.takeError();
+  // --stage=opt: then the kernels the JIT compiles (fused nodes).
+  if (kernels) {
+    auto more = kernelPipeline();
+    if (!more)
+      return more.takeError();
+    steps->insert(steps->end(), more->begin(), more->end());
+  }
   return runPasses(g, *steps, passOptions(), llvm::outs());
 }
 
@@ -228,8 +236,7 @@ static void reportCompileTimes(const CompileTimes &t) {
   if (t.gemm > 0)
     llvm::errs() << llvm::format(
         "  %8.1f ms  GEMM micro-kernels (once per JIT)\n", ms(t.gemm));
-  llvm::errs()
-               << llvm::format("  %8.1f ms  lowering to LLVM IR\n", ms(t.lower))
+  llvm::errs() << llvm::format("  %8.1f ms  lowering to LLVM IR\n", ms(t.lower))
                << llvm::format("  %8.1f ms  LLVM optimisation (O3)\n",
                                ms(t.optimize))
                << llvm::format("  %8.1f ms  LLVM code generation and linking\n",
@@ -311,7 +318,8 @@ static int runDump() {
     if (auto e = refusePassFlags(why))
       return fail(llvm::toString(std::move(e)));
   } else if (auto e = makeTrainingGraph(
-                 *g, trainingOptionsOf(*o->file, *o->model, *g))) {
+                 *g, trainingOptionsOf(*o->file, *o->model, *g),
+                 /*kernels=*/stage == Stage::Opt)) {
     return fail(llvm::toString(std::move(e)));
   }
   if (stage == Stage::LLVM || stage == Stage::Asm) {
@@ -324,6 +332,12 @@ static int runDump() {
       return fail(llvm::toString(text.takeError()));
     llvm::outs() << *text;
     return 0;
+  }
+  // The compiled step's shape: what the issue of fusion measures.
+  if (stats && training && stage == Stage::Opt) {
+    BufferPlan plan = planMemory(*g);
+    llvm::errs() << "stats: kernels = " << plan.kernels << "\n"
+                 << "stats: peak_bytes = " << plan.workspaceBytes << "\n";
   }
   if (format == Format::Dot)
     printDot(*g, llvm::outs());
