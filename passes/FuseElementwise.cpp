@@ -6,9 +6,12 @@
 // one loop and never writes the values between its ops to memory.
 //  1. Walk nodes backwards. An elementwise op (one with a scalar function)
 //     not yet in a group starts one.
-//  2. Grow the group through operands: a fusible producer joins when every
-//     user of it is in the group and it is not a root (its value must
-//     exist). Constants always join (they are copied into each body).
+//  2. Grow the group through operands: a fusible producer joins when its
+//     only user (one node, which may read it twice) is in the group and it
+//     is not a root (its value must exist). Constants always join (they are
+//     copied into each body). So a body is a tree over its args and
+//     constants: each of its values is computed once per element, and a
+//     group stops at kMaxMembers ops, which bounds a kernel's size.
 //  3. A group of at least two computing ops becomes a fused node at its
 //     root's place, with one operand per value it reads from outside; the
 //     root's uses move to it, and DCE drops what the group replaced.
@@ -23,6 +26,9 @@
 using namespace kiln;
 
 namespace {
+
+/// The most ops one fused kernel holds; a longer chain becomes several.
+constexpr size_t kMaxMembers = 128;
 
 /// An op that computes (not only moves or names) values.
 bool computes(Op op) {
@@ -94,11 +100,12 @@ bool kiln::runFuseElementwise(Graph &g) {
         if (groupOf[oi] == id || !fusesElementwise(o->op) || o->op == Op::Arg ||
             o->type.dtype != DType::F32)
           continue;
+        if (groups[id].members.size() >= kMaxMembers)
+          break;
         bool joins = o->op == Op::Constant ||
                      (groupOf[oi] < 0 && !roots.contains(o) &&
-                      llvm::all_of(users.lookup(o), [&](const Node *u) {
-                        return groupOf[index.lookup(u)] == id;
-                      }));
+                      llvm::all_of(users.lookup(o),
+                                   [&](const Node *u) { return u == m; }));
         if (!joins)
           continue;
         if (o->op != Op::Constant)

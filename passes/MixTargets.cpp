@@ -55,7 +55,8 @@ llvm::Expected<bool> kiln::runMixTargets(Graph &g, const PassParams &params) {
     llvm::SmallVector<Node *, 4> ops;
     for (Node *o : n->operands)
       ops.push_back(copy.count(o) ? copy[o] : o);
-    auto c = g.add(n->op, ops, n->attrs, n->loc);
+    auto c = g.add(n->op, ops, n->attrs, n->loc, std::nullopt,
+                   n->body ? cloneGraph(*n->body) : nullptr);
     if (!c)
       return c.takeError();
     copy[n] = *c;

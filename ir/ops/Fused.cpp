@@ -72,6 +72,10 @@ llvm::Expected<TensorType> shapeFused(const Node &n) {
     if (!fusesElementwise(x.op))
       return makeError("'" + x.info().mnemonic +
                        "' cannot be part of an elementwise fused kernel");
+    if (x.type.dtype != DType::F32)
+      return makeError("an elementwise fused kernel computes f32 values, "
+                       "not " +
+                       x.type.str());
     if (x.op != Op::Arg)
       continue;
     int64_t i = x.intAttr("index");
