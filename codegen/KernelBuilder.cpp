@@ -30,8 +30,15 @@ struct KernelBuilder::Part {
 KernelBuilder::KernelBuilder(const Graph &g, const BufferPlan &plan,
                              const LoweringOptions &opts, unsigned numParts)
     : g(g), plan_(plan), opts(opts) {
-  for (size_t i = 0; i < g.nodes.size(); ++i)
-    index[g.nodes[i].get()] = i;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node &n = *g.nodes[i];
+    index[&n] = i;
+    if (n.op == Op::Result) {
+      auto &slots = results[n.operands[0]];
+      slots.resize(1 + n.operands[0]->body->moreOutputs.size(), -1);
+      slots[n.intAttr("index")] = plan.slotOf[i];
+    }
+  }
   for (unsigned p = 0; p < std::max(1u, numParts); ++p)
     parts.push_back(std::make_unique<Part>("kiln." + g.name +
                                            (p ? "." + Twine(p) : Twine())));
@@ -76,10 +83,19 @@ std::string KernelBuilder::signature(const Node &n, unsigned numBuffers,
   return s;
 }
 
+SmallVector<int64_t, 4> KernelBuilder::resultSlots(const Node &f) const {
+  SmallVector<int64_t, 4> r = results.lookup(&f);
+  r.resize(1 + f.body->moreOutputs.size(), -1);
+  r[0] = slot(f);
+  return r;
+}
+
 bool KernelBuilder::beginKernel(const Node &n, unsigned numBuffers,
-                                StringRef suffix, bool unique) {
+                                StringRef suffix, bool unique,
+                                KernelForm form, StringRef variant) {
   assert(!open && "a kernel is already open");
-  std::string sig = signature(n, numBuffers, suffix, unique);
+  std::string sig = signature(n, numBuffers, suffix, unique) + variant.str();
+  currentForm = form;
   if (auto it = tasks.find(sig); it != tasks.end()) {
     currentTask = it->second;
     return false;
@@ -93,6 +109,8 @@ bool KernelBuilder::beginKernel(const Node &n, unsigned numBuffers,
   Type *ptr = b().getPtrTy();
   SmallVector<Type *, 8> params(numBuffers, ptr);
   params.append({ptr, i64(), i64()});
+  if (form == KernelForm::Block)
+    params.append({i64(), i64()});
   auto *fty = FunctionType::get(b().getVoidTy(), params, false);
   current = Kernel();
   current.fn = Function::Create(fty, Function::InternalLinkage,
@@ -110,23 +128,31 @@ bool KernelBuilder::beginKernel(const Node &n, unsigned numBuffers,
   current.rt->setName("rt");
   current.begin->setName("begin");
   current.end->setName("end");
+  if (form == KernelForm::Block) {
+    current.colBegin = current.fn->getArg(numBuffers + 3);
+    current.colEnd = current.fn->getArg(numBuffers + 4);
+    current.colBegin->setName("col.begin");
+    current.colEnd->setName("col.end");
+  }
   b().SetInsertPoint(BasicBlock::Create(ctx, "entry", current.fn));
   open = true;
   return true;
 }
 
-void KernelBuilder::launch(ArrayRef<int64_t> slots, int64_t count,
-                           int64_t grain) {
+Function *KernelBuilder::closeKernel() {
+  unsigned ranges = currentForm == KernelForm::Block ? 4 : 2;
   Type *ptr = eb->getPtrTy(), *i64e = eb->getInt64Ty();
-  auto *taskTy =
-      FunctionType::get(eb->getVoidTy(), {ptr, ptr, i64e, i64e}, false);
+  SmallVector<Type *, 6> params{ptr, ptr};
+  params.append(ranges, i64e);
+  auto *taskTy = FunctionType::get(eb->getVoidTy(), params, false);
   if (open) {
     // The task: loads the buffers from args and calls the body.
     b().CreateRetVoid();
     LLVMContext &ctx = *part().ctx;
     Type *kptr = b().getPtrTy(), *ki64 = b().getInt64Ty();
-    auto *fty =
-        FunctionType::get(b().getVoidTy(), {kptr, kptr, ki64, ki64}, false);
+    SmallVector<Type *, 6> kparams{kptr, kptr};
+    kparams.append(ranges, ki64);
+    auto *fty = FunctionType::get(b().getVoidTy(), kparams, false);
     auto *task = Function::Create(fty, Function::ExternalLinkage, currentTask,
                                   *part().m);
     task->addFnAttr(Attribute::NoUnwind);
@@ -136,19 +162,23 @@ void KernelBuilder::launch(ArrayRef<int64_t> slots, int64_t count,
     for (size_t i = 0; i < current.buf.size(); ++i)
       callArgs.push_back(tb.CreateLoad(
           kptr, tb.CreateConstInBoundsGEP1_64(kptr, task->getArg(0), i)));
-    callArgs.append({task->getArg(1), task->getArg(2), task->getArg(3)});
+    for (unsigned a = 1; a < 2 + ranges; ++a)
+      callArgs.push_back(task->getArg(a));
     tb.CreateCall(current.fn, callArgs);
     tb.CreateRetVoid();
     open = false;
   }
-  if (count <= 0)
-    return;
   Module &m0 = *parts[0]->m;
   Function *task = m0.getFunction(currentTask);
   if (!task)
     task = Function::Create(taskTy, Function::ExternalLinkage, currentTask, m0);
+  return task;
+}
+
+void KernelBuilder::fillArgs(ArrayRef<int64_t> slots) {
   // An args array reused by every launch, replaced by a longer one when a
   // launch needs more entries than it has.
+  Type *ptr = eb->getPtrTy();
   if (slots.size() > argsSize) {
     IRBuilder<> at(&entry->getEntryBlock(), entry->getEntryBlock().begin());
     argsSize = slots.size();
@@ -158,15 +188,33 @@ void KernelBuilder::launch(ArrayRef<int64_t> slots, int64_t count,
     eb->CreateStore(
         entrySlot(slots[i]),
         eb->CreateConstInBoundsGEP2_64(args->getAllocatedType(), args, 0, i));
+}
+
+void KernelBuilder::launch(ArrayRef<int64_t> slots, int64_t count,
+                           int64_t grain) {
+  assert(currentForm == KernelForm::Range);
+  Function *task = closeKernel();
+  if (count <= 0)
+    return;
+  fillArgs(slots);
+  Type *ptr = eb->getPtrTy(), *i64e = eb->getInt64Ty();
   Value *rt = entry->getArg(1);
   if (count < 2 * grain) {
     eb->CreateCall(task, {args, rt, eb->getInt64(0), eb->getInt64(count)});
   } else {
-    FunctionCallee parallelFor = m0.getOrInsertFunction(
+    FunctionCallee parallelFor = parts[0]->m->getOrInsertFunction(
         kRtParallelFor, eb->getVoidTy(), ptr, ptr, ptr, i64e, i64e);
     eb->CreateCall(parallelFor,
                    {rt, task, args, eb->getInt64(count), eb->getInt64(grain)});
   }
+}
+
+void KernelBuilder::launchGemm(ArrayRef<int64_t> slots,
+                               ArrayRef<Value *> mmArgs) {
+  assert(currentForm == KernelForm::Block);
+  Function *task = closeKernel();
+  fillArgs(slots);
+  callMatMul(mmArgs, task);
 }
 
 void KernelBuilder::elementwise(
@@ -205,19 +253,21 @@ Value *KernelBuilder::entrySlot(int64_t s) {
       ptr, eb->CreateConstInBoundsGEP1_64(ptr, entry->getArg(0), s));
 }
 
-void KernelBuilder::callMatMul(ArrayRef<Value *> mmArgs) {
+void KernelBuilder::callMatMul(ArrayRef<Value *> mmArgs, Value *epilogue) {
   Module &m0 = *parts[0]->m;
   Type *ptr = eb->getPtrTy(), *i64e = eb->getInt64Ty(),
        *i32e = eb->getInt32Ty();
   FunctionCallee matmul = m0.getOrInsertFunction(
       kRtMatMul, eb->getVoidTy(), ptr, ptr, ptr, ptr, i64e, i64e, i64e, i64e,
-      i32e, i64e, i64e, i64e, ptr, i64e, i64e);
+      i32e, i64e, i64e, i64e, ptr, i64e, i64e, ptr, ptr);
   SmallVector<Value *, 16> all{entry->getArg(1)};
   all.append(mmArgs.begin(), mmArgs.end());
   GlobalVariable *table = opts.externalGemmKernels
                               ? declareGemmKernels(m0, opts.gemm)
                               : emitGemmKernels(m0, opts.gemm);
   all.append({table, eb->getInt64(opts.gemm.mr), eb->getInt64(opts.gemm.nr())});
+  Value *null = ConstantPointerNull::get(cast<PointerType>(ptr));
+  all.append({epilogue ? epilogue : null, epilogue ? args : null});
   eb->CreateCall(matmul, all);
 }
 

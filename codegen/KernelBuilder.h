@@ -39,11 +39,21 @@ namespace kiln {
 /// Elements per task chunk for simple per-element loops.
 inline constexpr int64_t kElementGrain = 1 << 15;
 
+/// What a kernel's range arguments cover.
+enum class KernelForm {
+  /// Iterations [begin, end) of its outermost parallel loop.
+  Range,
+  /// A GEMM epilogue: block [begin, end) x [colBegin, colEnd) of C.
+  Block,
+};
+
 /// The kernel being built: its body function and arguments.
 struct Kernel {
   llvm::Function *fn = nullptr;
   llvm::SmallVector<llvm::Value *, 4> buf; ///< one pointer per buffer
   llvm::Value *rt = nullptr, *begin = nullptr, *end = nullptr;
+  /// The columns of a Block kernel.
+  llvm::Value *colBegin = nullptr, *colEnd = nullptr;
 };
 
 class KernelBuilder {
@@ -69,8 +79,11 @@ public:
   /// and alias classes, and `suffix`) exists: then there is no body to
   /// emit, and launch() runs the existing one. `unique` gives the kernel a
   /// signature of its own (it names its node, as error reports do).
+  /// `variant` is what else the body depends on (for the signature only).
   bool beginKernel(const Node &n, unsigned numBuffers,
-                   llvm::StringRef suffix = "", bool unique = false);
+                   llvm::StringRef suffix = "", bool unique = false,
+                   KernelForm form = KernelForm::Range,
+                   llvm::StringRef variant = "");
   /// The kernel begun last (valid between a beginKernel that returned true
   /// and the next launch).
   Kernel &kernel() { return current; }
@@ -78,6 +91,15 @@ public:
   /// the entry point over [0, count) on `slots` (one per buffer, in the
   /// body's order): on the thread pool if count is at least two grains.
   void launch(llvm::ArrayRef<int64_t> slots, int64_t count, int64_t grain);
+  /// Ends the Block kernel begun last, if its body was emitted, and calls
+  /// the runtime GEMM from the entry point with it as the epilogue, on
+  /// `slots`; mmArgs are callMatMul's.
+  void launchGemm(llvm::ArrayRef<int64_t> slots,
+                  llvm::ArrayRef<llvm::Value *> mmArgs);
+
+  /// The slot of each result of fused node f (result 0 is f), or -1 for a
+  /// result nothing reads.
+  llvm::SmallVector<int64_t, 4> resultSlots(const Node &f) const;
 
   /// The IR builder of kernel bodies (in the current kernel's module).
   llvm::IRBuilder<> &b() { return *body; }
@@ -101,7 +123,8 @@ public:
   llvm::Value *entrySlot(int64_t s);
   /// Calls the runtime GEMM with module 0's micro-kernels from the entry
   /// point: args are kiln_rt_matmul's after `rt` and before the kernels.
-  void callMatMul(llvm::ArrayRef<llvm::Value *> args);
+  void callMatMul(llvm::ArrayRef<llvm::Value *> args,
+                  llvm::Value *epilogue = nullptr);
   /// Ends the entry point with the plan's end-of-step copies, sets the
   /// vector width, verifies every module and hands them over.
   llvm::Expected<std::vector<ModulePart>> finish();
@@ -176,6 +199,10 @@ public:
 private:
   struct Part;
   Part &part() { return *parts[currentPart]; }
+  /// Emits the task of the open kernel, if any; returns it in module 0.
+  llvm::Function *closeKernel();
+  /// Stores the pointers of `slots` into the args array.
+  void fillArgs(llvm::ArrayRef<int64_t> slots);
   std::string signature(const Node &n, unsigned numBuffers,
                         llvm::StringRef suffix, bool unique) const;
 
@@ -195,7 +222,10 @@ private:
   llvm::StringMap<std::string> tasks;
   /// The task launch() will run, and whether its body is open.
   std::string currentTask;
+  KernelForm currentForm = KernelForm::Range;
   bool open = false;
+  /// Per fused node with several results: the slot of each.
+  llvm::DenseMap<const Node *, llvm::SmallVector<int64_t, 4>> results;
   Kernel current;
 };
 

@@ -24,9 +24,26 @@ extern "C" void kiln_rt_matmul(RuntimeContext *rt, const float *a,
                                int64_t strideA, int64_t strideB,
                                int64_t strideC,
                                const GemmMicroKernel *kernels, int64_t mr,
-                               int64_t nr) {
+                               int64_t nr, EpilogueTask epilogue,
+                               void **epilogueArgs) {
   bool ta = flags & 1, tb = flags & 2;
   GemmKernels kern{kernels, mr, nr};
+  if (epilogue) {
+    struct Ctx {
+      EpilogueTask task;
+      void **args;
+      RuntimeContext *rt;
+    } ctx{epilogue, epilogueArgs, rt};
+    GemmEpilogue epi{[](void *p, int64_t i0, int64_t i1, int64_t j0,
+                        int64_t j1) {
+                       auto *c = static_cast<Ctx *>(p);
+                       c->task(c->args, c->rt, i0, i1, j0, j1);
+                     },
+                     &ctx};
+    GemmOperand A{a, ta ? m : k, ta}, B{b, tb ? k : n, tb};
+    gemm(m, n, k, A, B, c, n, false, kern, rt->pool, &epi);
+    return;
+  }
   auto one = [&](int64_t i, ThreadPool *pool) {
     GemmOperand A{a + i * strideA, ta ? m : k, ta};
     GemmOperand B{b + i * strideB, tb ? k : n, tb};

@@ -34,6 +34,9 @@ struct RuntimeContext {
 /// A kernel task: runs iterations [begin, end).
 using KernelTask = void (*)(void **bufs, RuntimeContext *rt, int64_t begin,
                             int64_t end);
+/// A GEMM epilogue task: runs on block C[i0:i1, j0:j1].
+using EpilogueTask = void (*)(void **bufs, RuntimeContext *rt, int64_t i0,
+                              int64_t i1, int64_t j0, int64_t j1);
 
 extern "C" {
 void kiln_rt_parallel_for(RuntimeContext *rt, KernelTask task, void **bufs,
@@ -42,11 +45,14 @@ void kiln_rt_parallel_for(RuntimeContext *rt, KernelTask task, void **bufs,
 /// transposed ([K, M]), bit 1: B stored transposed ([N, K]). Strides are
 /// in elements between consecutive batches (0: shared). `kernels` is the
 /// module's table of micro-kernels (kiln::GemmKernels) for an mr x nr tile.
+/// If `epilogue` is not null (batch is then 1), it is called as
+/// epilogue(epilogueArgs, rt, i0, i1, j0, j1) on each finished block of C.
 void kiln_rt_matmul(RuntimeContext *rt, const float *a, const float *b,
                     float *c, int64_t batch, int64_t m, int64_t n, int64_t k,
                     int32_t flags, int64_t strideA, int64_t strideB,
                     int64_t strideC, const GemmMicroKernel *kernels,
-                    int64_t mr, int64_t nr);
+                    int64_t mr, int64_t nr, EpilogueTask epilogue,
+                    void **epilogueArgs);
 void kiln_rt_fail(RuntimeContext *rt, int64_t node, int64_t value);
 uint64_t kiln_rt_dropout_key(RuntimeContext *rt, int64_t opSeed);
 }

@@ -170,6 +170,8 @@ std::vector<Node **> Graph::roots() {
     r.push_back(&u.value);
   for (NamedGradient &gr : gradients)
     r.push_back(&gr.value);
+  for (Node *&n : moreOutputs)
+    r.push_back(&n);
   return r;
 }
 
@@ -196,5 +198,7 @@ std::unique_ptr<Graph> kiln::cloneGraph(const Graph &g) {
     c->updates.push_back({u.name, to.lookup(u.value)});
   for (const NamedGradient &gr : g.gradients)
     c->gradients.push_back({gr.name, to.lookup(gr.value)});
+  for (const Node *n : g.moreOutputs)
+    c->moreOutputs.push_back(to.lookup(n));
   return c;
 }

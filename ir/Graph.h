@@ -83,7 +83,9 @@ public:
   llvm::SmallVector<Attr, 2> attrs; ///< Sorted by name.
   Location loc;
   /// A fused node's body: a graph of `arg {index}` leaves (one per operand)
-  /// and the ops they feed, returning the node's value. Null for other ops.
+  /// and the ops they feed, returning the node's value (and, for a node with
+  /// several results, the values its `result` users read). Null for other
+  /// ops.
   std::unique_ptr<Graph> body;
 
   const OpInfo &info() const { return opInfo(op); }
@@ -119,6 +121,9 @@ public:
   std::vector<std::unique_ptr<Node>> nodes; ///< Topological order.
   Node *objective = nullptr;                ///< `minimize`, or null.
   Node *output = nullptr;                   ///< `return`, or null.
+  /// A fused node's body only: its results after the first
+  /// (`return %a, %b, %c`), which `result {index}` nodes read.
+  std::vector<Node *> moreOutputs;
   std::vector<StateUpdate> updates;
   /// d objective / d leaf, for each parameter (and requested input), after
   /// autodiff.

@@ -153,6 +153,20 @@ bool IRParser::parseStatement(Graph &g) {
       return false;
     }
     slot = v;
+    // A fused body may return several values: its node's results.
+    while (!isMin && tok.is(Tok::Comma)) {
+      llvm::SMLoc commaLoc = tok.loc();
+      advance();
+      if (bodyDepth == 0) {
+        diags.error(commaLoc,
+                    "only the body of a fused node returns several values");
+        return false;
+      }
+      Node *more = parseValueRef();
+      if (!more)
+        return false;
+      g.moreOutputs.push_back(more);
+    }
     return true;
   }
   if (isIdent("update") || isIdent("gradient")) {

@@ -13,6 +13,7 @@
 #include "ir/Grad.h"
 #include "ir/Graph.h"
 #include "ir/Tensor.h"
+#include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/StringMap.h"
 #include <array>
 
@@ -26,6 +27,9 @@ struct EvalContext {
   /// The operands of the fused node whose body is being evaluated: what its
   /// `arg {index}` leaves read.
   llvm::ArrayRef<const Tensor *> args;
+  /// The results after the first of each fused node evaluated so far with
+  /// several (`result {index}` reads element index - 1).
+  llvm::DenseMap<const Node *, std::vector<Tensor>> results;
   uint64_t seed = 0; ///< Dropout's randomness: seed and step.
   uint64_t step = 0;
   std::string
@@ -73,6 +77,9 @@ void registerFusedRules(RuleTable &t);
 /// a kernel reads through by index maps (broadcast, transpose, slice,
 /// reshape).
 bool fusesElementwise(Op op);
+/// Whether op computes each element from its operands' elements at the same
+/// index with a scalar function (ir/ops/Scalar.h).
+bool isScalarOp(Op op);
 
 /// Both evaluation instantiations of a templated rule.
 #define KILN_EVAL(fn) &fn<float>, &fn<double>

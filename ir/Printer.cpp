@@ -93,8 +93,12 @@ static void printBody(const Graph &g, llvm::raw_ostream &os, unsigned indent) {
   }
   if (g.objective)
     os << pad << "minimize " << ref(g.objective) << "\n";
-  if (g.output)
-    os << pad << "return " << ref(g.output) << "\n";
+  if (g.output) {
+    os << pad << "return " << ref(g.output);
+    for (const Node *n : g.moreOutputs)
+      os << ", " << ref(n);
+    os << "\n";
+  }
 }
 
 void kiln::printGraph(const Graph &g, llvm::raw_ostream &os) {

@@ -1,6 +1,6 @@
 //===- Autodiff.cpp - Reverse-mode differentiation of a graph -------------===//
 //
-// Reverse mode over the node list:
+// Reverse mode over the node list, after fused nodes are inlined:
 //  1. Mark the nodes that depend on a differentiated leaf (not through
 //     stop_gradient, and never integer-valued ones).
 //  2. Seed the objective's gradient with 1.
@@ -18,8 +18,58 @@
 
 using namespace kiln;
 
+/// Replaces each fused node, and the `result` nodes that read it, by
+/// clones of its body's ops at its place, so every op autodiff meets has a
+/// gradient rule of its own. Returns what each replaced node became.
+static llvm::DenseMap<Node *, Node *> inlineFused(Graph &g) {
+  llvm::DenseMap<Node *, Node *> to;
+  if (llvm::none_of(g.nodes, [](auto &n) { return n->op == Op::Fused; }))
+    return to;
+  std::vector<std::unique_ptr<Node>> order;
+  for (auto &np : g.nodes) {
+    if (np->op == Op::Result) {
+      const Graph &body = *np->operands[0]->body;
+      to[np.get()] = to.lookup(body.moreOutputs[np->intAttr("index") - 1]);
+      continue;
+    }
+    for (Node *&o : np->operands)
+      if (Node *r = to.lookup(o))
+        o = r;
+    if (np->op != Op::Fused) {
+      order.push_back(std::move(np));
+      continue;
+    }
+    // Body nodes map to their clones in `to` too; bodies are not shared.
+    for (auto &bp : np->body->nodes) {
+      if (bp->op == Op::Arg) {
+        to[bp.get()] = np->operands[bp->intAttr("index")];
+        continue;
+      }
+      auto c = std::make_unique<Node>();
+      c->op = bp->op;
+      c->type = bp->type;
+      c->attrs = bp->attrs;
+      c->loc = bp->loc;
+      for (Node *o : bp->operands)
+        c->operands.push_back(to.lookup(o));
+      to[bp.get()] = c.get();
+      order.push_back(std::move(c));
+    }
+    to[np.get()] = to.lookup(np->body->output);
+  }
+  // The replaced nodes (and their bodies) die with the old list.
+  std::vector<std::unique_ptr<Node>> old = std::move(g.nodes);
+  g.nodes = std::move(order);
+  for (Node **r : g.roots())
+    if (Node *n = to.lookup(*r))
+      *r = n;
+  return to;
+}
+
 std::vector<Node *> kiln::buildGradients(Graph &g, Node *objective,
                                          llvm::ArrayRef<Node *> wrt) {
+  if (Node *n = inlineFused(g).lookup(objective))
+    objective = n;
   size_t end = 0;
   while (g.nodes[end].get() != objective)
     ++end;

@@ -12,9 +12,17 @@
 //     copied into each body). So a body is a tree over its args and
 //     constants: each of its values is computed once per element, and a
 //     group stops at kMaxMembers ops, which bounds a kernel's size.
-//  3. A group of at least two computing ops becomes a fused node at its
-//     root's place, with one operand per value it reads from outside; the
-//     root's uses move to it, and DCE drops what the group replaced.
+//  3. Merge groups whose values must exist: a group whose root is read at
+//     the same element by a later group of the same shape (Adam's new
+//     moments, read by the parameter's update, and each an update of its
+//     own) joins it, and the merged kernel writes that value as a further
+//     result, if everything else that reads it comes after the later
+//     group. So one loop reads the gradient, state and parameter once and
+//     writes every new value.
+//  4. A group of at least two computing ops becomes a fused node at its
+//     root's place, with one operand per value it reads from outside and a
+//     `result {index}` node after it for each further value read outside;
+//     the uses move to them, and DCE drops what the group replaced.
 //
 //===----------------------------------------------------------------------===//
 #include "ir/OpRules.h"
@@ -42,17 +50,14 @@ bool cheapRead(const Node &o) {
 }
 
 /// An op that computes (not only moves or names) values.
-bool computes(Op op) {
-  return fusesElementwise(op) && op != Op::Arg && op != Op::Constant &&
-         op != Op::Broadcast && op != Op::Transpose && op != Op::Slice &&
-         op != Op::Reshape;
-}
+bool computes(Op op) { return isScalarOp(op) && op != Op::StopGradient; }
 
 /// The body of a group: args for the outside values, then clones of the
-/// members in graph order.
+/// members in graph order, returning the root and then `more`.
 std::unique_ptr<Graph> buildBody(const Graph &g,
                                  llvm::ArrayRef<const Node *> members,
                                  const Node *root,
+                                 llvm::ArrayRef<const Node *> more,
                                  llvm::ArrayRef<Node *> inputs) {
   auto body = std::make_unique<Graph>();
   body->name = g.name;
@@ -70,6 +75,8 @@ std::unique_ptr<Graph> buildBody(const Graph &g,
                   leaf ? std::optional<TensorType>(m->type) : std::nullopt));
   }
   body->output = clone.lookup(root);
+  for (const Node *m : more)
+    body->moreOutputs.push_back(clone.lookup(m));
   return body;
 }
 
@@ -93,15 +100,17 @@ bool kiln::runFuseElementwise(Graph &g) {
   struct Group {
     const Node *root;
     llvm::SmallVector<const Node *, 8> members; // any order for now
+    /// Roots of merged groups, in the order they merged.
+    llvm::SmallVector<const Node *, 2> more;
+    bool merged = false; ///< into another group
   };
   std::vector<Group> groups;
   for (size_t i = N; i-- > 0;) {
     const Node *n = g.nodes[i].get();
-    if (groupOf[i] >= 0 || !computes(n->op) || n->type.dtype != DType::F32 ||
-        n->op == Op::StopGradient)
+    if (groupOf[i] >= 0 || !computes(n->op) || n->type.dtype != DType::F32)
       continue;
     int id = groups.size();
-    groups.push_back({n, {n}});
+    groups.push_back({n, {n}, {}});
     groupOf[i] = id;
     llvm::SmallVector<const Node *, 8> work{n};
     while (!work.empty()) {
@@ -131,9 +140,60 @@ bool kiln::runFuseElementwise(Graph &g) {
     }
   }
 
-  // 3. Fused nodes for groups of two or more computing ops.
-  llvm::DenseMap<const Node *, std::unique_ptr<Node>> fusedAt; // by root
+  // 3. Merges, into the later group (groups were made last root first).
+  auto isRootOf = [&](const Node *o) -> int {
+    int id = groupOf[index.lookup(o)];
+    return id >= 0 && !groups[id].merged && groups[id].root == o ? id : -1;
+  };
+  for (int id = int(groups.size()); id-- > 0;) {
+    Group &G = groups[id];
+    size_t at = index.lookup(G.root);
+    for (bool grew = true; grew;) {
+      grew = false;
+      for (size_t k = 0; k < G.members.size() && !grew; ++k) {
+        for (const Node *o : G.members[k]->operands) {
+          int pid = isRootOf(o);
+          if (pid < 0 || pid == id || o->type.shape != G.root->type.shape)
+            continue;
+          Group &P = groups[pid];
+          if (G.members.size() + P.members.size() > kMaxMembers)
+            continue;
+          // Read at the same element by G, and by nothing outside G before
+          // G's root, where the merged kernel runs.
+          auto readsHere = [&](const Node *v) {
+            for (const Node *u : users.lookup(v)) {
+              int ug = groupOf[index.lookup(u)];
+              if (ug == pid)
+                continue; // checked when it merged into P
+              if (ug == id ? !isScalarOp(u->op) : index.lookup(u) < at)
+                return false;
+            }
+            return true;
+          };
+          if (!readsHere(P.root) || !llvm::all_of(P.more, readsHere))
+            continue;
+          for (const Node *m : P.members)
+            if (m->op != Op::Constant)
+              groupOf[index.lookup(m)] = id;
+          G.members.append(P.members.begin(), P.members.end());
+          G.more.push_back(P.root);
+          G.more.append(P.more.begin(), P.more.end());
+          P.merged = true;
+          grew = true;
+          break;
+        }
+      }
+    }
+  }
+
+  // 4. Fused nodes for groups of two or more computing ops, each followed
+  // by the results read outside it.
+  llvm::DenseMap<const Node *, std::vector<std::unique_ptr<Node>>>
+      fusedAt; // by root
+  llvm::DenseMap<Node *, Node *> replaced;
   for (Group &grp : groups) {
+    if (grp.merged)
+      continue;
     llvm::sort(grp.members, [&](const Node *a, const Node *b) {
       return index.lookup(a) < index.lookup(b);
     });
@@ -154,23 +214,38 @@ bool kiln::runFuseElementwise(Graph &g) {
     llvm::sort(inputs, [&](const Node *a, const Node *b) {
       return index.lookup(a) < index.lookup(b);
     });
-    auto body = buildBody(g, grp.members, grp.root, inputs);
-    cantFail(g.add(Op::Fused, inputs, {{"kind", std::string("elementwise")}},
-                   grp.root->loc, std::nullopt, std::move(body)));
-    fusedAt[grp.root] = std::move(g.nodes.back());
+    // Further results: merged roots that something outside still reads.
+    llvm::SmallVector<const Node *, 2> more;
+    for (const Node *m : grp.more)
+      if (roots.contains(m) ||
+          llvm::any_of(users.lookup(m),
+                       [&](const Node *u) { return !inGroup.contains(u); }))
+        more.push_back(m);
+    auto body = buildBody(g, grp.members, grp.root, more, inputs);
+    auto &placed = fusedAt[grp.root];
+    Node *fused = cantFail(
+        g.add(Op::Fused, inputs, {{"kind", std::string("elementwise")}},
+              grp.root->loc, std::nullopt, std::move(body)));
+    placed.push_back(std::move(g.nodes.back()));
     g.nodes.pop_back();
+    replaced[const_cast<Node *>(grp.root)] = fused;
+    for (size_t k = 0; k < more.size(); ++k) {
+      Node *r = cantFail(g.add(Op::Result, {fused},
+                               {{"index", int64_t(k + 1)}}, more[k]->loc));
+      placed.push_back(std::move(g.nodes.back()));
+      g.nodes.pop_back();
+      replaced[const_cast<Node *>(more[k])] = r;
+    }
   }
   if (fusedAt.empty())
     return false;
-  // Each fused node takes its root's place in the order (all it reads comes
-  // before the root) and the root's uses.
-  llvm::DenseMap<Node *, Node *> replaced;
+  // Each fused node, with its results, takes its root's place in the order
+  // (all it reads comes before the root) and the uses of what it computes.
   std::vector<std::unique_ptr<Node>> order;
   for (auto &np : g.nodes) {
-    if (auto it = fusedAt.find(np.get()); it != fusedAt.end()) {
-      replaced[np.get()] = it->second.get();
-      order.push_back(std::move(it->second));
-    }
+    if (auto it = fusedAt.find(np.get()); it != fusedAt.end())
+      for (auto &f : it->second)
+        order.push_back(std::move(f));
     order.push_back(std::move(np));
   }
   g.nodes = std::move(order);

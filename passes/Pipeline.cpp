@@ -26,9 +26,13 @@ static const char *const kTrainingPipeline[] = {
 };
 
 static const char *const kKernelPipeline[] = {
-    // Chains of elementwise ops, with the broadcasts, transposes, slices and
-    // reshapes they read through, become one kernel each.
+    // Chains of elementwise ops, with the scalar broadcasts and reshapes
+    // they read through, become one kernel each; values several kernels
+    // need become further results of one.
     "fuse-elementwise",
+    // The elementwise work on a matrix product runs on each block of the
+    // product inside its GEMM.
+    "fuse-gemm-epilogue",
 };
 
 llvm::Expected<std::vector<PipelineStep>> kiln::kernelPipeline() {

@@ -17,7 +17,9 @@
 #include "passes/PlanMemory.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/DenseSet.h"
+#include "ir/OpRules.h"
 #include "llvm/ADT/STLExtras.h"
+#include <map>
 
 using namespace kiln;
 
@@ -37,8 +39,59 @@ bool isLast2Transpose(const Node &n) {
   return perm[r - 2] == r - 1 && perm[r - 1] == r - 2;
 }
 
+/// True if fused node f is a gemm kernel whose body reads operand k only
+/// as an operand of its matmul.
+bool readsAsProductOperand(const Node &f, size_t k) {
+  if (f.op != Op::Fused || f.stringAttr("kind") != "gemm")
+    return false;
+  const Node *arg = nullptr;
+  for (auto &np : f.body->nodes)
+    if (np->op == Op::Arg && size_t(np->intAttr("index")) == k)
+      arg = np.get();
+  for (auto &np : f.body->nodes)
+    if (llvm::is_contained(np->operands, arg) && np->op != Op::MatMul)
+      return false;
+  return true;
+}
+
+/// True if fused node f's body reads operand k only at the element each
+/// iteration computes (an operand of scalar ops), so the kernel may write a
+/// result over it.
+bool readsOnlyInPlace(const Node &f, size_t k) {
+  const Node *arg = nullptr;
+  for (auto &np : f.body->nodes)
+    if (np->op == Op::Arg && size_t(np->intAttr("index")) == k)
+      arg = np.get();
+  for (auto &np : f.body->nodes)
+    if (llvm::is_contained(np->operands, arg) && !isScalarOp(np->op))
+      return false;
+  return f.body->output != arg &&
+         !llvm::is_contained(f.body->moreOutputs, arg);
+}
+
+/// The result number of v: that of a `result` node, else 0.
+int64_t resultNumber(const Node &v) {
+  return v.op == Op::Result ? v.intAttr("index") : 0;
+}
+
+/// The number of the result of a gemm kernel f that is its product, or -1
+/// (also for other kernels).
+int64_t productResult(const Node &f) {
+  if (f.stringAttr("kind") != "gemm")
+    return -1;
+  const Graph &b = *f.body;
+  for (size_t r = 0; r <= b.moreOutputs.size(); ++r) {
+    const Node *x = r ? b.moreOutputs[r - 1] : b.output;
+    if (x->op == Op::MatMul)
+      return r;
+  }
+  return -1;
+}
+
 /// The alias class n would have if all its users allowed it.
 Storage preferredStorage(const Node &n) {
+  if (n.op == Op::Result)
+    return Storage::Result;
   if (n.info().flags & Leaf && n.op != Op::Constant)
     return Storage::Leaf;
   if (n.op == Op::Reshape || n.op == Op::StopGradient)
@@ -53,11 +106,12 @@ Storage preferredStorage(const Node &n) {
   return Storage::Buffer;
 }
 
-/// Whether a user of a node of class s lets it keep that class.
-bool userAllows(Storage s, const Node &user) {
+/// Whether a user of a node of class s, which reads it as operand k, lets
+/// it keep that class.
+bool userAllows(Storage s, const Node &user, size_t k) {
   switch (s) {
   case Storage::Transposed:
-    return user.op == Op::MatMul;
+    return user.op == Op::MatMul || readsAsProductOperand(user, k);
   case Storage::Immediate:
   case Storage::Splat:
     // An elementwise kernel reads them; a view has no kernel.
@@ -66,6 +120,77 @@ bool userAllows(Storage s, const Node &user) {
   default:
     return true;
   }
+}
+
+
+/// Node v's leaf if v is written in place: for each update `leaf <- v`
+/// where v is a result of a fused kernel F (F itself, or a `result` of F)
+/// that reads the leaf as an operand only at the element it computes, and
+/// nothing reads the leaf's old value at or after F (nor after the step: no
+/// root is the leaf). Per node: the leaf's index, or -1.
+std::vector<int64_t>
+inPlaceLeaves(const Graph &g, const llvm::DenseMap<const Node *, int64_t> &index,
+              llvm::ArrayRef<Storage> storage) {
+  const int64_t N = g.nodes.size();
+  std::vector<int64_t> out(N, -1);
+  // The last node reading each leaf's buffer (through views, transposed
+  // and splat reads), and whether F itself does other than as an operand.
+  std::vector<int64_t> lastReader(N, -1);
+  std::vector<llvm::SmallVector<int64_t, 2>> readers(N);
+  std::vector<int64_t> bufferOf(N, -1); // the leaf whose buffer node i is
+  for (int64_t i = 0; i < N; ++i) {
+    const Node &n = *g.nodes[i];
+    if (storage[i] == Storage::Leaf)
+      bufferOf[i] = i;
+    bool alias = storage[i] == Storage::View ||
+                 storage[i] == Storage::Transposed ||
+                 storage[i] == Storage::Splat;
+    for (const Node *o : n.operands)
+      if (int64_t l = bufferOf[index.lookup(o)]; l >= 0) {
+        if (alias)
+          bufferOf[i] = l;
+        else
+          readers[l].push_back(i);
+      }
+  }
+  llvm::DenseSet<int64_t> readAtEnd;
+  for (const Node *r : g.rootValues())
+    if (int64_t l = bufferOf[index.lookup(r)]; l >= 0)
+      readAtEnd.insert(l);
+  for (const StateUpdate &u : g.updates) {
+    const Node *leaf = g.findLeaf(Op::Param, u.name);
+    if (!leaf)
+      leaf = g.findLeaf(Op::State, u.name);
+    int64_t l = index.lookup(leaf), v = index.lookup(u.value);
+    if (storage[l] != Storage::Leaf || readAtEnd.contains(l))
+      continue;
+    const Node *f = u.value;
+    if (f->op == Op::Result)
+      f = f->operands[0];
+    else if (storage[v] != Storage::Buffer)
+      continue;
+    if (f->op != Op::Fused || productResult(*f) == resultNumber(*u.value))
+      continue;
+    int64_t fi = index.lookup(f);
+    bool ok = true;
+    for (int64_t r : readers[l]) {
+      if (r < fi)
+        continue;
+      if (r > fi) {
+        ok = false;
+        break;
+      }
+      for (size_t k = 0; k < f->operands.size(); ++k)
+        if (f->operands[k] == leaf && !readsOnlyInPlace(*f, k))
+          ok = false;
+        else if (f->operands[k] != leaf &&
+                 bufferOf[index.lookup(f->operands[k])] == l)
+          ok = false; // a view of the leaf, read in some other order
+    }
+    if (ok)
+      out[v] = l;
+  }
+  return out;
 }
 
 } // namespace
@@ -89,8 +214,9 @@ BufferPlan kiln::planMemory(const Graph &g) {
   for (int64_t i = 0; i < N; ++i)
     plan.storage[i] = preferredStorage(*g.nodes[i]);
   for (auto &n : g.nodes)
-    for (Node *o : n->operands)
-      if (!userAllows(plan.storage[index[o]], *n))
+    for (size_t k = 0; k < n->operands.size(); ++k)
+      if (Node *o = n->operands[k];
+          !userAllows(plan.storage[index[o]], *n, k))
         plan.storage[index[o]] = Storage::Buffer;
   for (const Node *root : g.rootValues()) {
     Storage &s = plan.storage[index[root]];
@@ -98,6 +224,12 @@ BufferPlan kiln::planMemory(const Graph &g) {
         s == Storage::Splat)
       s = Storage::Buffer;
   }
+
+  // In-place updates: the leaf each new value may be written over.
+  std::vector<int64_t> inPlaceOf = inPlaceLeaves(g, index, plan.storage);
+  plan.inPlace.assign(N, false);
+  for (int64_t i = 0; i < N; ++i)
+    plan.inPlace[i] = inPlaceOf[i] >= 0;
 
   plan.slotOf.assign(N, -1);
   plan.scratchOf.assign(N, -1);
@@ -111,8 +243,12 @@ BufferPlan kiln::planMemory(const Graph &g) {
     live.push_back({node, node});
     return int64_t(plan.leafOf.size() - 1);
   };
+  // A fused node's results, by (fused node, index): a second `result` node
+  // of one index shares the first's slot.
+  std::map<std::pair<const Node *, int64_t>, int64_t> resultSlot;
   for (int64_t i = 0; i < N; ++i) {
     const Node &n = *g.nodes[i];
+    int64_t bytes = *numElements(n.type.shape) * dtypeSize(n.type.dtype);
     switch (plan.storage[i]) {
     case Storage::Leaf:
       plan.slotOf[i] = newSlot(i, 0, i);
@@ -121,9 +257,20 @@ BufferPlan kiln::planMemory(const Graph &g) {
       plan.slotOf[i] = plan.slotOf[index[n.operands[0]]];
       break;
     case Storage::Buffer:
-      plan.slotOf[i] = newSlot(
-          -1, *numElements(n.type.shape) * int64_t(dtypeSize(n.type.dtype)), i);
+      plan.slotOf[i] = inPlaceOf[i] >= 0 ? plan.slotOf[inPlaceOf[i]]
+                                         : newSlot(-1, bytes, i);
       break;
+    case Storage::Result: {
+      // Written by the fused node's kernel, before this node's place.
+      auto key = std::make_pair(n.operands[0], n.intAttr("index"));
+      if (auto it = resultSlot.find(key); it != resultSlot.end())
+        plan.slotOf[i] = it->second;
+      else
+        plan.slotOf[i] = resultSlot[key] =
+            inPlaceOf[i] >= 0 ? plan.slotOf[inPlaceOf[i]]
+                              : newSlot(-1, bytes, index[n.operands[0]]);
+      continue;
+    }
     default:
       continue;
     }
@@ -134,6 +281,11 @@ BufferPlan kiln::planMemory(const Graph &g) {
       int64_t cols = y[0] * w[1] * w[2] * w[3] * y[2] * y[3];
       plan.scratchOf[i] = newSlot(-1, cols * 4, i);
     }
+    // A gemm kernel's product that is none of its results: C goes to
+    // scratch, from which the epilogue computes the results.
+    if (n.op == Op::Fused && n.stringAttr("kind") == "gemm" &&
+        productResult(n) < 0)
+      plan.scratchOf[i] = newSlot(-1, bytes, i);
   }
 
   // 2. Live ranges. A transposed or splat read reads its operand's slot.
@@ -165,8 +317,10 @@ BufferPlan kiln::planMemory(const Graph &g) {
   for (auto [from, to] : updates) {
     const Node &leaf = *g.nodes[plan.leafOf[to]];
     int64_t bytes = *numElements(leaf.type.shape) * dtypeSize(leaf.type.dtype);
-    if (from == to)
+    if (from == to) {
+      plan.inPlaceBytes += bytes;
       continue;
+    }
     if (plan.leafOf[from] >= 0 && updatedSlots.contains(from)) {
       int64_t staged = newSlot(-1, bytes, N);
       live[staged].second = N;

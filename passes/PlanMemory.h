@@ -32,6 +32,9 @@ enum class Storage : uint8_t {
   /// A broadcast of one element, which its elementwise users read as
   /// operand 0's element 0.
   Splat,
+  /// A further result of a fused node (`result {index}`): a slot the fused
+  /// node's kernel writes, or the slot of the leaf it updates in place.
+  Result,
 };
 
 /// Where each value lives while the compiled step runs.
@@ -47,13 +50,18 @@ struct BufferPlan {
   std::vector<int64_t> offset;
   /// Per slot: its size in the workspace (0 for leaves), a multiple of 64.
   std::vector<int64_t> bytes;
-  /// Per node: a scratch slot (convolution's im2col buffer), or -1.
+  /// Per node: a scratch slot (convolution's im2col buffer, the product of
+  /// a gemm kernel that is not one of its results), or -1.
   std::vector<int64_t> scratchOf;
   int64_t workspaceBytes = 0;
   /// A copy of `bytes` bytes from slot `from` to slot `to`.
   struct Copy {
     int64_t from, to, bytes;
   };
+  /// Per node: true if its kernel writes it into the buffer of the leaf it
+  /// updates (a parameter or optimizer state), in place: the kernel reads
+  /// that leaf only at the element it writes, after every other reader.
+  std::vector<bool> inPlace;
   /// The copies that end the step, in order: each updated leaf (parameter
   /// or state) receives its new value in its own buffer, so the caller's
   /// buffers hold the next step's values and nothing is copied out. A new
@@ -72,6 +80,8 @@ struct BufferPlan {
   /// (a kernel or a runtime call writes it). Constants are materialised
   /// where an op other than an elementwise one reads them.
   bool materialized(size_t i) const { return storage[i] == Storage::Buffer; }
+  /// The number of bytes updated in place, which no end copy moves.
+  int64_t inPlaceBytes = 0;
 };
 
 /// Plans the buffers of g's nodes, which run one after another in graph

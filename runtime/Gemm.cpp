@@ -125,12 +125,17 @@ void packA(const GemmOperand &A, int64_t MR, int64_t i0, int64_t mc, int64_t k0,
 }
 
 /// C[i0:i1, j0:j1] (+)= op(A)[i0:i1, :] · op(B)[:, j0:j1].
+/// Then runs the epilogue on each MC x NR block of C after its last K
+/// block, while the block is in L1 or L2.
 void gemmBlock(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K,
                const GemmOperand &A, const GemmOperand &B, float *C,
-               int64_t ldc, bool accumulate, const GemmKernels &kern) {
+               int64_t ldc, bool accumulate, const GemmKernels &kern,
+               const GemmEpilogue *epi) {
   if (K == 0) {
     for (int64_t i = i0; i < i1 && !accumulate; ++i)
       std::fill(C + i * ldc + j0, C + i * ldc + j1, 0.0f);
+    if (epi)
+      epi->fn(epi->ctx, i0, i1, j0, j1);
     return;
   }
   const int64_t MR = kern.mr, NR = kern.nr, MC = MR * MCTiles;
@@ -188,6 +193,8 @@ void gemmBlock(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K,
             panel += rows * kc;
             ir += rows;
           }
+          if (epi && pc + kc == K)
+            epi->fn(epi->ctx, ic, ic + mc, jc + jr, jc + jr + nr);
         }
       }
     }
@@ -198,14 +205,15 @@ void gemmBlock(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K,
 
 void kiln::gemm(int64_t M, int64_t N, int64_t K, GemmOperand A, GemmOperand B,
                 float *C, int64_t ldc, bool accumulate,
-                const GemmKernels &kernels, ThreadPool *pool) {
+                const GemmKernels &kernels, ThreadPool *pool,
+                const GemmEpilogue *epi) {
   assert(kernels.nr <= kGemmMaxNR && NC % kernels.nr == 0);
   if (M <= 0 || N <= 0)
     return;
   // Below ~2 MFLOP a second thread costs more than it saves.
   bool parallel = pool && pool->size() > 1 && double(M) * N * K >= 1e6;
   if (!parallel) {
-    gemmBlock(0, M, 0, N, K, A, B, C, ldc, accumulate, kernels);
+    gemmBlock(0, M, 0, N, K, A, B, C, ldc, accumulate, kernels, epi);
     return;
   }
   // Split the longer side of C, in whole micro-tiles.
@@ -213,13 +221,13 @@ void kiln::gemm(int64_t M, int64_t N, int64_t K, GemmOperand A, GemmOperand B,
     int64_t nr = kernels.nr, tiles = (N + nr - 1) / nr;
     pool->parallelFor(tiles, 1, [&](int64_t t0, int64_t t1) {
       gemmBlock(0, M, t0 * nr, std::min(N, t1 * nr), K, A, B, C, ldc,
-                accumulate, kernels);
+                accumulate, kernels, epi);
     });
   } else {
     int64_t mr = kernels.mr, tiles = (M + mr - 1) / mr;
     pool->parallelFor(tiles, 1, [&](int64_t t0, int64_t t1) {
       gemmBlock(t0 * mr, std::min(M, t1 * mr), 0, N, K, A, B, C, ldc,
-                accumulate, kernels);
+                accumulate, kernels, epi);
     });
   }
 }

@@ -50,16 +50,27 @@ struct GemmKernels {
   GemmMicroKernel packing() const { return fns[mr]; }
 };
 
+/// Work on C's final values while they are still in cache: the GEMM calls
+/// fn(ctx, i0, i1, j0, j1) once for each block C[i0:i1, j0:j1] after its
+/// last K block, so that every element is passed exactly once, from the
+/// thread that computed it. A compiled step's epilogue (bias, activation,
+/// an optimizer update) runs there.
+struct GemmEpilogue {
+  void (*fn)(void *ctx, int64_t i0, int64_t i1, int64_t j0, int64_t j1);
+  void *ctx;
+};
+
 /// The largest NR the packing buffers allow.
 inline constexpr int64_t kGemmMaxNR = 64;
 
 /// C[M, N] = op(A)[M, K] · op(B)[K, N], or C += that if `accumulate`. C has
 /// row stride ldc. With a pool, rows or columns of C are split across its
 /// threads in whole micro-tiles; K never is, so every element is summed in
-/// the same order whatever the thread count.
+/// the same order whatever the thread count. `epilogue`, if given, runs on
+/// each block of C as it is finished.
 void gemm(int64_t M, int64_t N, int64_t K, GemmOperand A, GemmOperand B,
           float *C, int64_t ldc, bool accumulate, const GemmKernels &kernels,
-          ThreadPool *pool = nullptr);
+          ThreadPool *pool = nullptr, const GemmEpilogue *epilogue = nullptr);
 
 } // namespace kiln
 

@@ -1,12 +1,20 @@
 //===- Fused.cpp - Lowering fused kernels ---------------------------------===//
 //
-// An elementwise fused node is one loop over its result's elements. Each
-// element's value is its body evaluated at that element: an elementwise op
-// applies its scalar function (ir/ops/Scalar.h) to its operands' values at
-// the same index, a broadcast, transpose, slice or reshape reads its
-// operand at the index its strided map gives (ir/IndexMap.h), and an arg
-// loads the operand's buffer there. So values are never materialised
-// between the ops of a body, and each is computed once per index.
+// An elementwise fused node is one loop over its results' elements; a gemm
+// fused node is a call of the runtime GEMM whose epilogue, run on each block
+// of C as it is finished, computes the results from the product there. In
+// both, each element's value is the body evaluated at that element: an
+// elementwise op applies its scalar function (ir/ops/Scalar.h) to its
+// operands' values at the same index, a broadcast, transpose, slice or
+// reshape reads its operand at the index its strided map gives
+// (ir/IndexMap.h), an arg loads the operand's buffer there, and the product
+// loads C. So values are never materialised between the ops of a body, and
+// each is computed once per index.
+//
+// A kernel gets one pointer per distinct buffer: a result the memory plan
+// writes over an operand (an optimizer update in place) is loaded and
+// stored through one pointer, so every pointer stays `noalias`. Each
+// iteration computes all its results before it stores any.
 //
 //===----------------------------------------------------------------------===//
 #include "codegen/KernelBuilder.h"
@@ -20,13 +28,22 @@ using namespace llvm;
 
 namespace {
 
+/// An element of a value: its flat index, and its index per axis where the
+/// loop knows it without division (a GEMM epilogue's row and column).
+struct Index {
+  Value *flat;
+  SmallVector<Value *, 4> axes;
+};
+
 class BodyEmitter {
 public:
-  BodyEmitter(KernelBuilder &kb, const Graph &body) : kb(kb), body(body) {}
+  /// argBuf: the kernel buffer of each arg; productBuf: that of the GEMM's C.
+  BodyEmitter(KernelBuilder &kb, ArrayRef<int> argBuf, int productBuf = -1)
+      : kb(kb), argBuf(argBuf), productBuf(productBuf) {}
 
-  /// The value of body node x at flat index `at` of x's shape.
-  Value *value(const Node *x, Value *at) {
-    auto key = std::make_pair(x, at);
+  /// The value of body node x at element `at` of x's shape.
+  Value *value(const Node *x, const Index &at) {
+    auto key = std::make_pair(x, at.flat);
     if (Value *v = memo.lookup(key))
       return v;
     Value *v = compute(x, at);
@@ -35,11 +52,14 @@ public:
   }
 
 private:
-  Value *compute(const Node *x, Value *at) {
+  Value *compute(const Node *x, const Index &at) {
     Kernel &k = kb.kernel();
     switch (x->op) {
     case Op::Arg:
-      return kb.load(kb.elemType(*x), k.buf[1 + x->intAttr("index")], at);
+      return kb.load(kb.elemType(*x), k.buf[argBuf[x->intAttr("index")]],
+                     at.flat);
+    case Op::MatMul:
+      return kb.loadF(k.buf[productBuf], at.flat);
     case Op::Constant:
       return kb.cf(x->floatAttr("value"));
     case Op::Broadcast:
@@ -49,9 +69,20 @@ private:
       StridedMap map = *stridedMapOf(*x);
       // A row-major map (a reshape) reads the same flat index.
       if (map.base == 0 && map.strides == stridesOf(map.shape))
-        return value(x->operands[0], at);
-      return value(x->operands[0],
-                   kb.stridedOffset(at, map.shape, map.strides, map.base));
+        return value(x->operands[0], {at.flat, {}});
+      Value *off;
+      if (at.axes.size() == map.shape.size()) {
+        off = kb.c64(map.base);
+        for (size_t d = 0; d < map.shape.size(); ++d)
+          if (map.strides[d] != 0 && map.shape[d] != 1)
+            off = kb.add(off, kb.mul(at.axes[d], map.strides[d]));
+      } else {
+        off = kb.stridedOffset(at.flat, map.shape, map.strides, map.base);
+      }
+      Index in{off, {}};
+      if (x->operands[0]->type.rank() == 1)
+        in.axes.push_back(off);
+      return value(x->operands[0], in);
     }
     default: {
       SmallVector<Value *, 2> args;
@@ -64,28 +95,158 @@ private:
   }
 
   KernelBuilder &kb;
-  const Graph &body;
+  ArrayRef<int> argBuf;
+  int productBuf;
   DenseMap<std::pair<const Node *, Value *>, Value *> memo;
 };
 
-void lowerFused(KernelBuilder &kb, const Node &n) {
-  SmallVector<int64_t, 4> slots{kb.slot(n)};
+/// A fused kernel's buffers, each slot once: the results' first, then the
+/// operands'.
+struct Buffers {
+  SmallVector<int64_t, 6> slots;
+  SmallVector<int, 4> resultBuf, argBuf; ///< -1: a result nothing reads
+
+  int of(int64_t slot) {
+    for (size_t i = 0; i < slots.size(); ++i)
+      if (slots[i] == slot)
+        return i;
+    slots.push_back(slot);
+    return slots.size() - 1;
+  }
+  /// What sharing a kernel depends on besides the node's signature: which
+  /// results and operands share a buffer.
+  std::string key() const {
+    std::string s = " bufs";
+    for (int b : resultBuf)
+      s += " " + std::to_string(b);
+    s += " :";
+    for (int b : argBuf)
+      s += " " + std::to_string(b);
+    return s;
+  }
+};
+
+/// The operand slot a kernel reads: a transposed operand's is its source's.
+int64_t operandSlot(KernelBuilder &kb, const Node *o) {
+  return kb.storage(o) == Storage::Transposed ? kb.slot(o->operands[0])
+                                              : kb.slot(o);
+}
+
+Buffers buffersOf(KernelBuilder &kb, const Node &n,
+                  ArrayRef<int64_t> extraSlots = {}) {
+  Buffers bufs;
+  for (int64_t s : kb.resultSlots(n))
+    bufs.resultBuf.push_back(s < 0 ? -1 : bufs.of(s));
   for (const Node *o : n.operands)
-    slots.push_back(kb.slot(o));
-  if (kb.beginKernel(n, slots.size())) {
+    bufs.argBuf.push_back(bufs.of(operandSlot(kb, o)));
+  for (int64_t s : extraSlots)
+    bufs.of(s);
+  return bufs;
+}
+
+/// The body's results, in order.
+SmallVector<const Node *, 4> resultsOf(const Graph &body) {
+  SmallVector<const Node *, 4> r{body.output};
+  r.append(body.moreOutputs.begin(), body.moreOutputs.end());
+  return r;
+}
+
+/// Computes every result at `at`, then stores them (skipping `skip`, the
+/// product, which the GEMM already wrote).
+void emitElement(KernelBuilder &kb, const Graph &body, const Buffers &bufs,
+                 const Index &at, int productBuf = -1,
+                 const Node *skip = nullptr) {
+  BodyEmitter emit(kb, bufs.argBuf, productBuf);
+  auto results = resultsOf(body);
+  SmallVector<Value *, 4> values;
+  for (size_t r = 0; r < results.size(); ++r)
+    values.push_back(bufs.resultBuf[r] < 0 || results[r] == skip
+                         ? nullptr
+                         : emit.value(results[r], at));
+  for (size_t r = 0; r < results.size(); ++r)
+    if (values[r])
+      kb.store(values[r], kb.kernel().buf[bufs.resultBuf[r]], at.flat);
+}
+
+void lowerElementwiseKernel(KernelBuilder &kb, const Node &n) {
+  Buffers bufs = buffersOf(kb, n);
+  if (kb.beginKernel(n, bufs.slots.size(), "", /*unique=*/false,
+                     KernelForm::Range, bufs.key())) {
     Kernel &k = kb.kernel();
     kb.loop(k.begin, k.end, [&](Value *i) {
-      BodyEmitter body(kb, *n.body);
-      kb.store(body.value(n.body->output, i), k.buf[0], i);
+      emitElement(kb, *n.body, bufs, {i, {}});
     });
   }
-  kb.launch(slots, *numElements(n.type.shape), kElementGrain);
+  kb.launch(bufs.slots, *numElements(n.type.shape), kElementGrain);
+}
+
+/// The outer operand a gemm body's matmul operand reads, and whether the
+/// GEMM reads it transposed (a transpose in the body, or an operand the
+/// plan keeps untransposed, or both, which cancel).
+std::pair<const Node *, bool> productOperand(KernelBuilder &kb, const Node &n,
+                                             const Node *x) {
+  bool trans = false;
+  if (x->op == Op::Transpose) {
+    trans = true;
+    x = x->operands[0];
+  }
+  const Node *o = n.operands[x->intAttr("index")];
+  if (kb.storage(o) == Storage::Transposed) {
+    trans = !trans;
+    o = o->operands[0];
+  }
+  return {o, trans};
+}
+
+void lowerGemmKernel(KernelBuilder &kb, const Node &n) {
+  const Node *mm = nullptr;
+  for (auto &np : n.body->nodes)
+    if (np->op == Op::MatMul)
+      mm = np.get();
+  auto results = resultsOf(*n.body);
+  auto resultSlots = kb.resultSlots(n);
+  int64_t cSlot = kb.plan().scratchOf[kb.nodeIndex(n)];
+  for (size_t r = 0; r < results.size(); ++r)
+    if (results[r] == mm)
+      cSlot = resultSlots[r];
+  Buffers bufs = buffersOf(kb, n, {cSlot});
+  int productBuf = bufs.of(cSlot);
+  const int64_t M = mm->type.shape[0], N = mm->type.shape[1];
+  const int64_t K = mm->operands[0]->type.shape[1];
+  if (kb.beginKernel(n, bufs.slots.size(), ".epilogue", /*unique=*/false,
+                     KernelForm::Block, bufs.key())) {
+    Kernel &k = kb.kernel();
+    kb.loop(k.begin, k.end, [&](Value *i) {
+      Value *row = kb.mul(i, N);
+      kb.loop(k.colBegin, k.colEnd, [&](Value *j) {
+        emitElement(kb, *n.body, bufs, {kb.add(row, j), {i, j}}, productBuf,
+                    mm);
+      });
+    });
+  }
+  auto [a, ta] = productOperand(kb, n, mm->operands[0]);
+  auto [w, tb] = productOperand(kb, n, mm->operands[1]);
+  IRBuilder<> &eb = kb.entryBuilder();
+  kb.launchGemm(bufs.slots,
+                {kb.entrySlot(kb.slot(a)), kb.entrySlot(kb.slot(w)),
+                 kb.entrySlot(cSlot), eb.getInt64(1), eb.getInt64(M),
+                 eb.getInt64(N), eb.getInt64(K), eb.getInt32(ta | tb << 1),
+                 eb.getInt64(M * K), eb.getInt64(0), eb.getInt64(M * N)});
+}
+
+void lowerFused(KernelBuilder &kb, const Node &n) {
+  if (n.stringAttr("kind") == "gemm")
+    lowerGemmKernel(kb, n);
+  else
+    lowerElementwiseKernel(kb, n);
 }
 
 } // namespace
 
 void kiln::registerFusedLowerings(LoweringTable &t) {
   t[size_t(Op::Fused)].lower = lowerFused;
-  // Args exist only inside bodies, which lowerFused reads itself.
+  // Args exist only inside bodies, which lowerFused reads itself; a fused
+  // node's kernel writes its further results.
   t[size_t(Op::Arg)].aliasOnly = true;
+  t[size_t(Op::Result)].aliasOnly = true;
 }

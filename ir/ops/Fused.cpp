@@ -1,18 +1,35 @@
 //===- Fused.cpp - Fused kernels: a node whose body is a graph ------------===//
 //
 // `fused {kind}` computes its body: a graph whose `arg {index}` leaves read
-// the node's operands and whose `return` is the node's value. The shape rule
-// verifies the body and the kind's legality; evaluation runs the body's
-// rules in order, so the interpreter's result of a fused node is exactly that
-// of the unfused ops; the gradient rule differentiates the body, inlined.
+// the node's operands and whose `return %a, %b, ...` gives the node's
+// results: the node's value is the first, and `result {index}` nodes read
+// the others. The shape rule verifies the body and the kind's legality:
+//   elementwise  one loop over the results' shape;
+//   gemm         one rank-2 matmul of args and an elementwise epilogue that
+//                reads the product at the element it computes.
+// Evaluation runs the body's rules in order, so the interpreter's result of
+// a fused node is exactly that of the unfused ops. Autodiff differentiates
+// the body inlined (inlineFused).
 //
 //===----------------------------------------------------------------------===//
 #include "ir/OpRules.h"
 #include "ir/Verifier.h"
 #include "ir/ops/Scalar.h"
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/DenseSet.h"
 
 using namespace kiln;
+
+bool kiln::isScalarOp(Op op) {
+  switch (op) {
+#define X(E, F, A) case Op::E:
+    KILN_FOR_EACH_SCALAR_OP(X)
+#undef X
+    return true;
+  default:
+    return false;
+  }
+}
 
 bool kiln::fusesElementwise(Op op) {
   switch (op) {
@@ -22,12 +39,9 @@ bool kiln::fusesElementwise(Op op) {
   case Op::Transpose:
   case Op::Slice:
   case Op::Reshape:
-#define X(E, F, A) case Op::E:
-    KILN_FOR_EACH_SCALAR_OP(X)
-#undef X
     return true;
   default:
-    return false;
+    return isScalarOp(op);
   }
 }
 
@@ -50,31 +64,86 @@ void evalArg(const Node &n, llvm::ArrayRef<const Tensor *>, Tensor &out,
   out = *ctx.args[n.intAttr("index")];
 }
 
-// fused {kind}: one arg per operand, of its type; the body returns the value.
+/// The values a fused node's body returns: its results, in order.
+llvm::SmallVector<const Node *, 4> bodyResults(const Graph &b) {
+  llvm::SmallVector<const Node *, 4> r{b.output};
+  r.append(b.moreOutputs.begin(), b.moreOutputs.end());
+  return r;
+}
+
+/// Why a gemm kernel's body is not one product and its elementwise
+/// epilogue, or "": exactly one rank-2 matmul, whose operands are args (or
+/// transposes of args) and whose value the other ops read only at the
+/// element they compute, since the epilogue of one block of C runs before
+/// the other blocks exist.
+std::string gemmBodyError(const Graph &b) {
+  const Node *mm = nullptr;
+  llvm::DenseSet<const Node *> fromProduct;
+  for (auto &np : b.nodes) {
+    const Node &x = *np;
+    if (x.op == Op::MatMul) {
+      if (mm)
+        return "a gemm kernel computes one matmul";
+      mm = &x;
+      if (x.type.rank() != 2)
+        return "the matmul of a gemm kernel must be of rank 2, not " +
+               x.type.str();
+      for (const Node *o : x.operands) {
+        const Node *a = o->op == Op::Transpose ? o->operands[0] : o;
+        if (a->op != Op::Arg || a->type.rank() != 2)
+          return "the matmul of a gemm kernel reads only rank-2 args or "
+                 "their transposes";
+      }
+      fromProduct.insert(&x);
+      continue;
+    }
+    bool reads = llvm::any_of(
+        x.operands, [&](const Node *o) { return fromProduct.contains(o); });
+    if (!reads)
+      continue;
+    if (!isScalarOp(x.op))
+      return "'" + x.info().mnemonic.str() +
+             "' moves the product's elements; a gemm epilogue reads it only "
+             "at the element it computes";
+    fromProduct.insert(&x);
+  }
+  if (!mm)
+    return "a gemm kernel computes one matmul";
+  for (const Node *r : bodyResults(b))
+    if (r->type.shape != mm->type.shape)
+      return "each result of a gemm kernel has the product's shape " +
+             mm->type.str() + ", not " + r->type.str();
+  return "";
+}
+
+// fused {kind}: one arg per operand, of its type; the body returns the
+// node's value and any further results.
 llvm::Expected<TensorType> shapeFused(const Node &n) {
   if (!n.body)
     return makeError("'fused' needs a body");
   auto kind = n.getString("kind");
   if (!kind)
     return kind.takeError();
-  if (*kind != "elementwise")
-    return makeError("unknown fused kind '" + *kind + "' (known: elementwise)");
+  bool gemm = *kind == "gemm";
+  if (*kind != "elementwise" && !gemm)
+    return makeError("unknown fused kind '" + *kind +
+                     "' (known: elementwise, gemm)");
   const Graph &b = *n.body;
   if (auto e = verifyGraph(b, /*isBody=*/true))
     return makeError("in the body of 'fused': " + llvm::toString(std::move(e)));
   if (!b.output)
     return makeError("the body of 'fused' has no return");
   if (b.objective || !b.updates.empty() || !b.gradients.empty())
-    return makeError("the body of 'fused' may only return a value");
+    return makeError("the body of 'fused' may only return values");
   std::vector<const Node *> args(n.operands.size(), nullptr);
   for (auto &np : b.nodes) {
     const Node &x = *np;
-    if (!fusesElementwise(x.op))
-      return makeError("'" + x.info().mnemonic +
-                       "' cannot be part of an elementwise fused kernel");
+    if (!fusesElementwise(x.op) && !(gemm && x.op == Op::MatMul))
+      return makeError("'" + x.info().mnemonic + "' cannot be part of " +
+                       (gemm ? "a gemm" : "an elementwise") +
+                       " fused kernel");
     if (x.type.dtype != DType::F32)
-      return makeError("an elementwise fused kernel computes f32 values, "
-                       "not " +
+      return makeError("a fused kernel computes f32 values, not " +
                        x.type.str());
     if (x.op != Op::Arg)
       continue;
@@ -94,7 +163,48 @@ llvm::Expected<TensorType> shapeFused(const Node &n) {
   for (size_t i = 0; i < args.size(); ++i)
     if (!args[i])
       return makeError("operand " + llvm::Twine(i) + " has no arg in the body");
+  // One loop (or one product's blocks) computes every result.
+  auto results = bodyResults(b);
+  for (const Node *r : results) {
+    if (r->op == Op::Arg)
+      return makeError("a fused kernel's result is an arg; use the operand");
+    if (r->type.shape != b.output->type.shape)
+      return makeError("the results of a fused kernel have one shape: " +
+                       r->type.str() + " is not " + b.output->type.str());
+  }
+  for (size_t i = 0; i < results.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (results[i] == results[j])
+        return makeError("a fused kernel returns one value twice");
+  if (gemm)
+    if (std::string why = gemmBodyError(b); !why.empty())
+      return makeError(why);
   return b.output->type;
+}
+
+// result {index}: the fused operand's result number index (>= 1; result 0
+// is the fused node itself).
+llvm::Expected<TensorType> shapeResult(const Node &n) {
+  auto index = n.getInt("index");
+  if (!index)
+    return index.takeError();
+  const Node *f = n.operands[0];
+  if (f->op != Op::Fused || !f->body)
+    return makeError("'result' reads a fused node, not '" +
+                     f->info().mnemonic + "'");
+  int64_t count = 1 + f->body->moreOutputs.size();
+  if (*index < 1 || *index >= count)
+    return makeError("'result' index " + llvm::Twine(*index) +
+                     " is out of range: the fused node has " +
+                     llvm::Twine(count) + " results, and result 0 is the "
+                     "node itself");
+  return f->body->moreOutputs[*index - 1]->type;
+}
+
+template <typename T>
+void evalResult(const Node &n, llvm::ArrayRef<const Tensor *>, Tensor &out,
+                EvalContext &ctx) {
+  out = ctx.results.lookup(n.operands[0])[n.intAttr("index") - 1];
 }
 
 template <typename T>
@@ -121,49 +231,21 @@ void evalFused(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
   }
   if (!inner.error.empty())
     ctx.fail(inner.error);
+  if (!n.body->moreOutputs.empty()) {
+    std::vector<Tensor> more;
+    for (const Node *r : n.body->moreOutputs)
+      more.push_back(values[r]);
+    ctx.results[&n] = std::move(more);
+  }
   out = std::move(values[n.body->output]);
-}
-
-// The gradient of the body, inlined: its ops are rebuilt on the operands and
-// differentiated in reverse with their own rules.
-void gradFused(GradBuilder &b, Node &n, Node *g,
-               llvm::MutableArrayRef<Node *> d) {
-  llvm::DenseMap<const Node *, Node *> clone, grad;
-  for (auto &np : n.body->nodes) {
-    const Node &x = *np;
-    if (x.op == Op::Arg) {
-      clone[&x] = n.operands[x.intAttr("index")];
-    } else if (x.op == Op::Constant) {
-      clone[&x] = b.constant(x.floatAttr("value"), x.type.shape);
-    } else {
-      llvm::SmallVector<Node *, 4> ops;
-      for (const Node *o : x.operands)
-        ops.push_back(clone[o]);
-      clone[&x] = b.op(x.op, ops, x.attrs);
-    }
-  }
-  grad[n.body->output] = g;
-  for (auto it = n.body->nodes.rbegin(); it != n.body->nodes.rend(); ++it) {
-    const Node &x = **it;
-    Node *gx = grad.lookup(&x);
-    if (!gx || x.info().flags & Leaf)
-      continue;
-    llvm::SmallVector<Node *, 4> ds(x.operands.size(), nullptr);
-    opRules(x.op).grad(b, *clone[&x], gx, ds);
-    for (size_t i = 0; i < x.operands.size(); ++i)
-      if (ds[i]) {
-        Node *&acc = grad[x.operands[i]];
-        acc = acc ? b.add(acc, ds[i]) : ds[i];
-      }
-  }
-  for (auto &np : n.body->nodes)
-    if (np->op == Op::Arg)
-      d[np->intAttr("index")] = grad.lookup(np.get());
 }
 
 } // namespace
 
 void kiln::registerFusedRules(RuleTable &t) {
   t[size_t(Op::Arg)] = {shapeArg, KILN_EVAL(evalArg), noGradient};
-  t[size_t(Op::Fused)] = {shapeFused, KILN_EVAL(evalFused), gradFused};
+  // Autodiff inlines fused nodes before it differentiates (inlineFused), so
+  // their rules are never asked for a gradient.
+  t[size_t(Op::Fused)] = {shapeFused, KILN_EVAL(evalFused), noGradient};
+  t[size_t(Op::Result)] = {shapeResult, KILN_EVAL(evalResult), noGradient};
 }
