@@ -228,6 +228,32 @@ std::vector<GradCase> gradCases() {
        {f("a", {3, 4}), f("b", {3, 4})},
        "%out = mse %a, %b : f32[]",
        "f32[]"},
+      // A gemm kernel: the product and its epilogue, inlined.
+      {Op::Fused,
+       {f("a", {3, 4}), f("w", {4, 5}), f("b", {5})},
+       "%out = fused %a, %w, %b {kind = \"gemm\"} : f32[3,5] {\n"
+       "  %0 = arg {index = 0} : f32[3,4]\n"
+       "  %1 = arg {index = 1} : f32[4,5]\n"
+       "  %2 = matmul %0, %1 : f32[3,5]\n"
+       "  %3 = arg {index = 2} : f32[5]\n"
+       "  %4 = broadcast %3 {shape = [3,5]} : f32[3,5]\n"
+       "  %5 = add %2, %4 : f32[3,5]\n"
+       "  %6 = tanh %5 : f32[3,5]\n"
+       "  return %6\n"
+       "}",
+       "f32[3,5]"},
+      // Two results of one kernel, both used: their gradients add up in a.
+      {Op::Result,
+       {f("a", {3, 5})},
+       "%f = fused %a {kind = \"elementwise\"} : f32[3,5] {\n"
+       "  %0 = arg {index = 0} : f32[3,5]\n"
+       "  %1 = tanh %0 : f32[3,5]\n"
+       "  %2 = mul %1, %0 : f32[3,5]\n"
+       "  return %2, %1\n"
+       "}\n"
+       "%t = result %f {index = 1} : f32[3,5]\n"
+       "%out = mul %f, %t : f32[3,5]",
+       "f32[3,5]"},
   };
 }
 

@@ -309,6 +309,21 @@ std::vector<Case> cases() {
       // fused: relu(a * b - 1), its body evaluated op by op (args included).
       {Op::Fused, kFusedIR, {a2(1, -2), b2(3, 4)}, {2, 0}},
       {Op::Arg, kFusedIR, {a2(2, 1), b2(1, 5)}, {1, 4}},
+      // result 1 of a fused node: the body's second return value, a * b.
+      {Op::Result,
+       "%a = input {name = \"a\"} : f32[2]\n"
+       "%b = input {name = \"b\"} : f32[2]\n"
+       "%f = fused %a, %b {kind = \"elementwise\"} : f32[2] {\n"
+       "  %0 = arg {index = 0} : f32[2]\n"
+       "  %1 = arg {index = 1} : f32[2]\n"
+       "  %2 = mul %0, %1 : f32[2]\n"
+       "  %3 = neg %2 : f32[2]\n"
+       "  return %3, %2\n"
+       "}\n"
+       "%out = result %f {index = 1} : f32[2]\n"
+       "return %out",
+       {a2(1, -2), b2(3, 4)},
+       {3, -8}},
       {Op::MSE,
        "%a = input {name = \"a\"} : f32[2]\n%b = input {name = \"b\"} : "
        "f32[2]\n"

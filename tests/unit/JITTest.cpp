@@ -22,6 +22,7 @@
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/TargetParser/Host.h"
 #include <array>
+#include <atomic>
 #include <functional>
 #include <gtest/gtest.h>
 #include <map>
@@ -108,6 +109,52 @@ const char *kFusedJIT =
     "  %7 = tanh %6 : f32[S,3]\n"
     "  return %7\n"
     "}";
+
+const char *kGemmJIT =
+    "%a = input {name = \"a\"} : f32[S,7]\n"
+    "%w = input {name = \"w\"} : f32[S3,7]\n"
+    "%b = input {name = \"b\"} : f32[S3]\n"
+    "%f = fused %a, %w, %b {kind = \"gemm\"} : f32[S,S3] {\n"
+    "  %0 = arg {index = 0} : f32[S,7]\n"
+    "  %1 = arg {index = 1} : f32[S3,7]\n"
+    "  %2 = transpose %1 {perm = [1,0]} : f32[7,S3]\n"
+    "  %3 = matmul %0, %2 : f32[S,S3]\n"
+    "  %4 = arg {index = 2} : f32[S3]\n"
+    "  %5 = broadcast %4 {shape = [S,S3]} : f32[S,S3]\n"
+    "  %6 = add %3, %5 : f32[S,S3]\n"
+    "  %7 = tanh %6 : f32[S,S3]\n"
+    "  return %7, %3\n"
+    "}\n"
+    "%p = result %f {index = 1} : f32[S,S3]\n"
+    "%out = mul %f, %p : f32[S,S3]";
+
+const char *kGemmScratchJIT =
+    "%a = input {name = \"a\"} : f32[7,S]\n"
+    "%w = input {name = \"w\"} : f32[7,5]\n"
+    "%c = input {name = \"c\"} : f32[S,5]\n"
+    "%out = fused %a, %w, %c {kind = \"gemm\"} : f32[S,5] {\n"
+    "  %0 = arg {index = 0} : f32[7,S]\n"
+    "  %1 = transpose %0 {perm = [1,0]} : f32[S,7]\n"
+    "  %2 = arg {index = 1} : f32[7,5]\n"
+    "  %3 = matmul %1, %2 : f32[S,5]\n"
+    "  %4 = arg {index = 2} : f32[S,5]\n"
+    "  %5 = mul %3, %4 : f32[S,5]\n"
+    "  return %5\n"
+    "}";
+
+const char *kResultsJIT =
+    "%a = input {name = \"a\"} : f32[S,3]\n"
+    "%f = fused %a {kind = \"elementwise\"} : f32[S,3] {\n"
+    "  %0 = arg {index = 0} : f32[S,3]\n"
+    "  %1 = exp %0 : f32[S,3]\n"
+    "  %2 = neg %1 : f32[S,3]\n"
+    "  %3 = mul %1, %0 : f32[S,3]\n"
+    "  return %2, %1, %3\n"
+    "}\n"
+    "%r = result %f {index = 1} : f32[S,3]\n"
+    "%q = result %f {index = 2} : f32[S,3]\n"
+    "%s = sub %r, %q : f32[S,3]\n"
+    "%out = add %s, %f : f32[S,3]";
 
 // Each `S` is replaced by the size; `S2` by size + 2 (for windows).
 std::vector<OpCase> opCases() {
@@ -289,6 +336,14 @@ std::vector<OpCase> opCases() {
       // through their index maps, then the scalar chain.
       {Op::Fused, kFusedJIT},
       {Op::Arg, kFusedJIT},
+      // A GEMM epilogue (the product several strips and row tiles wide at
+      // S = 129, B read transposed), writing the product as a result, and
+      // one whose product is none of its results.
+      {Op::Fused, kGemmJIT},
+      {Op::Result, kGemmJIT},
+      {Op::Fused, kGemmScratchJIT},
+      // Several results of one loop.
+      {Op::Result, kResultsJIT},
       {Op::MSE, "%a = input {name = \"a\"} : f32[3,S]\n"
                 "%b = input {name = \"b\"} : f32[3,S]\n"
                 "%out = mse %a, %b : f32[]"},
@@ -469,10 +524,14 @@ INSTANTIATE_TEST_SUITE_P(Targets, JITModels, testing::ValuesIn(kTargets),
 /// left alone from the node that writes them to the last node that reads
 /// them (the end of the step for roots), and the plan shares bytes between
 /// values that are never live together.
-void expectPlanIsSound(const char *name, int64_t batch) {
+/// With `kernels`, the plan is that of the kernel graph the JIT compiles
+/// (fused kernels, results, GEMM epilogues).
+void expectPlanIsSound(const char *name, int64_t batch, bool kernels = false) {
   test::Source src(modelFile(name));
   ModelRun r = trainingGraph(src, batch);
   ASSERT_TRUE(r.training) << src.errors;
+  if (kernels)
+    ASSERT_FALSE(bool(formKernels(*r.training)));
   const Graph &g = *r.training;
   BufferPlan plan = planMemory(g);
   llvm::DenseMap<const Node *, int64_t> index;
@@ -500,6 +559,9 @@ void expectPlanIsSound(const char *name, int64_t batch) {
     const Node &n = *g.nodes[i];
     if (plan.slotOf[i] >= 0)
       liveAt(plan.slotOf[i], i);
+    // A fused node's kernel writes its results.
+    if (n.op == Op::Result)
+      liveAt(plan.slotOf[i], index[n.operands[0]]);
     if (plan.scratchOf[i] >= 0)
       liveAt(plan.scratchOf[i], i);
     for (const Node *o : n.operands)
@@ -535,6 +597,9 @@ TEST(JITPlan, MLP) { expectPlanIsSound("mlp", 16); }
 TEST(JITPlan, SVM) { expectPlanIsSound("svm", 16); }
 TEST(JITPlan, CNN) { expectPlanIsSound("cnn", 4); }
 TEST(JITPlan, ResNet) { expectPlanIsSound("resnet", 2); }
+TEST(JITPlan, MLPKernels) { expectPlanIsSound("mlp", 16, true); }
+TEST(JITPlan, CNNKernels) { expectPlanIsSound("cnn", 4, true); }
+TEST(JITPlan, ResNetKernels) { expectPlanIsSound("resnet", 2, true); }
 
 TEST(JIT, ResultsAreBitwiseIdenticalAcrossThreadCounts) {
   test::Source src(modelFile("cnn"));
@@ -705,10 +770,33 @@ TEST_P(GemmWidth, MatchesFloat64ReferenceForEveryTransposeAndEdgeSize) {
         x = u(rng);
       GemmOperand A{a.data(), ta ? m : k, ta}, B{b.data(), tb ? k : n, tb};
       bool accumulate = (m + n + k + t) % 2;
-      gemm(m, n, k, A, B, c.data(), n, accumulate, *kernels, &pool);
+      // The epilogue sees each element of C once, with its final value.
+      struct Seen {
+        std::vector<std::atomic<int>> count;
+        std::vector<float> value;
+        const float *c;
+        int64_t n;
+      } seen{std::vector<std::atomic<int>>(m * n),
+             std::vector<float>(m * n), c.data(), n};
+      GemmEpilogue epi{[](void *p, int64_t i0, int64_t i1, int64_t j0,
+                          int64_t j1) {
+                         auto &s = *static_cast<Seen *>(p);
+                         for (int64_t i = i0; i < i1; ++i)
+                           for (int64_t j = j0; j < j1; ++j) {
+                             ++s.count[i * s.n + j];
+                             s.value[i * s.n + j] = s.c[i * s.n + j];
+                           }
+                       },
+                       &seen};
+      gemm(m, n, k, A, B, c.data(), n, accumulate, *kernels, &pool, &epi);
+      std::string what =
+          llvm::formatv("m={0} n={1} k={2} ta={3} tb={4}", m, n, k, ta, tb);
       EXPECT_LE(worstGemmError(m, n, k, ta, tb, accumulate, a, b, c), 1e-6)
-          << llvm::formatv("m={0} n={1} k={2} ta={3} tb={4}", m, n, k, ta, tb)
-                 .str();
+          << what;
+      for (int64_t i = 0; i < m * n; ++i) {
+        ASSERT_EQ(seen.count[i].load(), 1) << what << " element " << i;
+        ASSERT_EQ(seen.value[i], c[i]) << what << " element " << i;
+      }
     }
 }
 

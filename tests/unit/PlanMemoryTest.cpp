@@ -73,4 +73,69 @@ TEST(PlanMemory, AUserThatCannotReadAnAliasOrARootGetsABuffer) {
     EXPECT_GE(plan.slotOf[i], 0) << "node %" << i;
 }
 
+/// An optimizer's shape: one kernel reads w, m and g at each element and
+/// writes w's and m's new values.
+const char *kUpdate = R"(graph @g {
+  %w = param {init = "zeros", name = "w"} : f32[2, 2]
+  %m = state {init = "zeros", name = "m"} : f32[2, 2]
+  %g = input {name = "g"} : f32[2, 2]
+  %f = fused %w, %m, %g {kind = "elementwise"} : f32[2, 2] {
+    %0 = arg {index = 0} : f32[2, 2]
+    %1 = arg {index = 1} : f32[2, 2]
+    %2 = arg {index = 2} : f32[2, 2]
+    %3 = add %1, %2 : f32[2, 2]
+    %4 = sub %0, %3 : f32[2, 2]
+    return %4, %3
+  }
+  %r = result %f {index = 1} : f32[2, 2]
+  update "w", %f
+  update "m", %r
+)";
+
+TEST(PlanMemory, UpdatesAreWrittenOverTheirLeafWhenNothingReadsItLater) {
+  BufferPlan plan = planOf(std::string(kUpdate) + "}");
+  EXPECT_TRUE(plan.inPlace[3]);
+  EXPECT_TRUE(plan.inPlace[4]);
+  EXPECT_EQ(plan.slotOf[3], plan.slotOf[0]);
+  EXPECT_EQ(plan.slotOf[4], plan.slotOf[1]);
+  EXPECT_EQ(int(plan.storage[4]), int(Storage::Result));
+  EXPECT_TRUE(plan.endCopies.empty());
+  EXPECT_EQ(plan.inPlaceBytes, 2 * 16);
+  EXPECT_EQ(plan.workspaceBytes, 0);
+}
+
+TEST(PlanMemory, AnUpdateIsCopiedWhenTheOldValueIsReadLater) {
+  // A sum of w after the kernel, and w as the output, need its old value;
+  // m is still updated in place.
+  for (const char *tail :
+       {"  %s = sum %w {axes = [], keepdims = 0} : f32[]\n  minimize %s\n}",
+        "  return %w\n}"}) {
+    BufferPlan plan = planOf(std::string(kUpdate) + tail);
+    EXPECT_FALSE(plan.inPlace[3]) << tail;
+    EXPECT_TRUE(plan.inPlace[4]) << tail;
+    EXPECT_NE(plan.slotOf[3], plan.slotOf[0]) << tail;
+    ASSERT_EQ(plan.endCopies.size(), 1u) << tail;
+    EXPECT_EQ(plan.endCopies[0].from, plan.slotOf[3]);
+    EXPECT_EQ(plan.endCopies[0].to, plan.slotOf[0]);
+  }
+}
+
+TEST(PlanMemory, AnUpdateIsCopiedWhenItsKernelReadsOtherElementsOfTheLeaf) {
+  // The kernel reads w transposed: writing w[i] would change what a later
+  // element reads.
+  BufferPlan plan = planOf(R"(graph @g {
+  %w = param {init = "zeros", name = "w"} : f32[2, 2]
+  %f = fused %w {kind = "elementwise"} : f32[2, 2] {
+    %0 = arg {index = 0} : f32[2, 2]
+    %1 = transpose %0 {perm = [1, 0]} : f32[2, 2]
+    %2 = add %0, %1 : f32[2, 2]
+    %3 = relu %2 : f32[2, 2]
+    return %3
+  }
+  update "w", %f
+})");
+  EXPECT_FALSE(plan.inPlace[1]);
+  EXPECT_EQ(plan.endCopies.size(), 1u);
+}
+
 } // namespace
