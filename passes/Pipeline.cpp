@@ -31,8 +31,8 @@ static const char *const kKernelPipeline[] = {
     // need become further results of one.
     "fuse-elementwise",
     // The elementwise work on a matrix product runs on each block of the
-    // product inside its GEMM.
-    "fuse-gemm-epilogue",
+    // product inside its GEMM; that around a reduction, in its loop.
+    "fuse-epilogues",
 };
 
 llvm::Expected<std::vector<PipelineStep>> kiln::kernelPipeline() {

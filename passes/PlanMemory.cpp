@@ -74,15 +74,15 @@ int64_t resultNumber(const Node &v) {
   return v.op == Op::Result ? v.intAttr("index") : 0;
 }
 
-/// The number of the result of a gemm kernel f that is its product, or -1
-/// (also for other kernels).
+/// The number of the result of a gemm or reduce kernel f that is its
+/// product (the matmul or reduction), or -1 (also for other kernels).
 int64_t productResult(const Node &f) {
-  if (f.stringAttr("kind") != "gemm")
+  if (f.stringAttr("kind") == "elementwise")
     return -1;
   const Graph &b = *f.body;
   for (size_t r = 0; r <= b.moreOutputs.size(); ++r) {
     const Node *x = r ? b.moreOutputs[r - 1] : b.output;
-    if (x->op == Op::MatMul)
+    if (x->op == Op::MatMul || x->info().flags & Reduction)
       return r;
   }
   return -1;
@@ -281,9 +281,9 @@ BufferPlan kiln::planMemory(const Graph &g) {
       int64_t cols = y[0] * w[1] * w[2] * w[3] * y[2] * y[3];
       plan.scratchOf[i] = newSlot(-1, cols * 4, i);
     }
-    // A gemm kernel's product that is none of its results: C goes to
-    // scratch, from which the epilogue computes the results.
-    if (n.op == Op::Fused && n.stringAttr("kind") == "gemm" &&
+    // A gemm or reduce kernel's product that is none of its results goes
+    // to scratch, from which the epilogue computes the results.
+    if (n.op == Op::Fused && n.stringAttr("kind") != "elementwise" &&
         productResult(n) < 0)
       plan.scratchOf[i] = newSlot(-1, bytes, i);
   }

@@ -2,13 +2,15 @@
 //
 // An elementwise fused node is one loop over its results' elements; a gemm
 // fused node is a call of the runtime GEMM whose epilogue, run on each block
-// of C as it is finished, computes the results from the product there. In
-// both, each element's value is the body evaluated at that element: an
+// of C as it is finished, computes the results from the product there; a
+// reduce fused node is a reduction's loops, computing what it reduces as it
+// reads it and its results from each output. In all, each element's value
+// is the body evaluated at that element: an
 // elementwise op applies its scalar function (ir/ops/Scalar.h) to its
 // operands' values at the same index, a broadcast, transpose, slice or
 // reshape reads its operand at the index its strided map gives
 // (ir/IndexMap.h), an arg loads the operand's buffer there, and the product
-// loads C. So values are never materialised between the ops of a body, and
+// (or reduction) loads its accumulator. So values are never materialised between the ops of a body, and
 // each is computed once per index.
 //
 // A kernel gets one pointer per distinct buffer: a result the memory plan
@@ -22,6 +24,8 @@
 #include "ir/IndexMap.h"
 #include "ir/OpRules.h"
 #include "ir/ops/Scalar.h"
+#include <cmath>
+#include <functional>
 
 using namespace kiln;
 using namespace llvm;
@@ -59,6 +63,9 @@ private:
       return kb.load(kb.elemType(*x), k.buf[argBuf[x->intAttr("index")]],
                      at.flat);
     case Op::MatMul:
+    case Op::Sum:
+    case Op::Mean:
+    case Op::Max:
       return kb.loadF(k.buf[productBuf], at.flat);
     case Op::Constant:
       return kb.cf(x->floatAttr("value"));
@@ -234,9 +241,107 @@ void lowerGemmKernel(KernelBuilder &kb, const Node &n) {
                  eb.getInt64(M * K), eb.getInt64(0), eb.getInt64(M * N)});
 }
 
+/// A reduction whose operand is computed as it is read (its prologue), and
+/// whose results are computed from each output as it is finished (its
+/// epilogue). The loops are those of a plain reduction (Reduce.cpp): each
+/// output accumulates its block in one thread in a fixed order, and
+/// reducing leading axes (a bias gradient) accumulates whole rows.
+void lowerReduceKernel(KernelBuilder &kb, const Node &n) {
+  const Node *red = nullptr;
+  for (auto &np : n.body->nodes)
+    if (np->info().flags & Reduction)
+      red = np.get();
+  const Node *src = red->operands[0];
+  auto results = resultsOf(*n.body);
+  auto resultSlots = kb.resultSlots(n);
+  int64_t accSlot = kb.plan().scratchOf[kb.nodeIndex(n)];
+  for (size_t r = 0; r < results.size(); ++r)
+    if (results[r] == red)
+      accSlot = resultSlots[r];
+  Buffers bufs = buffersOf(kb, n, {accSlot});
+  int accBuf = bufs.of(accSlot);
+  const Shape &in = src->type.shape;
+  Shape axes = cantFail(reducedAxes(*red));
+  bool isMax = red->op == Op::Max;
+  int64_t outN = *numElements(red->type.shape);
+  int64_t count = *numElements(in) / outN;
+  bool leading = !isMax && outN > 1;
+  for (size_t i = 0; i < axes.size(); ++i)
+    leading &= axes[i] == int64_t(i);
+  int64_t grain =
+      leading ? 64 : std::max<int64_t>(1, kElementGrain / std::max<int64_t>(1, count));
+  if (!kb.beginKernel(n, bufs.slots.size(), "", /*unique=*/false,
+                      KernelForm::Range, bufs.key())) {
+    kb.launch(bufs.slots, outN, grain);
+    return;
+  }
+  Kernel &k = kb.kernel();
+  IRBuilder<> &b = kb.b();
+  Value *acc = k.buf[accBuf];
+  Value *init = isMax ? kb.cf(-INFINITY) : kb.cf(0);
+  auto finish = [&](Value *v) {
+    return red->op == Op::Mean ? b.CreateFDiv(v, kb.cf(float(count))) : v;
+  };
+  auto epilogue = [&](Value *o) {
+    Index at{o, {}};
+    if (red->type.rank() == 1)
+      at.axes.push_back(o);
+    emitElement(kb, *n.body, bufs, at, accBuf, red);
+  };
+  if (leading) {
+    kb.loop(k.begin, k.end, [&](Value *o) { kb.store(init, acc, o); });
+    kb.loop(count, [&](Value *r) {
+      kb.loop(k.begin, k.end, [&](Value *o) {
+        BodyEmitter prologue(kb, bufs.argBuf);
+        Index at{kb.add(kb.mul(r, outN), o), {}};
+        if (in.size() == 2)
+          at.axes = {r, o};
+        Value *v = prologue.value(src, at);
+        kb.store(b.CreateFAdd(kb.loadF(acc, o), v), acc, o);
+      });
+    });
+    kb.loop(k.begin, k.end, [&](Value *o) {
+      if (red->op == Op::Mean)
+        kb.store(finish(kb.loadF(acc, o)), acc, o);
+      epilogue(o);
+    });
+  } else {
+    Shape inStrides = stridesOf(in), kept, keptStrides;
+    for (int64_t d = 0; d < int64_t(in.size()); ++d)
+      if (!llvm::is_contained(axes, d)) {
+        kept.push_back(in[d]);
+        keptStrides.push_back(inStrides[d]);
+      }
+    kb.loop(k.begin, k.end, [&](Value *o) {
+      Value *base = kb.stridedOffset(o, kept, keptStrides, 0);
+      AllocaInst *sum = kb.var(kb.f32(), init);
+      std::function<void(size_t, Value *)> nest = [&](size_t level,
+                                                      Value *at) {
+        if (level == axes.size()) {
+          BodyEmitter prologue(kb, bufs.argBuf);
+          Value *v = prologue.value(src, {at, {}});
+          kb.set(sum, isMax ? kb.nanMax(kb.get(sum), v)
+                            : kb.reassocAdd(kb.get(sum), v));
+          return;
+        }
+        kb.loop(in[axes[level]], [&](Value *i) {
+          nest(level + 1, kb.add(at, kb.mul(i, inStrides[axes[level]])));
+        });
+      };
+      nest(0, base);
+      kb.store(finish(kb.get(sum)), acc, o);
+      epilogue(o);
+    });
+  }
+  kb.launch(bufs.slots, outN, grain);
+}
+
 void lowerFused(KernelBuilder &kb, const Node &n) {
-  if (n.stringAttr("kind") == "gemm")
+  std::string kind = n.stringAttr("kind");
+  if (kind == "gemm")
     lowerGemmKernel(kb, n);
+  else if (kind == "reduce")
+    lowerReduceKernel(kb, n);
   else
     lowerElementwiseKernel(kb, n);
 }

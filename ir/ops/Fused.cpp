@@ -6,7 +6,10 @@
 // the others. The shape rule verifies the body and the kind's legality:
 //   elementwise  one loop over the results' shape;
 //   gemm         one rank-2 matmul of args and an elementwise epilogue that
-//                reads the product at the element it computes.
+//                reads the product at the element it computes;
+//   reduce       one sum, mean or max of an elementwise prologue, and an
+//                elementwise epilogue that reads it at the element it
+//                computes.
 // Evaluation runs the body's rules in order, so the interpreter's result of
 // a fused node is exactly that of the unfused ops. Autodiff differentiates
 // the body inlined (inlineFused).
@@ -71,28 +74,41 @@ llvm::SmallVector<const Node *, 4> bodyResults(const Graph &b) {
   return r;
 }
 
-/// Why a gemm kernel's body is not one product and its elementwise
-/// epilogue, or "": exactly one rank-2 matmul, whose operands are args (or
-/// transposes of args) and whose value the other ops read only at the
-/// element they compute, since the epilogue of one block of C runs before
-/// the other blocks exist.
-std::string gemmBodyError(const Graph &b) {
-  const Node *mm = nullptr;
+/// The op a kernel of `kind` computes besides elementwise ones, if any.
+bool isProducerOf(llvm::StringRef kind, Op op) {
+  if (kind == "gemm")
+    return op == Op::MatMul;
+  if (kind == "reduce")
+    return op == Op::Sum || op == Op::Mean || op == Op::Max;
+  return false;
+}
+
+/// Why the body of a gemm or reduce kernel is not one producer (a rank-2
+/// matmul of args or their transposes; a reduction of any body value) and
+/// an elementwise epilogue that reads it only at the element it computes,
+/// or "": a GEMM's epilogue runs on one block of C before the others exist,
+/// a reduction's on each output as it is finished.
+std::string producerBodyError(const Graph &b, llvm::StringRef kind) {
+  const Node *producer = nullptr;
   llvm::DenseSet<const Node *> fromProduct;
   for (auto &np : b.nodes) {
     const Node &x = *np;
-    if (x.op == Op::MatMul) {
-      if (mm)
-        return "a gemm kernel computes one matmul";
-      mm = &x;
-      if (x.type.rank() != 2)
-        return "the matmul of a gemm kernel must be of rank 2, not " +
-               x.type.str();
-      for (const Node *o : x.operands) {
-        const Node *a = o->op == Op::Transpose ? o->operands[0] : o;
-        if (a->op != Op::Arg || a->type.rank() != 2)
-          return "the matmul of a gemm kernel reads only rank-2 args or "
-                 "their transposes";
+    if (isProducerOf(kind, x.op)) {
+      if (producer)
+        return ("a " + kind + " kernel computes one " +
+                (kind == "gemm" ? "matmul" : "reduction"))
+            .str();
+      producer = &x;
+      if (kind == "gemm") {
+        if (x.type.rank() != 2)
+          return "the matmul of a gemm kernel must be of rank 2, not " +
+                 x.type.str();
+        for (const Node *o : x.operands) {
+          const Node *a = o->op == Op::Transpose ? o->operands[0] : o;
+          if (a->op != Op::Arg || a->type.rank() != 2)
+            return "the matmul of a gemm kernel reads only rank-2 args or "
+                   "their transposes";
+        }
       }
       fromProduct.insert(&x);
       continue;
@@ -102,17 +118,21 @@ std::string gemmBodyError(const Graph &b) {
     if (!reads)
       continue;
     if (!isScalarOp(x.op))
-      return "'" + x.info().mnemonic.str() +
-             "' moves the product's elements; a gemm epilogue reads it only "
-             "at the element it computes";
+      return "'" + x.info().mnemonic.str() + "' moves the " +
+             (kind == "gemm" ? "product" : "reduction") +
+             "'s elements; an epilogue reads it only at the element it "
+             "computes";
     fromProduct.insert(&x);
   }
-  if (!mm)
-    return "a gemm kernel computes one matmul";
-  for (const Node *r : bodyResults(b))
-    if (r->type.shape != mm->type.shape)
-      return "each result of a gemm kernel has the product's shape " +
-             mm->type.str() + ", not " + r->type.str();
+  if (!producer)
+    return ("a " + kind + " kernel computes one " +
+            (kind == "gemm" ? "matmul" : "reduction"))
+        .str();
+  if (b.output->type.shape != producer->type.shape)
+    return ("each result of a " + kind + " kernel has its " +
+            (kind == "gemm" ? "product" : "reduction") + "'s shape " +
+            producer->type.str() + ", not " + b.output->type.str())
+        .str();
   return "";
 }
 
@@ -124,10 +144,9 @@ llvm::Expected<TensorType> shapeFused(const Node &n) {
   auto kind = n.getString("kind");
   if (!kind)
     return kind.takeError();
-  bool gemm = *kind == "gemm";
-  if (*kind != "elementwise" && !gemm)
+  if (*kind != "elementwise" && *kind != "gemm" && *kind != "reduce")
     return makeError("unknown fused kind '" + *kind +
-                     "' (known: elementwise, gemm)");
+                     "' (known: elementwise, gemm, reduce)");
   const Graph &b = *n.body;
   if (auto e = verifyGraph(b, /*isBody=*/true))
     return makeError("in the body of 'fused': " + llvm::toString(std::move(e)));
@@ -138,9 +157,9 @@ llvm::Expected<TensorType> shapeFused(const Node &n) {
   std::vector<const Node *> args(n.operands.size(), nullptr);
   for (auto &np : b.nodes) {
     const Node &x = *np;
-    if (!fusesElementwise(x.op) && !(gemm && x.op == Op::MatMul))
+    if (!fusesElementwise(x.op) && !isProducerOf(*kind, x.op))
       return makeError("'" + x.info().mnemonic + "' cannot be part of " +
-                       (gemm ? "a gemm" : "an elementwise") +
+                       (*kind == "elementwise" ? "an " : "a ") + *kind +
                        " fused kernel");
     if (x.type.dtype != DType::F32)
       return makeError("a fused kernel computes f32 values, not " +
@@ -176,8 +195,8 @@ llvm::Expected<TensorType> shapeFused(const Node &n) {
     for (size_t j = 0; j < i; ++j)
       if (results[i] == results[j])
         return makeError("a fused kernel returns one value twice");
-  if (gemm)
-    if (std::string why = gemmBodyError(b); !why.empty())
+  if (*kind != "elementwise")
+    if (std::string why = producerBodyError(b, *kind); !why.empty())
       return makeError(why);
   return b.output->type;
 }

@@ -242,6 +242,19 @@ std::vector<GradCase> gradCases() {
        "  return %6\n"
        "}",
        "f32[3,5]"},
+      // A reduce kernel: a prologue, the sum over rows and an epilogue.
+      {Op::Fused,
+       {f("a", {3, 4}), f("b", {4})},
+       "%out = fused %a, %b {kind = \"reduce\"} : f32[4] {\n"
+       "  %0 = arg {index = 0} : f32[3,4]\n"
+       "  %1 = tanh %0 : f32[3,4]\n"
+       "  %2 = mul %1, %0 : f32[3,4]\n"
+       "  %3 = sum %2 {axes = [0], keepdims = 0} : f32[4]\n"
+       "  %4 = arg {index = 1} : f32[4]\n"
+       "  %5 = mul %3, %4 : f32[4]\n"
+       "  return %5\n"
+       "}",
+       "f32[4]"},
       // Two results of one kernel, both used: their gradients add up in a.
       {Op::Result,
        {f("a", {3, 5})},

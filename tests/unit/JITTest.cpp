@@ -156,6 +156,41 @@ const char *kResultsJIT =
     "%s = sub %r, %q : f32[S,3]\n"
     "%out = add %s, %f : f32[S,3]";
 
+const char *kReduceRowsJIT =
+    "%a = input {name = \"a\"} : f32[S,3]\n"
+    "%b = input {name = \"b\"} : f32[S,3]\n"
+    "%c = input {name = \"c\"} : f32[3]\n"
+    "%f = fused %a, %b, %c {kind = \"reduce\"} : f32[3] {\n"
+    "  %0 = arg {index = 0} : f32[S,3]\n"
+    "  %1 = arg {index = 1} : f32[S,3]\n"
+    "  %2 = mul %0, %1 : f32[S,3]\n"
+    "  %3 = sum %2 {axes = [0], keepdims = 0} : f32[3]\n"
+    "  %4 = arg {index = 2} : f32[3]\n"
+    "  %5 = sub %4, %3 : f32[3]\n"
+    "  return %5, %3\n"
+    "}\n"
+    "%s = result %f {index = 1} : f32[3]\n"
+    "%out = mul %f, %s : f32[3]";
+
+const char *kReduceMaxJIT =
+    "%a = input {name = \"a\"} : f32[3,S]\n"
+    "%out = fused %a {kind = \"reduce\"} : f32[3,1] {\n"
+    "  %0 = arg {index = 0} : f32[3,S]\n"
+    "  %1 = tanh %0 : f32[3,S]\n"
+    "  %2 = max %1 {axes = [1], keepdims = 1} : f32[3,1]\n"
+    "  %3 = exp %2 : f32[3,1]\n"
+    "  return %3\n"
+    "}";
+
+const char *kReduceMeanJIT =
+    "%a = input {name = \"a\"} : f32[S,3,2]\n"
+    "%out = fused %a {kind = \"reduce\"} : f32[] {\n"
+    "  %0 = arg {index = 0} : f32[S,3,2]\n"
+    "  %1 = mul %0, %0 : f32[S,3,2]\n"
+    "  %2 = mean %1 {axes = [], keepdims = 0} : f32[]\n"
+    "  return %2\n"
+    "}";
+
 // Each `S` is replaced by the size; `S2` by size + 2 (for windows).
 std::vector<OpCase> opCases() {
   auto unary = [](Op op, const char *mn, double lo = -1, double hi = 1) {
@@ -344,6 +379,12 @@ std::vector<OpCase> opCases() {
       {Op::Fused, kGemmScratchJIT},
       // Several results of one loop.
       {Op::Result, kResultsJIT},
+      // Reductions with a prologue and an epilogue: over the leading axis
+      // (rows accumulated whole) with the sum as a result, and a max and a
+      // mean over the last axis, each output's block in turn.
+      {Op::Fused, kReduceRowsJIT},
+      {Op::Fused, kReduceMaxJIT},
+      {Op::Fused, kReduceMeanJIT},
       {Op::MSE, "%a = input {name = \"a\"} : f32[3,S]\n"
                 "%b = input {name = \"b\"} : f32[3,S]\n"
                 "%out = mse %a, %b : f32[]"},

@@ -1,0 +1,284 @@
+//===- FuseEpilogues.cpp - Elementwise work into GEMMs and reductions -----===//
+//
+// Moves the elementwise work around a matrix product or a reduction into
+// that op's kernel. A product's consumer becomes its GEMM's epilogue, run on
+// each block of C while the block is in cache: the bias and activation after
+// a forward product, the activation's mask after a backward one, an
+// optimizer's update after a weight gradient. A reduction takes the
+// elementwise op it reduces (its prologue, computed as it is summed) and
+// its consumer (an epilogue on each output, such as the update of a bias
+// from its gradient's sum). The results are `fused {kind = "gemm"}` and
+// `fused {kind = "reduce"}` nodes.
+//  1. A producer is a rank-2 f32 matmul of rank-2 operands, or a sum, mean
+//     or max of f32 values.
+//  2. A reduction takes its operand if that is an elementwise kernel (or a
+//     single elementwise op) that nothing else reads and that is no root.
+//  3. The producer's first user in graph order joins as its epilogue if it
+//     is an elementwise kernel or op of the producer's shape that reads it
+//     only at the element it computes (as an operand of scalar ops). Other
+//     users come later, so they read the producer as a further result.
+//  4. The epilogue takes the broadcasts of rank-1 or rank-2 values that only
+//     it reads (a bias's row broadcast): a GEMM epilogue knows each
+//     element's row and column, so reading them costs no division.
+// The GEMM micro-kernels are not specialised: one epilogue function per
+// kernel is all that is generated.
+//
+//===----------------------------------------------------------------------===//
+#include "ir/OpRules.h"
+#include "passes/Passes.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/SetVector.h"
+
+using namespace kiln;
+
+namespace {
+
+/// True for an elementwise kernel with one result, or one elementwise op.
+bool isElementwiseWork(const Node &n) {
+  if (n.type.dtype != DType::F32)
+    return false;
+  if (n.op == Op::Fused)
+    return n.stringAttr("kind") == "elementwise";
+  return isScalarOp(n.op) && n.op != Op::StopGradient;
+}
+
+/// The arg of body b for operand k.
+const Node *argOf(const Graph &b, size_t k) {
+  for (auto &np : b.nodes)
+    if (np->op == Op::Arg && size_t(np->intAttr("index")) == k)
+      return np.get();
+  return nullptr;
+}
+
+/// True if consumer c reads its operand k only as an operand of scalar ops.
+bool readsAtElement(const Node &c, size_t k) {
+  if (!c.body)
+    return isScalarOp(c.op);
+  const Node *arg = argOf(*c.body, k);
+  if (c.body->output == arg || llvm::is_contained(c.body->moreOutputs, arg))
+    return false;
+  for (auto &np : c.body->nodes)
+    if (llvm::is_contained(np->operands, arg) && !isScalarOp(np->op))
+      return false;
+  return true;
+}
+
+/// Builds a kernel body: args for outside values on demand, and clones of
+/// the ops of elementwise work.
+struct BodyBuilder {
+  std::unique_ptr<Graph> body = std::make_unique<Graph>();
+  llvm::SetVector<Node *> operands;
+  llvm::DenseMap<Node *, Node *> argFor;
+
+  Node *arg(Node *outer) {
+    if (Node *a = argFor.lookup(outer))
+      return a;
+    operands.insert(outer);
+    Node *a = cantFail(body->add(Op::Arg, {},
+                                 {{"index", int64_t(operands.size() - 1)}}, {},
+                                 outer->type));
+    argFor[outer] = a;
+    return a;
+  }
+
+  /// Clones elementwise work w with its operands given; returns its results.
+  llvm::Expected<llvm::SmallVector<Node *, 4>>
+  inline_(const Node &w, llvm::ArrayRef<Node *> operands) {
+    auto copy = [&](const Node &x, llvm::ArrayRef<Node *> ops) {
+      bool leaf = x.info().flags & Leaf;
+      return body->add(x.op, ops, x.attrs, x.loc,
+                       leaf ? std::optional<TensorType>(x.type) : std::nullopt);
+    };
+    if (!w.body) {
+      auto n = copy(w, operands);
+      if (!n)
+        return n.takeError();
+      return llvm::SmallVector<Node *, 4>{*n};
+    }
+    llvm::DenseMap<const Node *, Node *> clone;
+    for (auto &np : w.body->nodes) {
+      const Node &x = *np;
+      if (x.op == Op::Arg) {
+        clone[&x] = operands[x.intAttr("index")];
+        continue;
+      }
+      llvm::SmallVector<Node *, 4> ops;
+      for (const Node *o : x.operands)
+        ops.push_back(clone.lookup(o));
+      auto n = copy(x, ops);
+      if (!n)
+        return n.takeError();
+      clone[&x] = *n;
+    }
+    llvm::SmallVector<Node *, 4> results{clone.lookup(w.body->output)};
+    for (const Node *m : w.body->moreOutputs)
+      results.push_back(clone.lookup(m));
+    return results;
+  }
+};
+
+/// The kernel of producer p (with prologue `pro`, if any) and epilogue c (if
+/// any), taking the broadcasts among c's operands at `takes`. Its results
+/// are c's (or p's), then p's if `exposeProduct`.
+llvm::Expected<Node *> buildKernel(Graph &g, Node &p, Node *pro, Node *c,
+                                   llvm::ArrayRef<size_t> takes,
+                                   bool exposeProduct) {
+  BodyBuilder bb;
+  bb.body->name = g.name;
+  llvm::SmallVector<Node *, 2> pOps;
+  if (pro) {
+    llvm::SmallVector<Node *, 4> ins;
+    for (Node *o : pro->operands)
+      ins.push_back(bb.arg(o));
+    auto r = bb.inline_(*pro, ins);
+    if (!r)
+      return r.takeError();
+    pOps.push_back((*r)[0]);
+  } else {
+    for (Node *o : p.operands)
+      pOps.push_back(bb.arg(o));
+  }
+  Node *product = cantFail(bb.body->add(p.op, pOps, p.attrs, p.loc));
+  llvm::SmallVector<Node *, 4> results{product};
+  if (c) {
+    llvm::SmallVector<Node *, 8> ins;
+    for (size_t k = 0; k < c->operands.size(); ++k) {
+      Node *o = c->operands[k];
+      if (o == &p)
+        ins.push_back(product);
+      else if (llvm::is_contained(takes, k))
+        ins.push_back(cantFail(bb.body->add(
+            Op::Broadcast, {bb.arg(o->operands[0])}, o->attrs, o->loc)));
+      else
+        ins.push_back(bb.arg(o));
+    }
+    auto r = bb.inline_(*c, ins);
+    if (!r)
+      return r.takeError();
+    results = *r;
+    if (exposeProduct)
+      results.push_back(product);
+  }
+  bb.body->output = results[0];
+  bb.body->moreOutputs.assign(results.begin() + 1, results.end());
+  llvm::SmallVector<Node *, 8> ops(bb.operands.begin(), bb.operands.end());
+  std::string kind = p.op == Op::MatMul ? "gemm" : "reduce";
+  auto fused = g.add(Op::Fused, ops, {{"kind", kind}}, c ? c->loc : p.loc,
+                     std::nullopt, std::move(bb.body));
+  if (!fused)
+    return fused.takeError();
+  Node *f = *fused;
+  g.nodes.back().release();
+  g.nodes.pop_back();
+  return f;
+}
+
+bool isProducer(const Node &n) {
+  if (n.op == Op::MatMul)
+    return n.type.rank() == 2 && n.type.dtype == DType::F32 &&
+           n.operands[0]->type.rank() == 2 && n.operands[1]->type.rank() == 2;
+  return (n.op == Op::Sum || n.op == Op::Mean || n.op == Op::Max) &&
+         n.type.dtype == DType::F32;
+}
+
+} // namespace
+
+bool kiln::runFuseEpilogues(Graph &g) {
+  bool changed = false;
+  for (bool again = true; again;) {
+    again = false;
+    const size_t N = g.nodes.size();
+    llvm::DenseMap<const Node *, size_t> index;
+    llvm::DenseMap<const Node *, llvm::SmallVector<Node *, 2>> users;
+    for (size_t i = 0; i < N; ++i) {
+      index[g.nodes[i].get()] = i;
+      for (Node *o : g.nodes[i]->operands)
+        if (users[o].empty() || users[o].back() != g.nodes[i].get())
+          users[o].push_back(g.nodes[i].get());
+    }
+    llvm::DenseMap<const Node *, int> rootUses;
+    for (const Node *r : g.rootValues())
+      ++rootUses[r];
+    auto onlyReader = [&](const Node *o, const Node *u) {
+      auto us = users.lookup(o);
+      return us.size() == 1 && us[0] == u && !rootUses.lookup(o);
+    };
+    for (size_t pi = 0; pi < N && !again; ++pi) {
+      Node &p = *g.nodes[pi];
+      if (!isProducer(p))
+        continue;
+      // 2. The prologue.
+      Node *pro = nullptr;
+      if (p.op != Op::MatMul && isElementwiseWork(*p.operands[0]) &&
+          onlyReader(p.operands[0], &p) &&
+          (!p.operands[0]->body || p.operands[0]->body->moreOutputs.empty()))
+        pro = p.operands[0];
+      // 3. The epilogue: the first user.
+      Node *c = nullptr;
+      auto us = users.lookup(&p);
+      if (!us.empty()) {
+        Node *u = us[0];
+        size_t k = llvm::find(u->operands, &p) - u->operands.begin();
+        if (isElementwiseWork(*u) && u->type == p.type &&
+            llvm::count(u->operands, &p) == 1 && readsAtElement(*u, k))
+          c = u;
+      }
+      if (!pro && !c)
+        continue;
+      bool exposeProduct = c && (us.size() > 1 || rootUses.lookup(&p));
+      // 4. Broadcasts only the epilogue reads.
+      llvm::SmallVector<size_t, 2> takes;
+      for (size_t k = 0; c && k < c->operands.size(); ++k) {
+        const Node *o = c->operands[k];
+        if (o->op == Op::Broadcast && o->operands[0]->type.rank() <= 2 &&
+            onlyReader(o, c) && llvm::count(c->operands, o) == 1 &&
+            readsAtElement(*c, k))
+          takes.push_back(k);
+      }
+      auto built = buildKernel(g, p, pro, c, takes, exposeProduct);
+      if (!built) {
+        // A body the kernel kinds do not allow: the ops stay as they are.
+        llvm::consumeError(built.takeError());
+        continue;
+      }
+      Node *f = *built;
+      Node *product = nullptr;
+      std::unique_ptr<Node> productNode;
+      if (exposeProduct) {
+        product = cantFail(
+            g.add(Op::Result, {f},
+                  {{"index", int64_t(f->body->moreOutputs.size())}}, p.loc));
+        productNode.reset(g.nodes.back().release());
+        g.nodes.pop_back();
+      }
+      // f takes the place and uses of its epilogue (or of the producer),
+      // its product result the producer's.
+      Node *replaced = c ? c : &p;
+      std::vector<std::unique_ptr<Node>> order;
+      for (auto &np : g.nodes) {
+        if (np.get() == replaced) {
+          order.emplace_back(f);
+          if (productNode)
+            order.push_back(std::move(productNode));
+        }
+        order.push_back(std::move(np));
+      }
+      g.nodes = std::move(order);
+      for (auto &np : g.nodes)
+        for (Node *&o : np->operands)
+          if (o == replaced)
+            o = f;
+          else if (o == &p && product && np.get() != product)
+            o = product;
+      for (Node **r : g.roots())
+        if (*r == replaced)
+          *r = f;
+        else if (*r == &p && product)
+          *r = product;
+      // What f took is dead now.
+      runDCE(g);
+      changed = again = true;
+    }
+  }
+  return changed;
+}
