@@ -544,7 +544,15 @@ Expected<const CompiledGraph &> JIT::compile(const Graph &input) {
     cg->outputRoot_ = g.objective ? 1 : 0;
   cg->failMessages_.resize(g.nodes.size());
   for (size_t i = 0; i < g.nodes.size(); ++i) {
-    const Node &n = *g.nodes[i];
+    const Node *np = g.nodes[i].get();
+    // A fused kernel reports the first op of its body that checks ids.
+    if (np->body)
+      for (auto &b : np->body->nodes)
+        if (b->op == Op::OneHot || b->op == Op::CrossEntropy) {
+          np = b.get();
+          break;
+        }
+    const Node &n = *np;
     std::string where = locationOf(n);
     CompiledGraph::FailMessage &f = cg->failMessages_[i];
     if (n.op == Op::Embedding)

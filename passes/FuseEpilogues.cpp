@@ -25,112 +25,28 @@
 //
 //===----------------------------------------------------------------------===//
 #include "ir/OpRules.h"
+#include "passes/KernelBody.h"
 #include "passes/Passes.h"
 #include "llvm/ADT/DenseMap.h"
-#include "llvm/ADT/SetVector.h"
 
 using namespace kiln;
 
 namespace {
 
-/// True for an elementwise kernel with one result, or one elementwise op.
-bool isElementwiseWork(const Node &n) {
-  if (n.type.dtype != DType::F32)
-    return false;
-  if (n.op == Op::Fused)
-    return n.stringAttr("kind") == "elementwise";
-  return isScalarOp(n.op) && n.op != Op::StopGradient;
-}
-
-/// The arg of body b for operand k.
-const Node *argOf(const Graph &b, size_t k) {
-  for (auto &np : b.nodes)
-    if (np->op == Op::Arg && size_t(np->intAttr("index")) == k)
-      return np.get();
-  return nullptr;
-}
-
-/// True if consumer c reads its operand k only as an operand of scalar ops.
-bool readsAtElement(const Node &c, size_t k) {
-  if (!c.body)
-    return isScalarOp(c.op);
-  const Node *arg = argOf(*c.body, k);
-  if (c.body->output == arg || llvm::is_contained(c.body->moreOutputs, arg))
-    return false;
-  for (auto &np : c.body->nodes)
-    if (llvm::is_contained(np->operands, arg) && !isScalarOp(np->op))
-      return false;
-  return true;
-}
-
-/// Builds a kernel body: args for outside values on demand, and clones of
-/// the ops of elementwise work.
-struct BodyBuilder {
-  std::unique_ptr<Graph> body = std::make_unique<Graph>();
-  llvm::SetVector<Node *> operands;
-  llvm::DenseMap<Node *, Node *> argFor;
-
-  Node *arg(Node *outer) {
-    if (Node *a = argFor.lookup(outer))
-      return a;
-    operands.insert(outer);
-    Node *a = cantFail(body->add(Op::Arg, {},
-                                 {{"index", int64_t(operands.size() - 1)}}, {},
-                                 outer->type));
-    argFor[outer] = a;
-    return a;
-  }
-
-  /// Clones elementwise work w with its operands given; returns its results.
-  llvm::Expected<llvm::SmallVector<Node *, 4>>
-  inline_(const Node &w, llvm::ArrayRef<Node *> operands) {
-    auto copy = [&](const Node &x, llvm::ArrayRef<Node *> ops) {
-      bool leaf = x.info().flags & Leaf;
-      return body->add(x.op, ops, x.attrs, x.loc,
-                       leaf ? std::optional<TensorType>(x.type) : std::nullopt);
-    };
-    if (!w.body) {
-      auto n = copy(w, operands);
-      if (!n)
-        return n.takeError();
-      return llvm::SmallVector<Node *, 4>{*n};
-    }
-    llvm::DenseMap<const Node *, Node *> clone;
-    for (auto &np : w.body->nodes) {
-      const Node &x = *np;
-      if (x.op == Op::Arg) {
-        clone[&x] = operands[x.intAttr("index")];
-        continue;
-      }
-      llvm::SmallVector<Node *, 4> ops;
-      for (const Node *o : x.operands)
-        ops.push_back(clone.lookup(o));
-      auto n = copy(x, ops);
-      if (!n)
-        return n.takeError();
-      clone[&x] = *n;
-    }
-    llvm::SmallVector<Node *, 4> results{clone.lookup(w.body->output)};
-    for (const Node *m : w.body->moreOutputs)
-      results.push_back(clone.lookup(m));
-    return results;
-  }
-};
-
 /// The kernel of producer p (with prologue `pro`, if any) and epilogue c (if
 /// any), taking the broadcasts among c's operands at `takes`. Its results
 /// are c's (or p's), then p's if `exposeProduct`.
-llvm::Expected<Node *> buildKernel(Graph &g, Node &p, Node *pro, Node *c,
-                                   llvm::ArrayRef<size_t> takes,
-                                   bool exposeProduct) {
-  BodyBuilder bb;
-  bb.body->name = g.name;
+llvm::Expected<std::unique_ptr<Node>> buildKernel(Graph &g, Node &p, Node *pro,
+                                                  Node *c,
+                                                  llvm::ArrayRef<size_t> takes,
+                                                  bool exposeProduct) {
+  BodyBuilder bb(g.name);
   llvm::SmallVector<Node *, 2> pOps;
   if (pro) {
     llvm::SmallVector<Node *, 4> ins;
     for (Node *o : pro->operands)
       ins.push_back(bb.arg(o));
-    auto r = bb.inline_(*pro, ins);
+    auto r = bb.inlineWork(*pro, ins);
     if (!r)
       return r.takeError();
     pOps.push_back((*r)[0]);
@@ -138,39 +54,35 @@ llvm::Expected<Node *> buildKernel(Graph &g, Node &p, Node *pro, Node *c,
     for (Node *o : p.operands)
       pOps.push_back(bb.arg(o));
   }
-  Node *product = cantFail(bb.body->add(p.op, pOps, p.attrs, p.loc));
-  llvm::SmallVector<Node *, 4> results{product};
+  auto product = bb.add(p.op, pOps, p.attrs, p.loc);
+  if (!product)
+    return product.takeError();
+  llvm::SmallVector<Node *, 4> results{*product};
   if (c) {
     llvm::SmallVector<Node *, 8> ins;
     for (size_t k = 0; k < c->operands.size(); ++k) {
       Node *o = c->operands[k];
-      if (o == &p)
-        ins.push_back(product);
-      else if (llvm::is_contained(takes, k))
-        ins.push_back(cantFail(bb.body->add(
-            Op::Broadcast, {bb.arg(o->operands[0])}, o->attrs, o->loc)));
-      else
+      if (o == &p) {
+        ins.push_back(*product);
+      } else if (llvm::is_contained(takes, k)) {
+        auto b = bb.add(Op::Broadcast, {bb.arg(o->operands[0])}, o->attrs,
+                        o->loc);
+        if (!b)
+          return b.takeError();
+        ins.push_back(*b);
+      } else {
         ins.push_back(bb.arg(o));
+      }
     }
-    auto r = bb.inline_(*c, ins);
+    auto r = bb.inlineWork(*c, ins);
     if (!r)
       return r.takeError();
     results = *r;
     if (exposeProduct)
-      results.push_back(product);
+      results.push_back(*product);
   }
-  bb.body->output = results[0];
-  bb.body->moreOutputs.assign(results.begin() + 1, results.end());
-  llvm::SmallVector<Node *, 8> ops(bb.operands.begin(), bb.operands.end());
-  std::string kind = p.op == Op::MatMul ? "gemm" : "reduce";
-  auto fused = g.add(Op::Fused, ops, {{"kind", kind}}, c ? c->loc : p.loc,
-                     std::nullopt, std::move(bb.body));
-  if (!fused)
-    return fused.takeError();
-  Node *f = *fused;
-  g.nodes.back().release();
-  g.nodes.pop_back();
-  return f;
+  return bb.finish(g, p.op == Op::MatMul ? "gemm" : "reduce", results,
+                   c ? c->loc : p.loc);
 }
 
 bool isProducer(const Node &n) {
@@ -241,7 +153,7 @@ bool kiln::runFuseEpilogues(Graph &g) {
         llvm::consumeError(built.takeError());
         continue;
       }
-      Node *f = *built;
+      Node *f = built->release();
       Node *product = nullptr;
       std::unique_ptr<Node> productNode;
       if (exposeProduct) {

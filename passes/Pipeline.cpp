@@ -30,6 +30,9 @@ static const char *const kKernelPipeline[] = {
     // they read through, become one kernel each; values several kernels
     // need become further results of one.
     "fuse-elementwise",
+    // Softmax, cross-entropy and the elementwise work on them (its
+    // gradient) are one pass over each row.
+    "fuse-rows",
     // The elementwise work on a matrix product runs on each block of the
     // product inside its GEMM; that around a reduction, in its loop.
     "fuse-epilogues",

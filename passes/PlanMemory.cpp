@@ -77,7 +77,7 @@ int64_t resultNumber(const Node &v) {
 /// The number of the result of a gemm or reduce kernel f that is its
 /// product (the matmul or reduction), or -1 (also for other kernels).
 int64_t productResult(const Node &f) {
-  if (f.stringAttr("kind") == "elementwise")
+  if (f.stringAttr("kind") == "elementwise" || f.stringAttr("kind") == "rows")
     return -1;
   const Graph &b = *f.body;
   for (size_t r = 0; r <= b.moreOutputs.size(); ++r) {
@@ -169,7 +169,8 @@ inPlaceLeaves(const Graph &g, const llvm::DenseMap<const Node *, int64_t> &index
       f = f->operands[0];
     else if (storage[v] != Storage::Buffer)
       continue;
-    if (f->op != Op::Fused || productResult(*f) == resultNumber(*u.value))
+    if (f->op != Op::Fused || f->stringAttr("kind") == "rows" ||
+        productResult(*f) == resultNumber(*u.value))
       continue;
     int64_t fi = index.lookup(f);
     bool ok = true;
@@ -283,8 +284,8 @@ BufferPlan kiln::planMemory(const Graph &g) {
     }
     // A gemm or reduce kernel's product that is none of its results goes
     // to scratch, from which the epilogue computes the results.
-    if (n.op == Op::Fused && n.stringAttr("kind") != "elementwise" &&
-        productResult(n) < 0)
+    if (n.op == Op::Fused && productResult(n) < 0 &&
+        (n.stringAttr("kind") == "gemm" || n.stringAttr("kind") == "reduce"))
       plan.scratchOf[i] = newSlot(-1, bytes, i);
   }
 

@@ -39,11 +39,20 @@ struct Index {
   SmallVector<Value *, 4> axes;
 };
 
+/// What a rows kernel knows of the row it computes: each softmax's max and
+/// sum of exponentials, and each one_hot's label.
+struct RowContext {
+  DenseMap<const Node *, std::pair<Value *, Value *>> stats;
+  DenseMap<const Node *, Value *> labels;
+};
+
 class BodyEmitter {
 public:
-  /// argBuf: the kernel buffer of each arg; productBuf: that of the GEMM's C.
-  BodyEmitter(KernelBuilder &kb, ArrayRef<int> argBuf, int productBuf = -1)
-      : kb(kb), argBuf(argBuf), productBuf(productBuf) {}
+  /// argBuf: the kernel buffer of each arg; productBuf: that of the GEMM's C
+  /// (or the reduction's accumulator); row: a rows kernel's row.
+  BodyEmitter(KernelBuilder &kb, ArrayRef<int> argBuf, int productBuf = -1,
+              const RowContext *row = nullptr)
+      : kb(kb), argBuf(argBuf), productBuf(productBuf), row(row) {}
 
   /// The value of body node x at element `at` of x's shape.
   Value *value(const Node *x, const Index &at) {
@@ -69,6 +78,19 @@ private:
       return kb.loadF(k.buf[productBuf], at.flat);
     case Op::Constant:
       return kb.cf(x->floatAttr("value"));
+    case Op::Softmax:
+    case Op::LogSoftmax: {
+      auto [m, sum] = row->stats.lookup(x);
+      Value *z = kb.b().CreateFSub(value(x->operands[0], at), m);
+      return x->op == Op::Softmax
+                 ? kb.b().CreateFDiv(kb.unary(Intrinsic::exp, z), sum)
+                 : kb.b().CreateFSub(z, kb.unary(Intrinsic::log, sum));
+    }
+    case Op::OneHot: {
+      Value *hit = kb.b().CreateICmpEQ(
+          at.axes[1], kb.b().CreateSExt(row->labels.lookup(x), kb.i64()));
+      return kb.b().CreateSelect(hit, kb.cf(1), kb.cf(0));
+    }
     case Op::Broadcast:
     case Op::Transpose:
     case Op::Slice:
@@ -104,6 +126,7 @@ private:
   KernelBuilder &kb;
   ArrayRef<int> argBuf;
   int productBuf;
+  const RowContext *row;
   DenseMap<std::pair<const Node *, Value *>, Value *> memo;
 };
 
@@ -336,8 +359,117 @@ void lowerReduceKernel(KernelBuilder &kb, const Node &n) {
   kb.launch(bufs.slots, outN, grain);
 }
 
+/// A loop over the rows of an [R, C] domain. Each row first finds what
+/// its row ops need: each one_hot's and cross_entropy's label, each
+/// softmax's max and sum of exponentials (two passes over its operand,
+/// computed as it is read), and each cross_entropy's term; then one pass
+/// over the columns computes and stores the [R, C] results. A kernel with a
+/// cross_entropy result runs its rows in order on one thread and sums the
+/// terms as the cross_entropy kernel does (Loss.cpp), so the loss does not
+/// depend on the thread count; others split rows across threads.
+void lowerRowsKernel(KernelBuilder &kb, const Node &n) {
+  const Graph &body = *n.body;
+  const Shape *domain = nullptr;
+  bool checks = false, scalar = false;
+  for (auto &np : body.nodes) {
+    const Node &x = *np;
+    checks |= x.op == Op::OneHot || x.op == Op::CrossEntropy;
+    if (!domain && x.op != Op::Arg && x.op != Op::Constant &&
+        x.op != Op::CrossEntropy)
+      domain = &x.type.shape;
+  }
+  const int64_t R = (*domain)[0], C = (*domain)[1];
+  auto results = resultsOf(body);
+  for (const Node *r : results)
+    scalar |= r->op == Op::CrossEntropy;
+  Buffers bufs = buffersOf(kb, n);
+  if (kb.beginKernel(n, bufs.slots.size(), "", /*unique=*/checks,
+                     KernelForm::Range, bufs.key())) {
+    Kernel &k = kb.kernel();
+    IRBuilder<> &b = kb.b();
+    DenseMap<const Node *, AllocaInst *> losses;
+    for (auto &np : body.nodes)
+      if (np->op == Op::CrossEntropy)
+        losses[np.get()] = kb.var(kb.f32(), kb.cf(0));
+    auto argAt = [&](const Node *a) {
+      return k.buf[bufs.argBuf[a->intAttr("index")]];
+    };
+    kb.loop(k.begin, k.end, [&](Value *r) {
+      Value *rowBase = kb.mul(r, C);
+      auto at = [&](Value *j) { return Index{kb.add(rowBase, j), {r, j}}; };
+      RowContext ctx;
+      // The value of x at column j, in a loop of its own.
+      auto valueAt = [&](const Node *x, Value *j) {
+        return BodyEmitter(kb, bufs.argBuf, -1, &ctx).value(x, at(j));
+      };
+      for (auto &np : body.nodes) {
+        const Node &x = *np;
+        if (x.op != Op::OneHot && x.op != Op::CrossEntropy &&
+            x.op != Op::Softmax && x.op != Op::LogSoftmax)
+          continue;
+        if (x.op == Op::OneHot || x.op == Op::CrossEntropy) {
+          const Node *ids = x.operands[x.op == Op::OneHot ? 0 : 1];
+          Value *label = kb.load(kb.i32(), argAt(ids), r);
+          kb.checkIndex(label, C, n);
+          ctx.labels[&x] = label;
+          if (x.op == Op::OneHot)
+            continue;
+        }
+        const Node *a = x.operands[0];
+        AllocaInst *mx = kb.var(kb.f32(), kb.cf(-INFINITY));
+        kb.loop(C, [&](Value *j) {
+          Value *v = valueAt(a, j);
+          kb.set(mx, b.CreateSelect(b.CreateFCmpOLT(kb.get(mx), v), v,
+                                    kb.get(mx)));
+        });
+        Value *m = kb.get(mx);
+        AllocaInst *sum = kb.var(kb.f32(), kb.cf(0));
+        AllocaInst *all = kb.var(kb.f32(), kb.cf(0));
+        kb.loop(C, [&](Value *j) {
+          Value *v = valueAt(a, j);
+          kb.set(sum, kb.reassocAdd(kb.get(sum), kb.unary(Intrinsic::exp,
+                                                          b.CreateFSub(v, m))));
+          kb.set(all, kb.reassocAdd(kb.get(all), v));
+        });
+        ctx.stats[&x] = {m, kb.get(sum)};
+        if (x.op != Op::CrossEntropy)
+          continue;
+        float eps = float(x.floatAttr("label_smoothing"));
+        Value *lse = b.CreateFAdd(m, kb.unary(Intrinsic::log, kb.get(sum)));
+        Value *picked =
+            valueAt(a, b.CreateSExt(ctx.labels.lookup(&x), kb.i64()));
+        Value *loss = b.CreateFAdd(
+            b.CreateFMul(kb.cf(1 - eps), b.CreateFSub(lse, picked)),
+            b.CreateFMul(kb.cf(eps),
+                         b.CreateFSub(lse, b.CreateFDiv(kb.get(all),
+                                                        kb.cf(float(C))))));
+        kb.set(losses[&x], b.CreateFAdd(kb.get(losses[&x]), loss));
+      }
+      kb.loop(C, [&](Value *j) {
+        BodyEmitter emit(kb, bufs.argBuf, -1, &ctx);
+        SmallVector<std::pair<Value *, int>, 4> values;
+        for (size_t i = 0; i < results.size(); ++i)
+          if (results[i]->op != Op::CrossEntropy && bufs.resultBuf[i] >= 0)
+            values.push_back({emit.value(results[i], at(j)), i});
+        for (auto [v, i] : values)
+          kb.store(v, k.buf[bufs.resultBuf[i]], kb.add(rowBase, j));
+      });
+    });
+    for (size_t i = 0; i < results.size(); ++i)
+      if (results[i]->op == Op::CrossEntropy && bufs.resultBuf[i] >= 0)
+        kb.store(b.CreateFDiv(kb.get(losses[results[i]]), kb.cf(float(R))),
+                 k.buf[bufs.resultBuf[i]], kb.c64(0));
+  }
+  kb.launch(bufs.slots, R,
+            scalar ? R : std::max<int64_t>(1, kElementGrain / C));
+}
+
 void lowerFused(KernelBuilder &kb, const Node &n) {
   std::string kind = n.stringAttr("kind");
+  if (kind == "rows") {
+    lowerRowsKernel(kb, n);
+    return;
+  }
   if (kind == "gemm")
     lowerGemmKernel(kb, n);
   else if (kind == "reduce")

@@ -9,7 +9,10 @@
 //                reads the product at the element it computes;
 //   reduce       one sum, mean or max of an elementwise prologue, and an
 //                elementwise epilogue that reads it at the element it
-//                computes.
+//                computes;
+//   rows         a loop over the rows of one [R, C] domain: softmaxes along
+//                rows, one_hot, cross_entropy and elementwise ops, each row
+//                computed from that row alone.
 // Evaluation runs the body's rules in order, so the interpreter's result of
 // a fused node is exactly that of the unfused ops. Autodiff differentiates
 // the body inlined (inlineFused).
@@ -136,6 +139,64 @@ std::string producerBodyError(const Graph &b, llvm::StringRef kind) {
   return "";
 }
 
+/// True for a row op: softmax or log_softmax along the last axis, one_hot,
+/// and cross_entropy.
+bool isRowOp(const Node &x) {
+  switch (x.op) {
+  case Op::Softmax:
+  case Op::LogSoftmax:
+    return x.type.rank() == 2 &&
+           llvm::cantFail(normaliseAxis(x, x.intAttr("axis"), 2)) == 1;
+  case Op::OneHot:
+  case Op::CrossEntropy:
+    return true;
+  default:
+    return false;
+  }
+}
+
+/// Why the body of a rows kernel is not computed row by row over one [R, C]
+/// domain, or "": every value is [R, C] (or an arg, a constant, or a
+/// cross_entropy), softmaxes run along rows, one_hot and cross_entropy read
+/// their labels from an i32 [R] arg, and data movement reads only args, so
+/// that each row's values can be computed from that row alone.
+std::string rowsBodyError(const Graph &b) {
+  const Shape *domain = nullptr;
+  for (auto &np : b.nodes) {
+    const Node &x = *np;
+    if (x.op == Op::Arg || x.op == Op::Constant)
+      continue;
+    if (x.op == Op::CrossEntropy) {
+      if (x.operands[1]->op != Op::Arg)
+        return "the labels of a rows kernel's cross_entropy are an arg";
+      continue;
+    }
+    if (!domain)
+      domain = &x.type.shape;
+    if (x.type.shape != *domain || domain->size() != 2)
+      return "a rows kernel computes rank-2 values of one shape: " +
+             x.type.str() + " is not f32" + shapeStr(*domain);
+    if (!fusesElementwise(x.op) && !isRowOp(x))
+      return "'" + x.info().mnemonic.str() +
+             "' cannot be part of a rows fused kernel";
+    if (x.op == Op::OneHot && x.operands[0]->op != Op::Arg)
+      return "the ids of a rows kernel's one_hot are an arg";
+    bool moves = x.op == Op::Broadcast || x.op == Op::Transpose ||
+                 x.op == Op::Slice || x.op == Op::Reshape;
+    for (const Node *o : x.operands)
+      if (moves && o->op != Op::Arg && o->op != Op::Constant)
+        return "'" + x.info().mnemonic.str() +
+               "' in a rows kernel reads an arg, not a computed value";
+  }
+  if (!domain)
+    return "a rows kernel computes rank-2 values";
+  for (const Node *r : bodyResults(b))
+    if (r->op != Op::CrossEntropy && r->type.shape != *domain)
+      return "the results of a rows kernel are f32" + shapeStr(*domain) +
+             " values or cross_entropy losses, not " + r->type.str();
+  return "";
+}
+
 // fused {kind}: one arg per operand, of its type; the body returns the
 // node's value and any further results.
 llvm::Expected<TensorType> shapeFused(const Node &n) {
@@ -144,9 +205,10 @@ llvm::Expected<TensorType> shapeFused(const Node &n) {
   auto kind = n.getString("kind");
   if (!kind)
     return kind.takeError();
-  if (*kind != "elementwise" && *kind != "gemm" && *kind != "reduce")
+  bool rows = *kind == "rows";
+  if (*kind != "elementwise" && *kind != "gemm" && *kind != "reduce" && !rows)
     return makeError("unknown fused kind '" + *kind +
-                     "' (known: elementwise, gemm, reduce)");
+                     "' (known: elementwise, gemm, reduce, rows)");
   const Graph &b = *n.body;
   if (auto e = verifyGraph(b, /*isBody=*/true))
     return makeError("in the body of 'fused': " + llvm::toString(std::move(e)));
@@ -157,11 +219,14 @@ llvm::Expected<TensorType> shapeFused(const Node &n) {
   std::vector<const Node *> args(n.operands.size(), nullptr);
   for (auto &np : b.nodes) {
     const Node &x = *np;
-    if (!fusesElementwise(x.op) && !isProducerOf(*kind, x.op))
+    if (!fusesElementwise(x.op) && !isProducerOf(*kind, x.op) &&
+        !(rows && isRowOp(x)))
       return makeError("'" + x.info().mnemonic + "' cannot be part of " +
                        (*kind == "elementwise" ? "an " : "a ") + *kind +
                        " fused kernel");
-    if (x.type.dtype != DType::F32)
+    // A rows kernel reads labels from i32 args.
+    if (x.type.dtype != DType::F32 &&
+        !(rows && x.op == Op::Arg && x.type.dtype == DType::I32))
       return makeError("a fused kernel computes f32 values, not " +
                        x.type.str());
     if (x.op != Op::Arg)
@@ -187,7 +252,7 @@ llvm::Expected<TensorType> shapeFused(const Node &n) {
   for (const Node *r : results) {
     if (r->op == Op::Arg)
       return makeError("a fused kernel's result is an arg; use the operand");
-    if (r->type.shape != b.output->type.shape)
+    if (!rows && r->type.shape != b.output->type.shape)
       return makeError("the results of a fused kernel have one shape: " +
                        r->type.str() + " is not " + b.output->type.str());
   }
@@ -195,9 +260,11 @@ llvm::Expected<TensorType> shapeFused(const Node &n) {
     for (size_t j = 0; j < i; ++j)
       if (results[i] == results[j])
         return makeError("a fused kernel returns one value twice");
-  if (*kind != "elementwise")
-    if (std::string why = producerBodyError(b, *kind); !why.empty())
-      return makeError(why);
+  std::string why = rows                    ? rowsBodyError(b)
+                    : *kind == "elementwise" ? ""
+                                             : producerBodyError(b, *kind);
+  if (!why.empty())
+    return makeError(why);
   return b.output->type;
 }
 

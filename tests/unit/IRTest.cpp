@@ -124,12 +124,13 @@ TEST(Passes, PipelineRefusesUnknownPasses) {
   ASSERT_TRUE(bool(err));
   EXPECT_EQ(llvm::toString(std::move(err)),
             "unknown pass 'frob' (known passes: autodiff, simplify, dce, cse, "
-            "fuse-elementwise, fuse-epilogues, mix-targets, optimizer)");
+            "fuse-elementwise, fuse-rows, fuse-epilogues, mix-targets, "
+            "optimizer)");
   PassOptions printing;
   printing.printBefore = {"frob"};
   EXPECT_EQ(llvm::toString(runPipeline(g, "", printing, llvm::nulls())),
             "--print-before names unknown pass 'frob' (known passes: "
-            "autodiff, simplify, dce, cse, fuse-elementwise, "
+            "autodiff, simplify, dce, cse, fuse-elementwise, fuse-rows, "
             "fuse-epilogues, mix-targets, optimizer)");
 }
 
