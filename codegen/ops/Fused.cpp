@@ -378,6 +378,9 @@ void lowerRowsKernel(KernelBuilder &kb, const Node &n) {
         x.op != Op::CrossEntropy)
       domain = &x.type.shape;
   }
+  for (auto &np : body.nodes) // a kernel of losses alone
+    if (!domain && np->op == Op::CrossEntropy)
+      domain = &np->operands[0]->type.shape;
   const int64_t R = (*domain)[0], C = (*domain)[1];
   auto results = resultsOf(body);
   for (const Node *r : results)

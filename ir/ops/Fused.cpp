@@ -188,8 +188,10 @@ std::string rowsBodyError(const Graph &b) {
         return "'" + x.info().mnemonic.str() +
                "' in a rows kernel reads an arg, not a computed value";
   }
-  if (!domain)
-    return "a rows kernel computes rank-2 values";
+  // A kernel of losses alone runs over their logits' rows.
+  for (auto &np : b.nodes)
+    if (!domain && np->op == Op::CrossEntropy)
+      domain = &np->operands[0]->type.shape;
   for (const Node *r : bodyResults(b))
     if (r->op != Op::CrossEntropy && r->type.shape != *domain)
       return "the results of a rows kernel are f32" + shapeStr(*domain) +

@@ -255,6 +255,17 @@ std::vector<GradCase> gradCases() {
        "  return %5\n"
        "}",
        "f32[4]"},
+      // A rows kernel: a smoothed loss of computed logits.
+      {Op::Fused,
+       {f("a", {4, 5}, -3, 3), ids("y", {4}, {1, 3, 0, 2})},
+       "%out = fused %a, %y {kind = \"rows\"} : f32[] {\n"
+       "  %0 = arg {index = 0} : f32[4,5]\n"
+       "  %1 = arg {index = 1} : i32[4]\n"
+       "  %2 = tanh %0 : f32[4,5]\n"
+       "  %3 = cross_entropy %2, %1 {label_smoothing = 0.2} : f32[]\n"
+       "  return %3\n"
+       "}",
+       "f32[]"},
       // Two results of one kernel, both used: their gradients add up in a.
       {Op::Result,
        {f("a", {3, 5})},

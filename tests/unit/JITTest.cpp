@@ -191,6 +191,32 @@ const char *kReduceMeanJIT =
     "  return %2\n"
     "}";
 
+const char *kRowsJIT =
+    "%z = input {name = \"z\"} : f32[S,5]\n"
+    "%y = input {name = \"y\"} : i32[S]\n"
+    "%f = fused %z, %y {kind = \"rows\"} : f32[] {\n"
+    "  %0 = arg {index = 0} : f32[S,5]\n"
+    "  %1 = arg {index = 1} : i32[S]\n"
+    "  %2 = cross_entropy %0, %1 {label_smoothing = 0.1} : f32[]\n"
+    "  %3 = softmax %0 {axis = -1} : f32[S,5]\n"
+    "  %4 = one_hot %1 {classes = 5} : f32[S,5]\n"
+    "  %5 = sub %3, %4 : f32[S,5]\n"
+    "  return %2, %5\n"
+    "}\n"
+    "%g = result %f {index = 1} : f32[S,5]\n"
+    "%fb = broadcast %f {shape = [S,5]} : f32[S,5]\n"
+    "%out = add %g, %fb : f32[S,5]";
+
+const char *kRowsLogJIT =
+    "%z = input {name = \"z\"} : f32[S,5]\n"
+    "%out = fused %z {kind = \"rows\"} : f32[S,5] {\n"
+    "  %0 = arg {index = 0} : f32[S,5]\n"
+    "  %1 = tanh %0 : f32[S,5]\n"
+    "  %2 = log_softmax %1 {axis = 1} : f32[S,5]\n"
+    "  %3 = mul %2, %0 : f32[S,5]\n"
+    "  return %3\n"
+    "}";
+
 // Each `S` is replaced by the size; `S2` by size + 2 (for windows).
 std::vector<OpCase> opCases() {
   auto unary = [](Op op, const char *mn, double lo = -1, double hi = 1) {
@@ -385,6 +411,10 @@ std::vector<OpCase> opCases() {
       {Op::Fused, kReduceRowsJIT},
       {Op::Fused, kReduceMaxJIT},
       {Op::Fused, kReduceMeanJIT},
+      // Rows: a smoothed loss and its gradient in one pass per row (rows in
+      // order), and log-probabilities of a computed value (rows split).
+      {Op::Fused, kRowsJIT, -3, 3, {0, 3, 4, 1, 2}},
+      {Op::Fused, kRowsLogJIT},
       {Op::MSE, "%a = input {name = \"a\"} : f32[3,S]\n"
                 "%b = input {name = \"b\"} : f32[3,S]\n"
                 "%out = mse %a, %b : f32[]"},
@@ -700,6 +730,25 @@ model m(x: f32[N, 4], y: i32[N]) {
   auto got = compiled->run(leaves);
   ASSERT_FALSE(bool(got));
   std::string msg = llvm::toString(got.takeError());
+  EXPECT_NE(msg.find("label 7 is out of range for 3 classes"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("test:4:"), std::string::npos) << msg;
+  // So in the training step, where the loss and its gradient are one rows
+  // kernel.
+  auto steps = trainingPipeline();
+  ASSERT_TRUE(bool(steps));
+  ASSERT_FALSE(bool(runPasses(*g, *steps, {}, llvm::nulls())));
+  auto step = sharedJIT().compile(*g);
+  ASSERT_TRUE(bool(step)) << llvm::toString(step.takeError());
+  std::unique_ptr<Graph> kernels = cloneGraph(*g);
+  ASSERT_FALSE(bool(formKernels(*kernels)));
+  EXPECT_TRUE(llvm::any_of(kernels->nodes, [](auto &n) {
+    return n->op == Op::Fused && n->stringAttr("kind") == "rows";
+  }));
+  auto ran = step->run(leaves);
+  ASSERT_FALSE(bool(ran));
+  msg = llvm::toString(ran.takeError());
   EXPECT_NE(msg.find("label 7 is out of range for 3 classes"),
             std::string::npos)
       << msg;
