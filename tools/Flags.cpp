@@ -192,6 +192,12 @@ static cl::opt<bool> verifyEach(
              "it (default: once, after the passes)"),
     cl::cat(kilnCategory), cl::sub(optCmd), cl::sub(dumpCmd), cl::sub(gradCmd),
     cl::sub(trainCmd));
+cl::opt<bool> remarks(
+    "remarks",
+    cl::desc("With --stage=opt: for each value one kernel writes and another "
+             "reads, print why they were not fused, at the value's source "
+             "location"),
+    cl::cat(kilnCategory), cl::sub(dumpCmd));
 cl::opt<bool> stats("stats",
                     cl::desc("Print op counts per pass (and, for grad, the "
                              "compiled step's memory plan; for dump "
@@ -391,6 +397,11 @@ llvm::Error checkDumpFlags() {
     return e;
   std::initializer_list<const cl::Option *> codegen = {&vectorWidth, &mcpu,
                                                        &mattr};
+  if (stage != Stage::Opt)
+    if (auto e = refuse({&remarks}, "it explains the kernels of --stage=opt, "
+                                    "not --stage=" +
+                                        stageName()))
+      return e;
   switch (stage) {
   case Stage::AST: {
     const char *why = "--stage=ast prints the file's syntax tree, before "

@@ -31,7 +31,7 @@ extern cl::opt<std::string> inputFile, modelName, paramsFile, inputsFile,
     outputFile, mode, passes, mcpu, mattr;
 extern cl::list<std::string> defines, wrt;
 extern cl::opt<bool> checkGrad, stats, timePasses, resume, shuffle,
-    checkNumerics;
+    checkNumerics, remarks;
 extern cl::opt<int64_t> epochs, batch, maxSteps, kfold;
 extern cl::opt<double> lr;
 extern cl::opt<std::string> checkpoint, metricsFile, plotFile, initFile;

@@ -17,6 +17,7 @@
 #include "ir/Printer.h"
 #include "ir/Verifier.h"
 #include "passes/Autodiff.h"
+#include "passes/FusionRemarks.h"
 #include "passes/Passes.h"
 #include "passes/Pipeline.h"
 #include "runtime/Gradients.h"
@@ -338,6 +339,19 @@ static int runDump() {
     BufferPlan plan = planMemory(*g);
     llvm::errs() << "stats: kernels = " << plan.kernels << "\n"
                  << "stats: peak_bytes = " << plan.workspaceBytes << "\n";
+  }
+  if (remarks) {
+    if (!training)
+      return fail("--remarks explains the training step's kernels; " +
+                  std::string(mode == "eval" ? "--mode=eval shows"
+                                             : "@" + g->name + " has") +
+                  " none");
+    for (const FusionRemark &r : fusionRemarks(*g)) {
+      if (r.loc.isKnown())
+        llvm::errs() << r.loc.file << ":" << r.loc.line << ":" << r.loc.col
+                     << ": ";
+      llvm::errs() << "remark: " << r.text << "\n";
+    }
   }
   if (format == Format::Dot)
     printDot(*g, llvm::outs());
