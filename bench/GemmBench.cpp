@@ -19,6 +19,7 @@
 #include "llvm/Support/FormatVariadic.h"
 #include <Eigen/Core>
 #include <algorithm>
+#include "Peak.h"
 #include <benchmark/benchmark.h>
 #include <chrono>
 #include <random>
@@ -62,8 +63,9 @@ double fmaPeakLoop(int64_t iters) {
   return double(iters) * Chains * W * 2;
 }
 
-/// Single-core fp32 peak in GFLOP/s, measured once.
-double measuredPeak() {
+} // namespace
+
+double kiln::bench::measuredPeak() {
   static double peak = [] {
     fmaPeakLoop(1 << 20); // warm up the clock
     double best = 0;
@@ -77,6 +79,10 @@ double measuredPeak() {
   }();
   return peak;
 }
+
+namespace {
+
+using bench::measuredPeak;
 
 std::vector<float> randomMatrix(int64_t elems, unsigned seed) {
   std::mt19937 rng(seed);

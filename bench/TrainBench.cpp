@@ -12,6 +12,7 @@
 //   build/bin/kiln-bench --benchmark_filter=session
 //
 //===----------------------------------------------------------------------===//
+#include "Peak.h"
 #include "codegen/JIT.h"
 #include "frontend/Lower.h"
 #include "frontend/Parser.h"
@@ -76,6 +77,22 @@ struct TrainSetup {
       error = llvm::toString(std::move(e));
   }
 };
+
+/// The floating-point operations of a step's matrix products: each matmul
+/// and convolution (as the GEMM it is), 2 per multiply-add.
+double gemmFlops(const Graph &g) {
+  double flops = 0;
+  for (auto &n : g.nodes) {
+    double out = double(*numElements(n->type.shape));
+    if (n->op == Op::MatMul)
+      flops += 2 * out * double(n->operands[0]->type.shape.back());
+    else if (n->op == Op::Conv2d) {
+      const Shape &w = n->operands[1]->type.shape;
+      flops += 2 * out * double(w[1] * w[2] * w[3]);
+    }
+  }
+  return flops;
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -162,6 +179,14 @@ void session(benchmark::State &state, const std::string &model,
   state.counters["step_ms"] = 1e3 * in;
   state.counters["outside_ms"] = 1e3 * out;
   state.counters["outside_pct"] = in > 0 ? 100 * out / in : 0;
+  // The step's GEMM work at the rate of the threads' FMA peak, over the
+  // step's time: the share of the step that is arithmetic it must do.
+  double flops = gemmFlops(*s.graph);
+  state.counters["gemm_GFLOP"] = flops * 1e-9;
+  state.counters["peak_pct"] =
+      in > 0 ? 100 * flops * 1e-9 / in /
+                   (bench::measuredPeak() * double(opts.threads))
+             : 0;
   state.SetItemsProcessed(state.iterations() * batch);
 }
 
