@@ -25,6 +25,7 @@
 //     the uses move to them, and DCE drops what the group replaced.
 //
 //===----------------------------------------------------------------------===//
+#include "ir/IndexMap.h"
 #include "ir/OpRules.h"
 #include "passes/Passes.h"
 #include "llvm/ADT/DenseMap.h"
@@ -38,15 +39,30 @@ namespace {
 /// The most ops one fused kernel holds; a longer chain becomes several.
 constexpr size_t kMaxMembers = 128;
 
-/// Whether a kernel reads through o without index arithmetic per element:
-/// a broadcast of one element or a reshape. Other maps (a row broadcast, a
-/// transpose, a slice) cost a division per axis and a gather per element in
-/// today's one-loop kernels, which measured slower than materialising them
-/// (the CNN's step: 1.7x), so those stay kernels of their own.
+/// The shortest last axis a kernel reads through a row-wise index map: its
+/// loop runs over rows, with a division per row, not per element.
+constexpr int64_t kMinRow = 8;
+
+/// Whether a kernel reads through o cheaply: a reshape, a broadcast of one
+/// element, or a map that leaves the last axis contiguous or broadcast (a
+/// bias's channel broadcast over NCHW, a slice of rows) over rows of at
+/// least kMinRow, which the kernel reads with index arithmetic once per
+/// row. Other maps (a transpose, a broadcast along rows) cost a division per
+/// axis and a gather per element, which measured slower than materialising
+/// them (the CNN's step: 1.7x), so those stay kernels of their own.
 bool cheapRead(const Node &o) {
   if (o.op == Op::Reshape)
     return true;
-  return o.op == Op::Broadcast && *numElements(o.operands[0]->type.shape) == 1;
+  if (o.op == Op::Broadcast && *numElements(o.operands[0]->type.shape) == 1)
+    return true;
+  const Shape &shape = o.type.shape;
+  if (shape.size() < 2 || shape.back() < kMinRow)
+    return false;
+  auto map = stridedMapOf(o);
+  if (!map)
+    return false;
+  int64_t inner = map->strides.back();
+  return inner == 0 || inner == 1;
 }
 
 /// An op that computes (not only moves or names) values.

@@ -198,16 +198,56 @@ void emitElement(KernelBuilder &kb, const Graph &body, const Buffers &bufs,
       kb.store(values[r], kb.kernel().buf[bufs.resultBuf[r]], at.flat);
 }
 
+/// True if the body reads through an index map other than a reshape's or a
+/// one-element broadcast's: its kernel then loops over rows, so that the
+/// map's arithmetic on the outer axes is done once per row.
+bool readsByRows(const Node &n) {
+  if (n.type.rank() < 2)
+    return false;
+  for (auto &np : n.body->nodes) {
+    const Node &x = *np;
+    if (x.op != Op::Broadcast && x.op != Op::Transpose && x.op != Op::Slice)
+      continue;
+    if (*numElements(x.operands[0]->type.shape) > 1)
+      return true;
+  }
+  return false;
+}
+
 void lowerElementwiseKernel(KernelBuilder &kb, const Node &n) {
   Buffers bufs = buffersOf(kb, n);
-  if (kb.beginKernel(n, bufs.slots.size(), "", /*unique=*/false,
+  const Shape &shape = n.type.shape;
+  int64_t count = *numElements(shape);
+  if (!readsByRows(n)) {
+    if (kb.beginKernel(n, bufs.slots.size(), "", /*unique=*/false,
+                       KernelForm::Range, bufs.key())) {
+      Kernel &k = kb.kernel();
+      kb.loop(k.begin, k.end, [&](Value *i) {
+        emitElement(kb, *n.body, bufs, {i, {}});
+      });
+    }
+    kb.launch(bufs.slots, count, kElementGrain);
+    return;
+  }
+  // Rows of the last axis: the outer indices once per row, the last one
+  // the inner loop's.
+  int64_t len = shape.back(), rows = count / std::max<int64_t>(1, len);
+  Shape outer(shape.begin(), shape.end() - 1);
+  if (kb.beginKernel(n, bufs.slots.size(), ".rows", /*unique=*/false,
                      KernelForm::Range, bufs.key())) {
     Kernel &k = kb.kernel();
-    kb.loop(k.begin, k.end, [&](Value *i) {
-      emitElement(kb, *n.body, bufs, {i, {}});
+    kb.loop(k.begin, k.end, [&](Value *r) {
+      SmallVector<Value *, 4> axes = kb.unravel(r, outer);
+      Value *base = kb.mul(r, len);
+      kb.loop(len, [&](Value *j) {
+        Index at{kb.add(base, j), axes};
+        at.axes.push_back(j);
+        emitElement(kb, *n.body, bufs, at);
+      });
     });
   }
-  kb.launch(bufs.slots, *numElements(n.type.shape), kElementGrain);
+  kb.launch(bufs.slots, rows,
+            std::max<int64_t>(1, kElementGrain / std::max<int64_t>(1, len)));
 }
 
 /// The outer operand a gemm body's matmul operand reads, and whether the
