@@ -13,13 +13,13 @@
 //   build/bin/kiln-bench --benchmark_filter='Gemm|Peak'
 //
 //===----------------------------------------------------------------------===//
+#include "Peak.h"
 #include "codegen/JIT.h"
 #include "runtime/Gemm.h"
 #include "runtime/ThreadPool.h"
 #include "llvm/Support/FormatVariadic.h"
 #include <Eigen/Core>
 #include <algorithm>
-#include "Peak.h"
 #include <benchmark/benchmark.h>
 #include <chrono>
 #include <random>

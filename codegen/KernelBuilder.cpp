@@ -91,8 +91,8 @@ SmallVector<int64_t, 4> KernelBuilder::resultSlots(const Node &f) const {
 }
 
 bool KernelBuilder::beginKernel(const Node &n, unsigned numBuffers,
-                                StringRef suffix, bool unique,
-                                KernelForm form, StringRef variant) {
+                                StringRef suffix, bool unique, KernelForm form,
+                                StringRef variant) {
   assert(!open && "a kernel is already open");
   std::string sig = signature(n, numBuffers, suffix, unique) + variant.str();
   currentForm = form;

@@ -22,9 +22,8 @@ extern "C" void kiln_rt_matmul(RuntimeContext *rt, const float *a,
                                const float *b, float *c, int64_t batch,
                                int64_t m, int64_t n, int64_t k, int32_t flags,
                                int64_t strideA, int64_t strideB,
-                               int64_t strideC,
-                               const GemmMicroKernel *kernels, int64_t mr,
-                               int64_t nr, EpilogueTask epilogue,
+                               int64_t strideC, const GemmMicroKernel *kernels,
+                               int64_t mr, int64_t nr, EpilogueTask epilogue,
                                void **epilogueArgs) {
   bool ta = flags & 1, tb = flags & 2;
   GemmKernels kern{kernels, mr, nr};
@@ -34,12 +33,12 @@ extern "C" void kiln_rt_matmul(RuntimeContext *rt, const float *a,
       void **args;
       RuntimeContext *rt;
     } ctx{epilogue, epilogueArgs, rt};
-    GemmEpilogue epi{[](void *p, int64_t i0, int64_t i1, int64_t j0,
-                        int64_t j1) {
-                       auto *c = static_cast<Ctx *>(p);
-                       c->task(c->args, c->rt, i0, i1, j0, j1);
-                     },
-                     &ctx};
+    GemmEpilogue epi{
+        [](void *p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+          auto *c = static_cast<Ctx *>(p);
+          c->task(c->args, c->rt, i0, i1, j0, j1);
+        },
+        &ctx};
     GemmOperand A{a, ta ? m : k, ta}, B{b, tb ? k : n, tb};
     gemm(m, n, k, A, B, c, n, false, kern, rt->pool, &epi);
     return;

@@ -50,9 +50,8 @@ void kiln_rt_parallel_for(RuntimeContext *rt, KernelTask task, void **bufs,
 void kiln_rt_matmul(RuntimeContext *rt, const float *a, const float *b,
                     float *c, int64_t batch, int64_t m, int64_t n, int64_t k,
                     int32_t flags, int64_t strideA, int64_t strideB,
-                    int64_t strideC, const GemmMicroKernel *kernels,
-                    int64_t mr, int64_t nr, EpilogueTask epilogue,
-                    void **epilogueArgs);
+                    int64_t strideC, const GemmMicroKernel *kernels, int64_t mr,
+                    int64_t nr, EpilogueTask epilogue, void **epilogueArgs);
 void kiln_rt_fail(RuntimeContext *rt, int64_t node, int64_t value);
 uint64_t kiln_rt_dropout_key(RuntimeContext *rt, int64_t opSeed);
 }

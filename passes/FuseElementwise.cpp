@@ -239,15 +239,15 @@ bool kiln::runFuseElementwise(Graph &g) {
         more.push_back(m);
     auto body = buildBody(g, grp.members, grp.root, more, inputs);
     auto &placed = fusedAt[grp.root];
-    Node *fused = cantFail(
-        g.add(Op::Fused, inputs, {{"kind", std::string("elementwise")}},
-              grp.root->loc, std::nullopt, std::move(body)));
+    Node *fused = cantFail(g.add(Op::Fused, inputs,
+                                 {{"kind", std::string("elementwise")}},
+                                 grp.root->loc, std::nullopt, std::move(body)));
     placed.push_back(std::move(g.nodes.back()));
     g.nodes.pop_back();
     replaced[const_cast<Node *>(grp.root)] = fused;
     for (size_t k = 0; k < more.size(); ++k) {
-      Node *r = cantFail(g.add(Op::Result, {fused},
-                               {{"index", int64_t(k + 1)}}, more[k]->loc));
+      Node *r = cantFail(g.add(Op::Result, {fused}, {{"index", int64_t(k + 1)}},
+                               more[k]->loc));
       placed.push_back(std::move(g.nodes.back()));
       g.nodes.pop_back();
       replaced[const_cast<Node *>(more[k])] = r;

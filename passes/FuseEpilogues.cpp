@@ -65,8 +65,8 @@ llvm::Expected<std::unique_ptr<Node>> buildKernel(Graph &g, Node &p, Node *pro,
       if (o == &p) {
         ins.push_back(*product);
       } else if (llvm::is_contained(takes, k)) {
-        auto b = bb.add(Op::Broadcast, {bb.arg(o->operands[0])}, o->attrs,
-                        o->loc);
+        auto b =
+            bb.add(Op::Broadcast, {bb.arg(o->operands[0])}, o->attrs, o->loc);
         if (!b)
           return b.takeError();
         ins.push_back(*b);

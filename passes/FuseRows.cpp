@@ -27,8 +27,8 @@ using namespace kiln;
 namespace {
 
 bool isRowStat(const Node &n) {
-  bool op = n.op == Op::CrossEntropy || n.op == Op::Softmax ||
-            n.op == Op::LogSoftmax;
+  bool op =
+      n.op == Op::CrossEntropy || n.op == Op::Softmax || n.op == Op::LogSoftmax;
   if (!op || n.operands[0]->type.dtype != DType::F32 ||
       n.operands[0]->type.rank() != 2)
     return false;
@@ -172,8 +172,8 @@ bool kiln::runFuseRows(Graph &g) {
       Node *f = placed[0].get();
       llvm::DenseMap<Node *, Node *> replaced{{results[0], f}};
       for (size_t k = 1; k < results.size(); ++k) {
-        Node *r = cantFail(g.add(Op::Result, {f}, {{"index", int64_t(k)}},
-                                 results[k]->loc));
+        Node *r = cantFail(
+            g.add(Op::Result, {f}, {{"index", int64_t(k)}}, results[k]->loc));
         placed.push_back(std::move(g.nodes.back()));
         g.nodes.pop_back();
         replaced[results[k]] = r;

@@ -194,10 +194,9 @@ private:
       if (!readsAtElement(c, k))
         return "it is read through an index map (a broadcast, transpose or "
                "slice), at other elements than the consumer computes";
-    if (auto it = rootName.find(&p); it != rootName.end() &&
-                                     readers[&p].size() == 1)
-      return "it is " + it->second +
-             ", and its kernel runs before it is read";
+    if (auto it = rootName.find(&p);
+        it != rootName.end() && readers[&p].size() == 1)
+      return "it is " + it->second + ", and its kernel runs before it is read";
     for (const Node *r : readers[&p])
       if (r != &c && index.lookup(r) < index.lookup(&c))
         return "it is also read by " + name(*r) +
@@ -207,11 +206,11 @@ private:
     for (const Node *v : valuesOf[&w])
       for (const Node *r : readers[v])
         if (r != &c && index.lookup(r) < index.lookup(&c))
-          return "it comes from the " + name(w) + ", whose values " +
-                 name(*r) + " reads before this kernel";
+          return "it comes from the " + name(w) + ", whose values " + name(*r) +
+                 " reads before this kernel";
     if (p.type.shape != c.type.shape)
-      return "it has another shape (" + p.type.str() + ", not " +
-             c.type.str() + ")";
+      return "it has another shape (" + p.type.str() + ", not " + c.type.str() +
+             ")";
     if (!readsAtElement(c, k))
       return "it is read at other elements than the consumer computes";
     return "the merged kernel would exceed the limit of ops per kernel";

@@ -93,8 +93,8 @@ BodyBuilder::finish(Graph &g, llvm::StringRef kind,
   body->output = results[0];
   body->moreOutputs.assign(results.begin() + 1, results.end());
   llvm::SmallVector<Node *, 8> ops(operands.begin(), operands.end());
-  auto fused = g.add(Op::Fused, ops, {{"kind", kind.str()}}, loc,
-                     std::nullopt, std::move(body));
+  auto fused = g.add(Op::Fused, ops, {{"kind", kind.str()}}, loc, std::nullopt,
+                     std::move(body));
   if (!fused)
     return fused.takeError();
   std::unique_ptr<Node> f = std::move(g.nodes.back());

@@ -41,9 +41,9 @@ public:
   /// Ends the body with these results and makes the fused node of `kind` at
   /// the end of g; returns it, removed from g's list, for the caller to
   /// place (an error if the body breaks the kind's rules).
-  llvm::Expected<std::unique_ptr<Node>>
-  finish(Graph &g, llvm::StringRef kind, llvm::ArrayRef<Node *> results,
-         Location loc);
+  llvm::Expected<std::unique_ptr<Node>> finish(Graph &g, llvm::StringRef kind,
+                                               llvm::ArrayRef<Node *> results,
+                                               Location loc);
 
 private:
   std::unique_ptr<Graph> body;

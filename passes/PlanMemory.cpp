@@ -15,9 +15,9 @@
 //
 //===----------------------------------------------------------------------===//
 #include "passes/PlanMemory.h"
+#include "ir/OpRules.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/DenseSet.h"
-#include "ir/OpRules.h"
 #include "llvm/ADT/STLExtras.h"
 #include <map>
 
@@ -65,8 +65,7 @@ bool readsOnlyInPlace(const Node &f, size_t k) {
   for (auto &np : f.body->nodes)
     if (llvm::is_contained(np->operands, arg) && !isScalarOp(np->op))
       return false;
-  return f.body->output != arg &&
-         !llvm::is_contained(f.body->moreOutputs, arg);
+  return f.body->output != arg && !llvm::is_contained(f.body->moreOutputs, arg);
 }
 
 /// The result number of v: that of a `result` node, else 0.
@@ -122,14 +121,14 @@ bool userAllows(Storage s, const Node &user, size_t k) {
   }
 }
 
-
 /// Node v's leaf if v is written in place: for each update `leaf <- v`
 /// where v is a result of a fused kernel F (F itself, or a `result` of F)
 /// that reads the leaf as an operand only at the element it computes, and
 /// nothing reads the leaf's old value at or after F (nor after the step: no
 /// root is the leaf). Per node: the leaf's index, or -1.
 std::vector<int64_t>
-inPlaceLeaves(const Graph &g, const llvm::DenseMap<const Node *, int64_t> &index,
+inPlaceLeaves(const Graph &g,
+              const llvm::DenseMap<const Node *, int64_t> &index,
               llvm::ArrayRef<Storage> storage) {
   const int64_t N = g.nodes.size();
   std::vector<int64_t> out(N, -1);
@@ -216,8 +215,7 @@ BufferPlan kiln::planMemory(const Graph &g) {
     plan.storage[i] = preferredStorage(*g.nodes[i]);
   for (auto &n : g.nodes)
     for (size_t k = 0; k < n->operands.size(); ++k)
-      if (Node *o = n->operands[k];
-          !userAllows(plan.storage[index[o]], *n, k))
+      if (Node *o = n->operands[k]; !userAllows(plan.storage[index[o]], *n, k))
         plan.storage[index[o]] = Storage::Buffer;
   for (const Node *root : g.rootValues()) {
     Storage &s = plan.storage[index[root]];
@@ -258,8 +256,8 @@ BufferPlan kiln::planMemory(const Graph &g) {
       plan.slotOf[i] = plan.slotOf[index[n.operands[0]]];
       break;
     case Storage::Buffer:
-      plan.slotOf[i] = inPlaceOf[i] >= 0 ? plan.slotOf[inPlaceOf[i]]
-                                         : newSlot(-1, bytes, i);
+      plan.slotOf[i] =
+          inPlaceOf[i] >= 0 ? plan.slotOf[inPlaceOf[i]] : newSlot(-1, bytes, i);
       break;
     case Storage::Result: {
       // Written by the fused node's kernel, before this node's place.

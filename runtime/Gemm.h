@@ -1,4 +1,5 @@
-//===- Gemm.h - Packed, register-blocked matrix multiply ---------*- C++ -*-===//
+//===- Gemm.h - Packed, register-blocked matrix multiply ---------*- C++
+//-*-===//
 //
 // The runtime's float32 GEMM, called by compiled code for matmul and
 // convolution. Operands are row-major and either may be read transposed in

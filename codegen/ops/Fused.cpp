@@ -10,8 +10,8 @@
 // operands' values at the same index, a broadcast, transpose, slice or
 // reshape reads its operand at the index its strided map gives
 // (ir/IndexMap.h), an arg loads the operand's buffer there, and the product
-// (or reduction) loads its accumulator. So values are never materialised between the ops of a body, and
-// each is computed once per index.
+// (or reduction) loads its accumulator. So values are never materialised
+// between the ops of a body, and each is computed once per index.
 //
 // A kernel gets one pointer per distinct buffer: a result the memory plan
 // writes over an operand (an optimizer update in place) is loaded and
@@ -332,7 +332,9 @@ void lowerReduceKernel(KernelBuilder &kb, const Node &n) {
   for (size_t i = 0; i < axes.size(); ++i)
     leading &= axes[i] == int64_t(i);
   int64_t grain =
-      leading ? 64 : std::max<int64_t>(1, kElementGrain / std::max<int64_t>(1, count));
+      leading
+          ? 64
+          : std::max<int64_t>(1, kElementGrain / std::max<int64_t>(1, count));
   if (!kb.beginKernel(n, bufs.slots.size(), "", /*unique=*/false,
                       KernelForm::Range, bufs.key())) {
     kb.launch(bufs.slots, outN, grain);
@@ -378,8 +380,7 @@ void lowerReduceKernel(KernelBuilder &kb, const Node &n) {
     kb.loop(k.begin, k.end, [&](Value *o) {
       Value *base = kb.stridedOffset(o, kept, keptStrides, 0);
       AllocaInst *sum = kb.var(kb.f32(), init);
-      std::function<void(size_t, Value *)> nest = [&](size_t level,
-                                                      Value *at) {
+      std::function<void(size_t, Value *)> nest = [&](size_t level, Value *at) {
         if (level == axes.size()) {
           BodyEmitter prologue(kb, bufs.argBuf);
           Value *v = prologue.value(src, {at, {}});
@@ -462,8 +463,8 @@ void lowerRowsKernel(KernelBuilder &kb, const Node &n) {
         AllocaInst *mx = kb.var(kb.f32(), kb.cf(-INFINITY));
         kb.loop(C, [&](Value *j) {
           Value *v = valueAt(a, j);
-          kb.set(mx, b.CreateSelect(b.CreateFCmpOLT(kb.get(mx), v), v,
-                                    kb.get(mx)));
+          kb.set(mx,
+                 b.CreateSelect(b.CreateFCmpOLT(kb.get(mx), v), v, kb.get(mx)));
         });
         Value *m = kb.get(mx);
         AllocaInst *sum = kb.var(kb.f32(), kb.cf(0));
@@ -483,9 +484,9 @@ void lowerRowsKernel(KernelBuilder &kb, const Node &n) {
             valueAt(a, b.CreateSExt(ctx.labels.lookup(&x), kb.i64()));
         Value *loss = b.CreateFAdd(
             b.CreateFMul(kb.cf(1 - eps), b.CreateFSub(lse, picked)),
-            b.CreateFMul(kb.cf(eps),
-                         b.CreateFSub(lse, b.CreateFDiv(kb.get(all),
-                                                        kb.cf(float(C))))));
+            b.CreateFMul(
+                kb.cf(eps),
+                b.CreateFSub(lse, b.CreateFDiv(kb.get(all), kb.cf(float(C))))));
         kb.set(losses[&x], b.CreateFAdd(kb.get(losses[&x]), loss));
       }
       kb.loop(C, [&](Value *j) {

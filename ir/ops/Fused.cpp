@@ -262,7 +262,7 @@ llvm::Expected<TensorType> shapeFused(const Node &n) {
     for (size_t j = 0; j < i; ++j)
       if (results[i] == results[j])
         return makeError("a fused kernel returns one value twice");
-  std::string why = rows                    ? rowsBodyError(b)
+  std::string why = rows                     ? rowsBodyError(b)
                     : *kind == "elementwise" ? ""
                                              : producerBodyError(b, *kind);
   if (!why.empty())
@@ -278,13 +278,14 @@ llvm::Expected<TensorType> shapeResult(const Node &n) {
     return index.takeError();
   const Node *f = n.operands[0];
   if (f->op != Op::Fused || !f->body)
-    return makeError("'result' reads a fused node, not '" +
-                     f->info().mnemonic + "'");
+    return makeError("'result' reads a fused node, not '" + f->info().mnemonic +
+                     "'");
   int64_t count = 1 + f->body->moreOutputs.size();
   if (*index < 1 || *index >= count)
     return makeError("'result' index " + llvm::Twine(*index) +
                      " is out of range: the fused node has " +
-                     llvm::Twine(count) + " results, and result 0 is the "
+                     llvm::Twine(count) +
+                     " results, and result 0 is the "
                      "node itself");
   return f->body->moreOutputs[*index - 1]->type;
 }

@@ -282,10 +282,9 @@ std::vector<GradCase> gradCases() {
 }
 
 /// Ops whose operands get no gradient by definition (checked below).
-const std::set<Op> kZeroGradient = {Op::Input,    Op::Param,       Op::State,
-                                    Op::Constant, Op::Step,        Op::Equal,
-                                    Op::OneHot,   Op::StopGradient,
-                                    Op::Arg};
+const std::set<Op> kZeroGradient = {Op::Input,    Op::Param,        Op::State,
+                                    Op::Constant, Op::Step,         Op::Equal,
+                                    Op::OneHot,   Op::StopGradient, Op::Arg};
 
 std::string caseText(const GradCase &c) {
   std::string t = "graph @t {\n";
