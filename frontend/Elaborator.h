@@ -1,8 +1,9 @@
 //===- Elaborator.h - Lowering's internal state ------------------*- C++
 //-*-===//
 //
-// Shared by Lower.cpp (statements, layers, expressions) and Builtins.cpp
-// (the built-in functions). Not part of the frontend's interface.
+// Shared by Lower.cpp (statements, layers), LowerExpr.cpp (expressions)
+// and Builtins.cpp (the built-in functions). Not part of the frontend's
+// interface.
 //
 //===----------------------------------------------------------------------===//
 #ifndef KILN_FRONTEND_ELABORATOR_H
@@ -128,6 +129,10 @@ private:
   std::vector<const FuncDecl *> callStack;
   bool reportedTooLarge = false;
 };
+
+/// The closest of `candidates` to `name`, if close enough to suggest.
+std::string nearest(llvm::StringRef name,
+                    llvm::ArrayRef<llvm::StringRef> candidates);
 
 /// Evaluates a call to a built-in; `handled` is false if `name` is none.
 Val callBuiltin(Elaborator &el, const Expr &call, std::vector<Val> &args,
