@@ -10,7 +10,12 @@
 #define KILN_CODEGEN_OPLOWERING_H
 
 #include "ir/Graph.h"
+#include "llvm/ADT/STLFunctionalExtras.h"
 #include <array>
+
+namespace llvm {
+class Value;
+}
 
 namespace kiln {
 
@@ -40,6 +45,34 @@ void registerConvLowerings(LoweringTable &t);
 void registerNetworkLowerings(LoweringTable &t);
 void registerLossLowerings(LoweringTable &t);
 void registerFusedLowerings(LoweringTable &t);
+
+/// The loops of a sum, mean or max of an `in`-shaped value over `axes`
+/// (Reduce.cpp): each output accumulates its block in one thread in a fixed
+/// order, so results do not depend on the thread count; reducing leading
+/// axes (a bias gradient) accumulates whole rows, so the inner loop runs
+/// over contiguous outputs.
+class ReductionLoops {
+public:
+  ReductionLoops(const Shape &in, llvm::ArrayRef<int64_t> axes, Op op,
+                 int64_t outputs);
+  /// Outputs per task chunk.
+  int64_t grain() const;
+  /// Emits, in the open kernel, outputs [begin, end) into `acc` (one float
+  /// per output). element(at, axes) is the input element at flat index at;
+  /// axes are its row and column when the input is rank 2 and reduced over
+  /// rows, else empty. done(o) runs once output o holds its final value.
+  void emit(KernelBuilder &kb, llvm::Value *acc,
+            llvm::function_ref<llvm::Value *(llvm::Value *,
+                                             llvm::ArrayRef<llvm::Value *>)>
+                element,
+            llvm::function_ref<void(llvm::Value *)> done) const;
+
+private:
+  Shape in, axes;
+  Op op;
+  int64_t outputs, count;
+  bool leading;
+};
 
 } // namespace kiln
 

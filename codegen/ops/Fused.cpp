@@ -306,9 +306,7 @@ void lowerGemmKernel(KernelBuilder &kb, const Node &n) {
 
 /// A reduction whose operand is computed as it is read (its prologue), and
 /// whose results are computed from each output as it is finished (its
-/// epilogue). The loops are those of a plain reduction (Reduce.cpp): each
-/// output accumulates its block in one thread in a fixed order, and
-/// reducing leading axes (a bias gradient) accumulates whole rows.
+/// epilogue), in a plain reduction's loops (ReductionLoops).
 void lowerReduceKernel(KernelBuilder &kb, const Node &n) {
   const Node *red = nullptr;
   for (auto &np : n.body->nodes)
@@ -323,81 +321,23 @@ void lowerReduceKernel(KernelBuilder &kb, const Node &n) {
       accSlot = resultSlots[r];
   Buffers bufs = buffersOf(kb, n, {accSlot});
   int accBuf = bufs.of(accSlot);
-  const Shape &in = src->type.shape;
-  Shape axes = cantFail(reducedAxes(*red));
-  bool isMax = red->op == Op::Max;
-  int64_t outN = *numElements(red->type.shape);
-  int64_t count = *numElements(in) / outN;
-  bool leading = !isMax && outN > 1;
-  for (size_t i = 0; i < axes.size(); ++i)
-    leading &= axes[i] == int64_t(i);
-  int64_t grain =
-      leading
-          ? 64
-          : std::max<int64_t>(1, kElementGrain / std::max<int64_t>(1, count));
-  if (!kb.beginKernel(n, bufs.slots.size(), "", /*unique=*/false,
-                      KernelForm::Range, bufs.key())) {
-    kb.launch(bufs.slots, outN, grain);
-    return;
-  }
-  Kernel &k = kb.kernel();
-  IRBuilder<> &b = kb.b();
-  Value *acc = k.buf[accBuf];
-  Value *init = isMax ? kb.cf(-INFINITY) : kb.cf(0);
-  auto finish = [&](Value *v) {
-    return red->op == Op::Mean ? b.CreateFDiv(v, kb.cf(float(count))) : v;
-  };
-  auto epilogue = [&](Value *o) {
-    Index at{o, {}};
-    if (red->type.rank() == 1)
-      at.axes.push_back(o);
-    emitElement(kb, *n.body, bufs, at, accBuf, red);
-  };
-  if (leading) {
-    kb.loop(k.begin, k.end, [&](Value *o) { kb.store(init, acc, o); });
-    kb.loop(count, [&](Value *r) {
-      kb.loop(k.begin, k.end, [&](Value *o) {
-        BodyEmitter prologue(kb, bufs.argBuf);
-        Index at{kb.add(kb.mul(r, outN), o), {}};
-        if (in.size() == 2)
-          at.axes = {r, o};
-        Value *v = prologue.value(src, at);
-        kb.store(b.CreateFAdd(kb.loadF(acc, o), v), acc, o);
-      });
-    });
-    kb.loop(k.begin, k.end, [&](Value *o) {
-      if (red->op == Op::Mean)
-        kb.store(finish(kb.loadF(acc, o)), acc, o);
-      epilogue(o);
-    });
-  } else {
-    Shape inStrides = stridesOf(in), kept, keptStrides;
-    for (int64_t d = 0; d < int64_t(in.size()); ++d)
-      if (!llvm::is_contained(axes, d)) {
-        kept.push_back(in[d]);
-        keptStrides.push_back(inStrides[d]);
-      }
-    kb.loop(k.begin, k.end, [&](Value *o) {
-      Value *base = kb.stridedOffset(o, kept, keptStrides, 0);
-      AllocaInst *sum = kb.var(kb.f32(), init);
-      std::function<void(size_t, Value *)> nest = [&](size_t level, Value *at) {
-        if (level == axes.size()) {
-          BodyEmitter prologue(kb, bufs.argBuf);
-          Value *v = prologue.value(src, {at, {}});
-          kb.set(sum, isMax ? kb.nanMax(kb.get(sum), v)
-                            : kb.reassocAdd(kb.get(sum), v));
-          return;
-        }
-        kb.loop(in[axes[level]], [&](Value *i) {
-          nest(level + 1, kb.add(at, kb.mul(i, inStrides[axes[level]])));
+  ReductionLoops loops(src->type.shape, cantFail(reducedAxes(*red)), red->op,
+                       *numElements(red->type.shape));
+  if (kb.beginKernel(n, bufs.slots.size(), "", /*unique=*/false,
+                     KernelForm::Range, bufs.key()))
+    loops.emit(
+        kb, kb.kernel().buf[accBuf],
+        [&](Value *at, ArrayRef<Value *> rowCol) {
+          return BodyEmitter(kb, bufs.argBuf)
+              .value(src, {at, {rowCol.begin(), rowCol.end()}});
+        },
+        [&](Value *o) {
+          Index at{o, {}};
+          if (red->type.rank() == 1)
+            at.axes.push_back(o);
+          emitElement(kb, *n.body, bufs, at, accBuf, red);
         });
-      };
-      nest(0, base);
-      kb.store(finish(kb.get(sum)), acc, o);
-      epilogue(o);
-    });
-  }
-  kb.launch(bufs.slots, outN, grain);
+  kb.launch(bufs.slots, *numElements(red->type.shape), loops.grain());
 }
 
 /// A loop over the rows of an [R, C] domain. Each row first finds what

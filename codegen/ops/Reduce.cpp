@@ -15,41 +15,48 @@
 using namespace kiln;
 using namespace llvm;
 
-static void lowerReduce(KernelBuilder &kb, const Node &n) {
-  const Shape &in = n.operands[0]->type.shape;
-  Shape axes = cantFail(reducedAxes(n));
-  bool isMax = n.op == Op::Max;
-  int64_t outN = *numElements(n.type.shape);
-  int64_t count = *numElements(in) / outN;
-  bool leading = true;
+ReductionLoops::ReductionLoops(const Shape &in, ArrayRef<int64_t> axes, Op op,
+                               int64_t outputs)
+    : in(in), axes(axes.begin(), axes.end()), op(op), outputs(outputs),
+      count(*numElements(in) / std::max<int64_t>(1, outputs)) {
+  leading = op != Op::Max && outputs > 1;
   for (size_t i = 0; i < axes.size(); ++i)
     leading &= axes[i] == int64_t(i);
-  leading &= !isMax && outN > 1;
-  SmallVector<int64_t, 2> slots{kb.slot(n), kb.slot(n.operands[0])};
-  if (!kb.beginKernel(n, 2)) {
-    kb.launch(slots, outN,
-              leading ? 64 : std::max<int64_t>(1, kElementGrain / count));
-    return;
-  }
+}
+
+int64_t ReductionLoops::grain() const {
+  return leading ? 64
+                 : std::max<int64_t>(1, kElementGrain /
+                                            std::max<int64_t>(1, count));
+}
+
+void ReductionLoops::emit(
+    KernelBuilder &kb, Value *acc,
+    function_ref<Value *(Value *, ArrayRef<Value *>)> element,
+    function_ref<void(Value *)> done) const {
   Kernel &k = kb.kernel();
   IRBuilder<> &b = kb.b();
+  bool isMax = op == Op::Max;
   Value *init = isMax ? kb.cf(-INFINITY) : kb.cf(0);
-  auto finish = [&](Value *acc) {
-    return n.op == Op::Mean ? b.CreateFDiv(acc, kb.cf(float(count))) : acc;
+  auto finish = [&](Value *v) {
+    return op == Op::Mean ? b.CreateFDiv(v, kb.cf(float(count))) : v;
   };
   if (leading) {
-    kb.loop(k.begin, k.end, [&](Value *o) { kb.store(init, k.buf[0], o); });
+    kb.loop(k.begin, k.end, [&](Value *o) { kb.store(init, acc, o); });
     kb.loop(count, [&](Value *r) {
       kb.loop(k.begin, k.end, [&](Value *o) {
-        Value *v = kb.loadF(k.buf[1], kb.add(kb.mul(r, outN), o));
-        kb.store(b.CreateFAdd(kb.loadF(k.buf[0], o), v), k.buf[0], o);
+        SmallVector<Value *, 2> rowCol;
+        if (in.size() == 2)
+          rowCol = {r, o};
+        Value *v = element(kb.add(kb.mul(r, outputs), o), rowCol);
+        kb.store(b.CreateFAdd(kb.loadF(acc, o), v), acc, o);
       });
     });
-    if (n.op == Op::Mean)
-      kb.loop(k.begin, k.end, [&](Value *o) {
-        kb.store(finish(kb.loadF(k.buf[0], o)), k.buf[0], o);
-      });
-    kb.launch(slots, outN, 64);
+    kb.loop(k.begin, k.end, [&](Value *o) {
+      if (op == Op::Mean)
+        kb.store(finish(kb.loadF(acc, o)), acc, o);
+      done(o);
+    });
     return;
   }
   // General: each output sums its reduced block; the innermost reduced axis
@@ -62,12 +69,12 @@ static void lowerReduce(KernelBuilder &kb, const Node &n) {
     }
   kb.loop(k.begin, k.end, [&](Value *o) {
     Value *base = kb.stridedOffset(o, kept, keptStrides, 0);
-    AllocaInst *acc = kb.var(kb.f32(), init);
+    AllocaInst *sum = kb.var(kb.f32(), init);
     std::function<void(size_t, Value *)> nest = [&](size_t level, Value *at) {
       if (level == axes.size()) {
-        Value *v = kb.loadF(k.buf[1], at);
-        kb.set(acc, isMax ? kb.nanMax(kb.get(acc), v)
-                          : kb.reassocAdd(kb.get(acc), v));
+        Value *v = element(at, {});
+        kb.set(sum, isMax ? kb.nanMax(kb.get(sum), v)
+                          : kb.reassocAdd(kb.get(sum), v));
         return;
       }
       kb.loop(in[axes[level]], [&](Value *i) {
@@ -75,9 +82,23 @@ static void lowerReduce(KernelBuilder &kb, const Node &n) {
       });
     };
     nest(0, base);
-    kb.store(finish(kb.get(acc)), k.buf[0], o);
+    kb.store(finish(kb.get(sum)), acc, o);
+    done(o);
   });
-  kb.launch(slots, outN, std::max<int64_t>(1, kElementGrain / count));
+}
+
+static void lowerReduce(KernelBuilder &kb, const Node &n) {
+  ReductionLoops loops(n.operands[0]->type.shape, cantFail(reducedAxes(n)),
+                       n.op, *numElements(n.type.shape));
+  if (kb.beginKernel(n, 2)) {
+    Kernel &k = kb.kernel();
+    loops.emit(
+        kb, k.buf[0],
+        [&](Value *at, ArrayRef<Value *>) { return kb.loadF(k.buf[1], at); },
+        [](Value *) {});
+  }
+  kb.launch({kb.slot(n), kb.slot(n.operands[0])}, *numElements(n.type.shape),
+            loops.grain());
 }
 
 void kiln::registerReduceLowerings(LoweringTable &t) {
