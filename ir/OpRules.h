@@ -80,6 +80,10 @@ bool fusesElementwise(Op op);
 /// Whether op computes each element from its operands' elements at the same
 /// index with a scalar function (ir/ops/Scalar.h).
 bool isScalarOp(Op op);
+/// The [R, C] shape a rows kernel's body runs over: that of its first value
+/// other than an arg, a constant or a loss, else its losses' logits; null
+/// if it has none.
+const Shape *rowsDomain(const Graph &body);
 
 /// Both evaluation instantiations of a templated rule.
 #define KILN_EVAL(fn) &fn<float>, &fn<double>

@@ -146,9 +146,13 @@ private:
     if (c.op != Op::Fused && !isScalarOp(c.op)) {
       if (movesData(c.op))
         return "'" + c.info().mnemonic.str() +
-               "' moves elements, so it is a copy kernel of its own (inside "
-               "a loop kernel, any index map but a reshape or a one-element "
-               "broadcast costs a division and a gather per element)";
+               "' moves elements, so it is a copy kernel of its own (a loop "
+               "kernel reads through a reshape, a one-element broadcast, or a "
+               "map along rows of 64 or more; other maps cost a division and "
+               "a gather per element)";
+      if (c.op == Op::Dropout)
+        return "'dropout' draws its mask per element and has no scalar "
+               "function to fuse";
       return "'" + c.info().mnemonic.str() +
              "' reads elements other than the one it writes, and only "
              "elementwise work fuses";
@@ -186,8 +190,9 @@ private:
              "' is a kernel of its own: no rule fuses its consumers into it";
     if (movesData(w.op))
       return "a " + w.info().mnemonic.str() +
-             " other than a reshape or a one-element broadcast is a kernel "
-             "of its own (read through, it costs a division per element)";
+             " other than a reshape, a one-element broadcast or a map along "
+             "rows of 64 or more is a kernel of its own (read through, it "
+             "costs a division per element)";
     // Both are elementwise work.
     if (p.type.shape != c.type.shape && c.op == Op::Fused &&
         c.stringAttr("kind") == "elementwise")

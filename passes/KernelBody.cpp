@@ -1,6 +1,12 @@
 //===- KernelBody.cpp - Building the bodies of fused kernels --------------===//
+//
+// Bodies are built from args made on first use and clones of the ops they
+// hold; readsAtElement follows every value computed from an arg.
+//
+//===----------------------------------------------------------------------===//
 #include "passes/KernelBody.h"
 #include "ir/OpRules.h"
+#include "llvm/ADT/DenseSet.h"
 
 using namespace kiln;
 
@@ -26,9 +32,16 @@ bool kiln::readsAtElement(const Node &c, size_t k) {
   const Node *arg = argOf(*c.body, k);
   if (c.body->output == arg || llvm::is_contained(c.body->moreOutputs, arg))
     return false;
+  // Every value computed from the arg, not only its direct readers: a
+  // transpose of a scalar op on it reads it at other elements too.
+  llvm::DenseSet<const Node *> from{arg};
   for (auto &np : c.body->nodes)
-    if (llvm::is_contained(np->operands, arg) && !isScalarOp(np->op))
-      return false;
+    if (llvm::any_of(np->operands,
+                     [&](const Node *o) { return from.contains(o); })) {
+      if (!isScalarOp(np->op))
+        return false;
+      from.insert(np.get());
+    }
   return true;
 }
 

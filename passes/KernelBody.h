@@ -18,8 +18,9 @@ namespace kiln {
 /// (stop_gradient aside).
 bool isElementwiseWork(const Node &n);
 
-/// True if c (elementwise work) reads its operand k only as an operand of
-/// scalar ops: at the element it computes, and not as one of its results.
+/// True if c (elementwise work or a fused kernel) reads its operand k only
+/// at the element it computes: every value computed from it is a scalar
+/// op's, and it is not itself one of c's results.
 bool readsAtElement(const Node &c, size_t k);
 
 /// A kernel body under construction: an arg for each outside value, made

@@ -16,6 +16,7 @@
 //===----------------------------------------------------------------------===//
 #include "passes/PlanMemory.h"
 #include "ir/OpRules.h"
+#include "passes/KernelBody.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/STLExtras.h"
@@ -52,20 +53,6 @@ bool readsAsProductOperand(const Node &f, size_t k) {
     if (llvm::is_contained(np->operands, arg) && np->op != Op::MatMul)
       return false;
   return true;
-}
-
-/// True if fused node f's body reads operand k only at the element each
-/// iteration computes (an operand of scalar ops), so the kernel may write a
-/// result over it.
-bool readsOnlyInPlace(const Node &f, size_t k) {
-  const Node *arg = nullptr;
-  for (auto &np : f.body->nodes)
-    if (np->op == Op::Arg && size_t(np->intAttr("index")) == k)
-      arg = np.get();
-  for (auto &np : f.body->nodes)
-    if (llvm::is_contained(np->operands, arg) && !isScalarOp(np->op))
-      return false;
-  return f.body->output != arg && !llvm::is_contained(f.body->moreOutputs, arg);
 }
 
 /// The result number of v: that of a `result` node, else 0.
@@ -181,7 +168,7 @@ inPlaceLeaves(const Graph &g,
         break;
       }
       for (size_t k = 0; k < f->operands.size(); ++k)
-        if (f->operands[k] == leaf && !readsOnlyInPlace(*f, k))
+        if (f->operands[k] == leaf && !readsAtElement(*f, k))
           ok = false;
         else if (f->operands[k] != leaf &&
                  bufferOf[index.lookup(f->operands[k])] == l)
@@ -242,9 +229,16 @@ BufferPlan kiln::planMemory(const Graph &g) {
     live.push_back({node, node});
     return int64_t(plan.leafOf.size() - 1);
   };
-  // A fused node's results, by (fused node, index): a second `result` node
-  // of one index shares the first's slot.
-  std::map<std::pair<const Node *, int64_t>, int64_t> resultSlot;
+  // A fused node's `result` nodes, by index (a second one of an index
+  // shares the first's slot). Their slots are made when the fused node is
+  // visited, since its kernel writes them: regions are placed in the order
+  // they start.
+  llvm::DenseMap<const Node *, std::map<int64_t, std::vector<int64_t>>>
+      resultNodes;
+  for (int64_t i = 0; i < N; ++i)
+    if (g.nodes[i]->op == Op::Result)
+      resultNodes[g.nodes[i]->operands[0]][g.nodes[i]->intAttr("index")]
+          .push_back(i);
   for (int64_t i = 0; i < N; ++i) {
     const Node &n = *g.nodes[i];
     int64_t bytes = *numElements(n.type.shape) * dtypeSize(n.type.dtype);
@@ -259,20 +253,23 @@ BufferPlan kiln::planMemory(const Graph &g) {
       plan.slotOf[i] =
           inPlaceOf[i] >= 0 ? plan.slotOf[inPlaceOf[i]] : newSlot(-1, bytes, i);
       break;
-    case Storage::Result: {
-      // Written by the fused node's kernel, before this node's place.
-      auto key = std::make_pair(n.operands[0], n.intAttr("index"));
-      if (auto it = resultSlot.find(key); it != resultSlot.end())
-        plan.slotOf[i] = it->second;
-      else
-        plan.slotOf[i] = resultSlot[key] =
-            inPlaceOf[i] >= 0 ? plan.slotOf[inPlaceOf[i]]
-                              : newSlot(-1, bytes, index[n.operands[0]]);
-      continue;
-    }
     default:
-      continue;
+      continue; // results get their slots with their fused node
     }
+    bool productStored = n.op == Op::Fused && productResult(n) == 0;
+    if (n.op == Op::Fused)
+      for (auto &[k, nodes] : resultNodes.lookup(&n)) {
+        const Node &r = *g.nodes[nodes[0]];
+        int64_t slot =
+            inPlaceOf[nodes[0]] >= 0
+                ? plan.slotOf[inPlaceOf[nodes[0]]]
+                : newSlot(-1,
+                          *numElements(r.type.shape) * dtypeSize(r.type.dtype),
+                          i);
+        for (int64_t ri : nodes)
+          plan.slotOf[ri] = slot;
+        productStored |= k == productResult(n);
+      }
     plan.kernels += plan.storage[i] == Storage::Buffer;
     if (n.op == Op::Conv2d) {
       ++plan.kernels;
@@ -280,9 +277,9 @@ BufferPlan kiln::planMemory(const Graph &g) {
       int64_t cols = y[0] * w[1] * w[2] * w[3] * y[2] * y[3];
       plan.scratchOf[i] = newSlot(-1, cols * 4, i);
     }
-    // A gemm or reduce kernel's product that is none of its results goes
-    // to scratch, from which the epilogue computes the results.
-    if (n.op == Op::Fused && productResult(n) < 0 &&
+    // A gemm or reduce kernel's product that is none of its stored results
+    // goes to scratch, from which the epilogue computes the results.
+    if (n.op == Op::Fused && !productStored &&
         (n.stringAttr("kind") == "gemm" || n.stringAttr("kind") == "reduce"))
       plan.scratchOf[i] = newSlot(-1, bytes, i);
   }

@@ -277,7 +277,7 @@ void lowerGemmKernel(KernelBuilder &kb, const Node &n) {
   auto resultSlots = kb.resultSlots(n);
   int64_t cSlot = kb.plan().scratchOf[kb.nodeIndex(n)];
   for (size_t r = 0; r < results.size(); ++r)
-    if (results[r] == mm)
+    if (results[r] == mm && resultSlots[r] >= 0)
       cSlot = resultSlots[r];
   Buffers bufs = buffersOf(kb, n, {cSlot});
   int productBuf = bufs.of(cSlot);
@@ -317,7 +317,7 @@ void lowerReduceKernel(KernelBuilder &kb, const Node &n) {
   auto resultSlots = kb.resultSlots(n);
   int64_t accSlot = kb.plan().scratchOf[kb.nodeIndex(n)];
   for (size_t r = 0; r < results.size(); ++r)
-    if (results[r] == red)
+    if (results[r] == red && resultSlots[r] >= 0)
       accSlot = resultSlots[r];
   Buffers bufs = buffersOf(kb, n, {accSlot});
   int accBuf = bufs.of(accSlot);
@@ -350,18 +350,10 @@ void lowerReduceKernel(KernelBuilder &kb, const Node &n) {
 /// depend on the thread count; others split rows across threads.
 void lowerRowsKernel(KernelBuilder &kb, const Node &n) {
   const Graph &body = *n.body;
-  const Shape *domain = nullptr;
+  const Shape *domain = rowsDomain(body);
   bool checks = false, scalar = false;
-  for (auto &np : body.nodes) {
-    const Node &x = *np;
-    checks |= x.op == Op::OneHot || x.op == Op::CrossEntropy;
-    if (!domain && x.op != Op::Arg && x.op != Op::Constant &&
-        x.op != Op::CrossEntropy)
-      domain = &x.type.shape;
-  }
-  for (auto &np : body.nodes) // a kernel of losses alone
-    if (!domain && np->op == Op::CrossEntropy)
-      domain = &np->operands[0]->type.shape;
+  for (auto &np : body.nodes)
+    checks |= np->op == Op::OneHot || np->op == Op::CrossEntropy;
   const int64_t R = (*domain)[0], C = (*domain)[1];
   auto results = resultsOf(body);
   for (const Node *r : results)

@@ -155,13 +155,31 @@ bool isRowOp(const Node &x) {
   }
 }
 
+} // namespace
+
+const Shape *kiln::rowsDomain(const Graph &b) {
+  for (auto &np : b.nodes)
+    if (np->op != Op::Arg && np->op != Op::Constant &&
+        np->op != Op::CrossEntropy)
+      return &np->type.shape;
+  // A kernel of losses alone runs over their logits' rows.
+  for (auto &np : b.nodes)
+    if (np->op == Op::CrossEntropy)
+      return &np->operands[0]->type.shape;
+  return nullptr;
+}
+
+namespace {
+
 /// Why the body of a rows kernel is not computed row by row over one [R, C]
 /// domain, or "": every value is [R, C] (or an arg, a constant, or a
 /// cross_entropy), softmaxes run along rows, one_hot and cross_entropy read
 /// their labels from an i32 [R] arg, and data movement reads only args, so
 /// that each row's values can be computed from that row alone.
 std::string rowsBodyError(const Graph &b) {
-  const Shape *domain = nullptr;
+  const Shape *domain = rowsDomain(b);
+  if (!domain || domain->size() != 2)
+    return "a rows kernel computes rank-2 values";
   for (auto &np : b.nodes) {
     const Node &x = *np;
     if (x.op == Op::Arg || x.op == Op::Constant)
@@ -169,11 +187,12 @@ std::string rowsBodyError(const Graph &b) {
     if (x.op == Op::CrossEntropy) {
       if (x.operands[1]->op != Op::Arg)
         return "the labels of a rows kernel's cross_entropy are an arg";
+      if (x.operands[0]->type.shape != *domain)
+        return "the logits of a rows kernel's cross_entropy are f32" +
+               shapeStr(*domain) + ", not " + x.operands[0]->type.str();
       continue;
     }
-    if (!domain)
-      domain = &x.type.shape;
-    if (x.type.shape != *domain || domain->size() != 2)
+    if (x.type.shape != *domain)
       return "a rows kernel computes rank-2 values of one shape: " +
              x.type.str() + " is not f32" + shapeStr(*domain);
     if (!fusesElementwise(x.op) && !isRowOp(x))
@@ -188,10 +207,6 @@ std::string rowsBodyError(const Graph &b) {
         return "'" + x.info().mnemonic.str() +
                "' in a rows kernel reads an arg, not a computed value";
   }
-  // A kernel of losses alone runs over their logits' rows.
-  for (auto &np : b.nodes)
-    if (!domain && np->op == Op::CrossEntropy)
-      domain = &np->operands[0]->type.shape;
   for (const Node *r : bodyResults(b))
     if (r->op != Op::CrossEntropy && r->type.shape != *domain)
       return "the results of a rows kernel are f32" + shapeStr(*domain) +

@@ -715,6 +715,113 @@ model m(x: f32[N, 4], y: i32[N]) {
   EXPECT_NE(msg.find("test:4:"), std::string::npos) << msg;
 }
 
+/// Hand-written kernels the passes do not make, each of which once broke a
+/// plan or a lowering: every root within the error spec of the
+/// interpreter's.
+TEST(JIT, HandWrittenKernelsMatchTheInterpreter) {
+  const char *graphs[] = {
+      // An update read at other elements through a value computed from it
+      // (a transpose, a row broadcast): not written in place.
+      R"(graph @g {
+  %w = param {init = "zeros", name = "w"} : f32[64, 64]
+  %f = fused %w {kind = "elementwise"} : f32[64, 64] {
+    %0 = arg {index = 0} : f32[64, 64]
+    %1 = neg %0 : f32[64, 64]
+    %2 = transpose %1 {perm = [1, 0]} : f32[64, 64]
+    %3 = add %0, %2 : f32[64, 64]
+    return %3
+  }
+  update "w", %f
+})",
+      R"(graph @g {
+  %p = param {name = "p", init = "zeros"} : f32[64,64]
+  %f = fused %p {kind = "elementwise"} : f32[64,64] {
+    %0 = arg {index = 0} : f32[64,64]
+    %1 = constant {value = 0.5} : f32[64,64]
+    %2 = mul %0, %1 : f32[64,64]
+    %3 = slice %2 {begin = [0,0], end = [1,64], step = [1,1]} : f32[1,64]
+    %4 = broadcast %3 {shape = [64,64]} : f32[64,64]
+    %5 = sub %0, %4 : f32[64,64]
+    return %5
+  }
+  update "p", %f
+})",
+      // A result read after other buffers are made: its bytes are the
+      // kernel's from the kernel on.
+      R"(graph @g {
+  %x = input {name = "x"} : f32[128,64]
+  %y = input {name = "y"} : f32[32,32]
+  %a = relu %x : f32[128,64]
+  %f = fused %a {kind = "elementwise"} : f32[64,64] {
+    %0 = arg {index = 0} : f32[128,64]
+    %1 = slice %0 {begin = [0,0], end = [64,64], step = [1,1]} : f32[64,64]
+    %2 = neg %1 : f32[64,64]
+    %3 = exp %1 : f32[64,64]
+    return %2, %3
+  }
+  %g = transpose %y {perm = [1,0]} : f32[32,32]
+  %r = result %f {index = 1} : f32[64,64]
+  %gs = sum %g {axes = [0,1], keepdims = 0} : f32[]
+  %gb = broadcast %gs {shape = [64,64]} : f32[64,64]
+  %o = add %f, %r : f32[64,64]
+  %o2 = add %o, %gb : f32[64,64]
+  return %o2
+})",
+      // A product returned by the body but read by no `result`.
+      R"(graph @g {
+  %a = input {name = "a"} : f32[4,8]
+  %b = input {name = "b"} : f32[8,16]
+  %f = fused %a, %b {kind = "gemm"} : f32[4,16] {
+    %0 = arg {index = 0} : f32[4,8]
+    %1 = arg {index = 1} : f32[8,16]
+    %2 = matmul %0, %1 : f32[4,16]
+    %3 = relu %2 : f32[4,16]
+    return %3, %2
+  }
+  return %f
+})",
+      R"(graph @g {
+  %a = input {name = "a"} : f32[64,32]
+  %f = fused %a {kind = "reduce"} : f32[32] {
+    %0 = arg {index = 0} : f32[64,32]
+    %1 = sum %0 {axes = [0], keepdims = 0} : f32[32]
+    %2 = exp %1 : f32[32]
+    return %2, %1
+  }
+  return %f
+})",
+  };
+  for (const char *text : graphs) {
+    test::Source src(text);
+    auto g = test::parseGraph(src);
+    ASSERT_TRUE(g) << src.errors;
+    auto leaves = randomLeaves(*g, -1, 1, {0}, 5);
+    auto want32 = interpret(*g, leaves);
+    ASSERT_TRUE(bool(want32)) << llvm::toString(want32.takeError());
+    auto want64 = interpret(*g, leaves, {DType::F64});
+    ASSERT_TRUE(bool(want64)) << llvm::toString(want64.takeError());
+    for (unsigned threads : {1u, 2u}) {
+      JITOptions opts;
+      opts.threads = threads;
+      auto jit = llvm::cantFail(JIT::create(opts));
+      auto compiled = jit->compile(*g);
+      ASSERT_TRUE(bool(compiled)) << llvm::toString(compiled.takeError());
+      auto got = compiled->run(leaves);
+      ASSERT_TRUE(bool(got)) << llvm::toString(got.takeError());
+      auto roots = g->roots();
+      for (size_t i = 0; i < roots.size(); ++i) {
+        size_t node =
+            llvm::find_if(g->nodes,
+                          [&](auto &n) { return n.get() == *roots[i]; }) -
+            g->nodes.begin();
+        EXPECT_TRUE(
+            test::withinErrorSpec((*got)[i], (*want32)[node], (*want64)[node]))
+            << text << "\nroot " << i << ", " << threads << " threads";
+      }
+    }
+  }
+}
+
 TEST(JIT, MissingAndMisshapedLeavesAreErrors) {
   test::Source src("graph @t {\n  %a = input {name = \"a\"} : f32[2,3]\n"
                    "  %out = neg %a : f32[2,3]\n  return %out\n}\n");
