@@ -80,6 +80,10 @@ bool fusesElementwise(Op op);
 /// Whether op computes each element from its operands' elements at the same
 /// index with a scalar function (ir/ops/Scalar.h).
 bool isScalarOp(Op op);
+/// The values a fused node's body returns: its results, in order.
+llvm::SmallVector<const Node *, 4> bodyResults(const Graph &body);
+/// The arg of a fused node's body that reads operand k (null if none).
+const Node *bodyArg(const Graph &body, size_t k);
 /// The [R, C] shape a rows kernel's body runs over: that of its first value
 /// other than an arg, a constant or a loss, else its losses' logits; null
 /// if it has none.

@@ -18,18 +18,10 @@ bool kiln::isElementwiseWork(const Node &n) {
   return isScalarOp(n.op) && n.op != Op::StopGradient;
 }
 
-/// The arg of body b for operand k.
-static const Node *argOf(const Graph &b, size_t k) {
-  for (auto &np : b.nodes)
-    if (np->op == Op::Arg && size_t(np->intAttr("index")) == k)
-      return np.get();
-  return nullptr;
-}
-
 bool kiln::readsAtElement(const Node &c, size_t k) {
   if (!c.body)
     return isScalarOp(c.op);
-  const Node *arg = argOf(*c.body, k);
+  const Node *arg = bodyArg(*c.body, k);
   if (c.body->output == arg || llvm::is_contained(c.body->moreOutputs, arg))
     return false;
   // Every value computed from the arg, not only its direct readers: a

@@ -45,10 +45,7 @@ bool isLast2Transpose(const Node &n) {
 bool readsAsProductOperand(const Node &f, size_t k) {
   if (f.op != Op::Fused || f.stringAttr("kind") != "gemm")
     return false;
-  const Node *arg = nullptr;
-  for (auto &np : f.body->nodes)
-    if (np->op == Op::Arg && size_t(np->intAttr("index")) == k)
-      arg = np.get();
+  const Node *arg = bodyArg(*f.body, k);
   for (auto &np : f.body->nodes)
     if (llvm::is_contained(np->operands, arg) && np->op != Op::MatMul)
       return false;
@@ -65,12 +62,10 @@ int64_t resultNumber(const Node &v) {
 int64_t productResult(const Node &f) {
   if (f.stringAttr("kind") == "elementwise" || f.stringAttr("kind") == "rows")
     return -1;
-  const Graph &b = *f.body;
-  for (size_t r = 0; r <= b.moreOutputs.size(); ++r) {
-    const Node *x = r ? b.moreOutputs[r - 1] : b.output;
-    if (x->op == Op::MatMul || x->info().flags & Reduction)
+  auto results = bodyResults(*f.body);
+  for (size_t r = 0; r < results.size(); ++r)
+    if (results[r]->op == Op::MatMul || results[r]->info().flags & Reduction)
       return r;
-  }
   return -1;
 }
 

@@ -174,20 +174,13 @@ Buffers buffersOf(KernelBuilder &kb, const Node &n,
   return bufs;
 }
 
-/// The body's results, in order.
-SmallVector<const Node *, 4> resultsOf(const Graph &body) {
-  SmallVector<const Node *, 4> r{body.output};
-  r.append(body.moreOutputs.begin(), body.moreOutputs.end());
-  return r;
-}
-
 /// Computes every result at `at`, then stores them (skipping `skip`, the
 /// product, which the GEMM already wrote).
 void emitElement(KernelBuilder &kb, const Graph &body, const Buffers &bufs,
                  const Index &at, int productBuf = -1,
                  const Node *skip = nullptr) {
   BodyEmitter emit(kb, bufs.argBuf, productBuf);
-  auto results = resultsOf(body);
+  auto results = bodyResults(body);
   SmallVector<Value *, 4> values;
   for (size_t r = 0; r < results.size(); ++r)
     values.push_back(bufs.resultBuf[r] < 0 || results[r] == skip
@@ -273,7 +266,7 @@ void lowerGemmKernel(KernelBuilder &kb, const Node &n) {
   for (auto &np : n.body->nodes)
     if (np->op == Op::MatMul)
       mm = np.get();
-  auto results = resultsOf(*n.body);
+  auto results = bodyResults(*n.body);
   auto resultSlots = kb.resultSlots(n);
   int64_t cSlot = kb.plan().scratchOf[kb.nodeIndex(n)];
   for (size_t r = 0; r < results.size(); ++r)
@@ -313,7 +306,7 @@ void lowerReduceKernel(KernelBuilder &kb, const Node &n) {
     if (np->info().flags & Reduction)
       red = np.get();
   const Node *src = red->operands[0];
-  auto results = resultsOf(*n.body);
+  auto results = bodyResults(*n.body);
   auto resultSlots = kb.resultSlots(n);
   int64_t accSlot = kb.plan().scratchOf[kb.nodeIndex(n)];
   for (size_t r = 0; r < results.size(); ++r)
@@ -355,7 +348,7 @@ void lowerRowsKernel(KernelBuilder &kb, const Node &n) {
   for (auto &np : body.nodes)
     checks |= np->op == Op::OneHot || np->op == Op::CrossEntropy;
   const int64_t R = (*domain)[0], C = (*domain)[1];
-  auto results = resultsOf(body);
+  auto results = bodyResults(body);
   for (const Node *r : results)
     scalar |= r->op == Op::CrossEntropy;
   Buffers bufs = buffersOf(kb, n);

@@ -70,13 +70,6 @@ void evalArg(const Node &n, llvm::ArrayRef<const Tensor *>, Tensor &out,
   out = *ctx.args[n.intAttr("index")];
 }
 
-/// The values a fused node's body returns: its results, in order.
-llvm::SmallVector<const Node *, 4> bodyResults(const Graph &b) {
-  llvm::SmallVector<const Node *, 4> r{b.output};
-  r.append(b.moreOutputs.begin(), b.moreOutputs.end());
-  return r;
-}
-
 /// The op a kernel of `kind` computes besides elementwise ones, if any.
 bool isProducerOf(llvm::StringRef kind, Op op) {
   if (kind == "gemm")
@@ -156,6 +149,19 @@ bool isRowOp(const Node &x) {
 }
 
 } // namespace
+
+llvm::SmallVector<const Node *, 4> kiln::bodyResults(const Graph &b) {
+  llvm::SmallVector<const Node *, 4> r{b.output};
+  r.append(b.moreOutputs.begin(), b.moreOutputs.end());
+  return r;
+}
+
+const Node *kiln::bodyArg(const Graph &b, size_t k) {
+  for (auto &np : b.nodes)
+    if (np->op == Op::Arg && size_t(np->intAttr("index")) == k)
+      return np.get();
+  return nullptr;
+}
 
 const Shape *kiln::rowsDomain(const Graph &b) {
   for (auto &np : b.nodes)
