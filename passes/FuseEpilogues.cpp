@@ -100,17 +100,9 @@ bool kiln::runFuseEpilogues(Graph &g) {
   for (bool again = true; again;) {
     again = false;
     const size_t N = g.nodes.size();
-    llvm::DenseMap<const Node *, size_t> index;
-    llvm::DenseMap<const Node *, llvm::SmallVector<Node *, 2>> users;
-    for (size_t i = 0; i < N; ++i) {
-      index[g.nodes[i].get()] = i;
-      for (Node *o : g.nodes[i]->operands)
-        if (users[o].empty() || users[o].back() != g.nodes[i].get())
-          users[o].push_back(g.nodes[i].get());
-    }
-    llvm::DenseMap<const Node *, int> rootUses;
-    for (const Node *r : g.rootValues())
-      ++rootUses[r];
+    GraphUses uses(g);
+    auto &users = uses.users;
+    auto &rootUses = uses.rootUses;
     auto onlyReader = [&](const Node *o, const Node *u) {
       auto us = users.lookup(o);
       return us.size() == 1 && us[0] == u && !rootUses.lookup(o);

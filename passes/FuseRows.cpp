@@ -45,17 +45,10 @@ bool kiln::runFuseRows(Graph &g) {
   for (bool again = true; again;) {
     again = false;
     const size_t N = g.nodes.size();
-    llvm::DenseMap<const Node *, size_t> index;
-    llvm::DenseMap<const Node *, llvm::SmallVector<Node *, 2>> users;
-    for (size_t i = 0; i < N; ++i) {
-      index[g.nodes[i].get()] = i;
-      for (Node *o : g.nodes[i]->operands)
-        if (users[o].empty() || users[o].back() != g.nodes[i].get())
-          users[o].push_back(g.nodes[i].get());
-    }
-    llvm::DenseSet<const Node *> roots;
-    for (const Node *r : g.rootValues())
-      roots.insert(r);
+    GraphUses uses(g);
+    auto &index = uses.index;
+    auto &users = uses.users;
+    auto isRoot = [&](const Node *n) { return uses.rootUses.lookup(n) > 0; };
     llvm::DenseSet<const Node *> tried;
     for (size_t si = 0; si < N && !again; ++si) {
       Node &seed = *g.nodes[si];
@@ -100,7 +93,7 @@ bool kiln::runFuseRows(Graph &g) {
       }
       // 3. One_hots whose every use joined.
       for (Node *h : oneHots) {
-        bool all = !roots.contains(h) &&
+        bool all = !isRoot(h) &&
                    llvm::all_of(users.lookup(h),
                                 [&](const Node *u) { return in.contains(u); });
         if (all)
@@ -118,7 +111,7 @@ bool kiln::runFuseRows(Graph &g) {
       llvm::SmallVector<Node *, 4> results;
       bool ok = true;
       for (Node *m : members) {
-        bool outside = roots.contains(m);
+        bool outside = isRoot(m);
         for (const Node *u : users.lookup(m))
           if (!in.contains(u)) {
             outside = true;

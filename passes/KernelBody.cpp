@@ -10,6 +10,18 @@
 
 using namespace kiln;
 
+GraphUses::GraphUses(const Graph &g) {
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node *n = g.nodes[i].get();
+    index[n] = i;
+    for (Node *o : n->operands)
+      if (users[o].empty() || users[o].back() != n)
+        users[o].push_back(n);
+  }
+  for (const Node *r : g.rootValues())
+    ++rootUses[r];
+}
+
 bool kiln::isElementwiseWork(const Node &n) {
   if (n.type.dtype != DType::F32)
     return false;

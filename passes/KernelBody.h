@@ -14,6 +14,18 @@
 
 namespace kiln {
 
+/// Where each node of a graph is and who reads it, for a pass that moves
+/// nodes (rebuilt after each change).
+struct GraphUses {
+  explicit GraphUses(const Graph &g);
+  /// Each node's position in g.nodes.
+  llvm::DenseMap<const Node *, size_t> index;
+  /// Each node's readers, each once, in graph order.
+  llvm::DenseMap<const Node *, llvm::SmallVector<Node *, 2>> users;
+  /// How many of g's roots each node is.
+  llvm::DenseMap<const Node *, int> rootUses;
+};
+
 /// True for an f32 elementwise kernel, or one f32 elementwise op
 /// (stop_gradient aside).
 bool isElementwiseWork(const Node &n);

@@ -501,28 +501,35 @@ ModelRun trainingGraph(test::Source &src, int64_t batch) {
 }
 
 /// Every root (loss, gradients, updated statistics) within the error spec.
+/// Every root of g (loss, gradients, updates, output) compiled by jit
+/// within the error spec of the float32 and float64 interpreters.
+void expectRootsMatch(JIT &jit, Graph &g, const llvm::StringMap<Tensor> &leaves,
+                      const std::string &what) {
+  auto want32 = interpret(g, leaves);
+  ASSERT_TRUE(bool(want32)) << llvm::toString(want32.takeError());
+  auto want64 = interpret(g, leaves, {DType::F64});
+  ASSERT_TRUE(bool(want64)) << llvm::toString(want64.takeError());
+  auto compiled = jit.compile(g);
+  ASSERT_TRUE(bool(compiled)) << llvm::toString(compiled.takeError());
+  auto got = compiled->run(leaves);
+  ASSERT_TRUE(bool(got)) << llvm::toString(got.takeError());
+  auto roots = g.roots();
+  ASSERT_EQ(got->size(), roots.size());
+  for (size_t i = 0; i < roots.size(); ++i) {
+    size_t node =
+        llvm::find_if(g.nodes, [&](auto &n) { return n.get() == *roots[i]; }) -
+        g.nodes.begin();
+    EXPECT_TRUE(
+        test::withinErrorSpec((*got)[i], (*want32)[node], (*want64)[node]))
+        << what << " root " << i << " (%" << node << ")";
+  }
+}
+
 void expectModelMatches(JIT &jit, const char *name, int64_t batch) {
   test::Source src(modelFile(name));
   ModelRun r = trainingGraph(src, batch);
   ASSERT_TRUE(r.training) << src.errors;
-  auto want32 = interpret(*r.training, r.leaves);
-  ASSERT_TRUE(bool(want32)) << llvm::toString(want32.takeError());
-  auto want64 = interpret(*r.training, r.leaves, {DType::F64});
-  ASSERT_TRUE(bool(want64)) << llvm::toString(want64.takeError());
-  auto compiled = jit.compile(*r.training);
-  ASSERT_TRUE(bool(compiled)) << llvm::toString(compiled.takeError());
-  auto got = compiled->run(r.leaves);
-  ASSERT_TRUE(bool(got)) << llvm::toString(got.takeError());
-  auto roots = r.training->roots();
-  ASSERT_EQ(got->size(), roots.size());
-  for (size_t i = 0; i < roots.size(); ++i) {
-    size_t node = llvm::find_if(r.training->nodes,
-                                [&](auto &n) { return n.get() == *roots[i]; }) -
-                  r.training->nodes.begin();
-    EXPECT_TRUE(
-        test::withinErrorSpec((*got)[i], (*want32)[node], (*want64)[node]))
-        << name << " root " << i << " (%" << node << ")";
-  }
+  expectRootsMatch(jit, *r.training, r.leaves, name);
 }
 
 class JITModels : public testing::TestWithParam<std::string> {
@@ -796,28 +803,13 @@ TEST(JIT, HandWrittenKernelsMatchTheInterpreter) {
     auto g = test::parseGraph(src);
     ASSERT_TRUE(g) << src.errors;
     auto leaves = randomLeaves(*g, -1, 1, {0}, 5);
-    auto want32 = interpret(*g, leaves);
-    ASSERT_TRUE(bool(want32)) << llvm::toString(want32.takeError());
-    auto want64 = interpret(*g, leaves, {DType::F64});
-    ASSERT_TRUE(bool(want64)) << llvm::toString(want64.takeError());
     for (unsigned threads : {1u, 2u}) {
       JITOptions opts;
       opts.threads = threads;
       auto jit = llvm::cantFail(JIT::create(opts));
-      auto compiled = jit->compile(*g);
-      ASSERT_TRUE(bool(compiled)) << llvm::toString(compiled.takeError());
-      auto got = compiled->run(leaves);
-      ASSERT_TRUE(bool(got)) << llvm::toString(got.takeError());
-      auto roots = g->roots();
-      for (size_t i = 0; i < roots.size(); ++i) {
-        size_t node =
-            llvm::find_if(g->nodes,
-                          [&](auto &n) { return n.get() == *roots[i]; }) -
-            g->nodes.begin();
-        EXPECT_TRUE(
-            test::withinErrorSpec((*got)[i], (*want32)[node], (*want64)[node]))
-            << text << "\nroot " << i << ", " << threads << " threads";
-      }
+      expectRootsMatch(*jit, *g, leaves,
+                       std::string(text) + "\n" + std::to_string(threads) +
+                           " threads:");
     }
   }
 }
