@@ -62,9 +62,12 @@ Function *emitKernel(Module &m, const MicroTile &t, unsigned R, bool packB) {
   auto *fty = FunctionType::get(
       b.getVoidTy(),
       {i64, ptr, i64, ptr, i64, ptr, ptr, i64, i64, b.getInt32Ty()}, false);
+  // Hidden rather than internal: JITLink drops local symbols' names, and a
+  // perf map (codegen/PerfMap.h) needs them.
   Function *f = Function::Create(
-      fty, Function::InternalLinkage,
+      fty, Function::ExternalLinkage,
       "kiln.gemm.kernel" + Twine(R) + (packB ? ".pack" : ""), m);
+  f->setVisibility(GlobalValue::HiddenVisibility);
   f->addFnAttr(Attribute::NoUnwind);
   const char *names[] = {"kc",    "a", "lda", "b",  "ldb",
                          "bpack", "c", "ldc", "nr", "overwrite"};
@@ -209,8 +212,7 @@ GlobalVariable *kiln::emitGemmKernels(Module &m, const MicroTile &tile) {
 GlobalVariable *kiln::declareGemmKernels(Module &m, const MicroTile &tile) {
   if (GlobalVariable *table = m.getGlobalVariable(kGemmKernelsName))
     return table;
-  auto *type =
-      ArrayType::get(PointerType::get(m.getContext(), 0), tile.mr + 1);
+  auto *type = ArrayType::get(PointerType::get(m.getContext(), 0), tile.mr + 1);
   return new GlobalVariable(m, type, /*isConstant=*/true,
                             GlobalValue::ExternalLinkage, nullptr,
                             kGemmKernelsName);

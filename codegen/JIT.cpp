@@ -10,6 +10,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "codegen/JIT.h"
+#include "codegen/PerfMap.h"
 #include "codegen/Runtime.h"
 #include "ir/Printer.h"
 #include "passes/Pipeline.h"
@@ -297,6 +298,9 @@ Expected<std::unique_ptr<JIT>> JIT::create(const JITOptions &opts) {
   if (!lljit)
     return lljit.takeError();
   impl->lljit = std::move(*lljit);
+  if (perfMapRequested())
+    if (auto e = addPerfMap(*impl->lljit))
+      return std::move(e);
   loadLibmvec();
   orc::JITDylib &main = impl->lljit->getMainJITDylib();
   auto process = orc::DynamicLibrarySearchGenerator::GetForCurrentProcess(
@@ -563,7 +567,13 @@ Expected<const CompiledGraph &> JIT::compile(const Graph &input) {
       f = {where + "one_hot id ", " is out of range for " +
                                       std::to_string(n.intAttr("classes")) +
                                       " classes"};
-    else if (n.op == Op::CrossEntropy)
+    else if (n.op == Op::PlaneScatter || n.op == Op::PlaneGather) {
+      const Shape &planes =
+          n.op == Op::PlaneScatter ? n.type.shape : n.operands[0]->type.shape;
+      f = {where + "'" + n.info().mnemonic.str() + "' index ",
+           " is out of range for planes of " +
+               std::to_string(planes[2] * planes[3]) + " pixels"};
+    } else if (n.op == Op::CrossEntropy)
       f = {where + "label ", " is out of range for " +
                                  std::to_string(n.operands[0]->type.shape[1]) +
                                  " classes"};

@@ -385,6 +385,9 @@ KernelBuilder::WindowPos KernelBuilder::window(Value *oh, Value *ow, Value *kh,
                                                int64_t W) {
   Value *ih = b().CreateAdd(b().CreateSub(mul(oh, stride), c64(pad)), kh);
   Value *iw = b().CreateAdd(b().CreateSub(mul(ow, stride), c64(pad)), kw);
+  // Without padding every window of the output lies inside the image.
+  if (pad == 0)
+    return {ih, iw, b().getTrue()};
   Value *inside = b().CreateAnd(b().CreateAnd(b().CreateICmpSGE(ih, c64(0)),
                                               b().CreateICmpSLT(ih, c64(H))),
                                 b().CreateAnd(b().CreateICmpSGE(iw, c64(0)),

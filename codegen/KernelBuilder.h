@@ -183,7 +183,8 @@ public:
   /// acc is already NaN.
   llvm::Value *nanMax(llvm::Value *acc, llvm::Value *x);
   /// The input position of window offset (kh, kw) at output (oh, ow), and
-  /// whether it lies inside the H x W image (not in the padding).
+  /// whether it lies inside the H x W image (not in the padding): always,
+  /// for an output position of a window op without padding.
   struct WindowPos {
     llvm::Value *ih, *iw, *inside;
   };

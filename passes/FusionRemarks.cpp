@@ -129,6 +129,7 @@ private:
              "weights whole";
     case Op::MaxPool2d:
     case Op::AvgPool2d:
+    case Op::MaxPool2dIndex:
       return "pooling reads a window of elements for each it writes";
     default:
       break;

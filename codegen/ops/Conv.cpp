@@ -3,7 +3,9 @@
 // conv2d is im2col into its scratch buffer, then one GEMM per image from the
 // entry point. unfold2d is the same im2col kernel; fold2d (col2im) sums
 // column entries into each image plane in the interpreter's order; pooling
-// is a window loop per output element.
+// is a window loop per output element. Max pooling's gradient finds each
+// window's maximum once (max_pool2d_index) and adds the output gradient
+// there (plane_scatter).
 //
 //===----------------------------------------------------------------------===//
 #include "codegen/KernelBuilder.h"
@@ -155,10 +157,87 @@ static void lowerPool(KernelBuilder &kb, const Node &n) {
   kb.launch({kb.slot(n), kb.slot(n.operands[0])}, y[0] * y[1], 1);
 }
 
+/// Each window's maximum as its plane offset ih*W + iw: the first pixel
+/// that is larger than every one before it or NaN, as the interpreter.
+static void lowerPoolIndex(KernelBuilder &kb, const Node &n) {
+  const Shape &x = n.operands[0]->type.shape, &y = n.type.shape;
+  if (kb.beginKernel(n, 2)) {
+    Kernel &k = kb.kernel();
+    IRBuilder<> &b = kb.b();
+    int64_t H = x[2], W = x[3], OH = y[2], OW = y[3];
+    int64_t size = n.intAttr("size"), s = n.intAttr("stride"),
+            p = n.intAttr("pad");
+    kb.loop(k.begin, k.end, [&](Value *plane) {
+      Value *image = kb.mul(plane, H * W);
+      kb.loop(OH, [&](Value *oh) {
+        kb.loop(OW, [&](Value *ow) {
+          AllocaInst *max = kb.var(kb.f32(), kb.cf(-INFINITY));
+          AllocaInst *best = kb.var(kb.i64(), kb.c64(-1));
+          kb.loop(size, [&](Value *kh) {
+            kb.loop(size, [&](Value *kw) {
+              auto [ih, iw, in] = kb.window(oh, ow, kh, kw, s, p, H, W);
+              Value *at =
+                  b.CreateSelect(in, kb.add(kb.mul(ih, W), iw), kb.c64(0));
+              Value *v = kb.loadF(k.buf[1], kb.add(image, at));
+              Value *first = b.CreateICmpSLT(kb.get(best), kb.c64(0));
+              Value *take = b.CreateAnd(
+                  in,
+                  b.CreateOr(first, b.CreateOr(b.CreateFCmpOGT(v, kb.get(max)),
+                                               kb.isNaN(v))));
+              kb.set(max, b.CreateSelect(take, v, kb.get(max)));
+              kb.set(best, b.CreateSelect(take, at, kb.get(best)));
+            });
+          });
+          kb.store(b.CreateTrunc(kb.get(best), kb.i32()), k.buf[0],
+                   kb.add(kb.mul(plane, OH * OW), kb.add(kb.mul(oh, OW), ow)));
+        });
+      });
+    });
+  }
+  kb.launch({kb.slot(n), kb.slot(n.operands[0])}, y[0] * y[1], 1);
+}
+
+/// plane_scatter zeroes each output plane and adds g into it in index
+/// order; plane_gather reads t at each index. Both run over planes and
+/// check every index.
+static void lowerPlaneIndexed(KernelBuilder &kb, const Node &n) {
+  bool scatter = n.op == Op::PlaneScatter;
+  const Shape &idx = n.operands[1]->type.shape;
+  const Shape &planes = scatter ? n.type.shape : n.operands[0]->type.shape;
+  int64_t pixels = planes[2] * planes[3], per = idx[2] * idx[3];
+  if (kb.beginKernel(n, 3, "", /*unique=*/true)) {
+    Kernel &k = kb.kernel();
+    IRBuilder<> &b = kb.b();
+    kb.loop(k.begin, k.end, [&](Value *plane) {
+      Value *image = kb.mul(plane, pixels), *values = kb.mul(plane, per);
+      if (scatter)
+        kb.loop(pixels, [&](Value *i) {
+          kb.store(kb.cf(0), k.buf[0], kb.add(image, i));
+        });
+      kb.loop(per, [&](Value *o) {
+        Value *id = kb.load(kb.i32(), k.buf[2], kb.add(values, o));
+        kb.checkIndex(id, pixels, n);
+        Value *at = kb.add(image, b.CreateSExt(id, kb.i64()));
+        if (scatter)
+          kb.store(b.CreateFAdd(kb.loadF(k.buf[0], at),
+                                kb.loadF(k.buf[1], kb.add(values, o))),
+                   k.buf[0], at);
+        else
+          kb.store(kb.loadF(k.buf[1], at), k.buf[0], kb.add(values, o));
+      });
+    });
+  }
+  kb.launch({kb.slot(n), kb.slot(n.operands[0]), kb.slot(n.operands[1])},
+            idx[0] * idx[1], std::max<int64_t>(1, kElementGrain / per));
+}
+
 void kiln::registerConvLowerings(LoweringTable &t) {
   t[size_t(Op::Conv2d)].lower = lowerConv2d;
   t[size_t(Op::Unfold2d)].lower = lowerUnfold;
   t[size_t(Op::Fold2d)].lower = lowerFold;
   t[size_t(Op::MaxPool2d)].lower = lowerPool;
   t[size_t(Op::AvgPool2d)].lower = lowerPool;
+  t[size_t(Op::MaxPool2dIndex)].lower = lowerPoolIndex;
+  t[size_t(Op::PlaneScatter)].lower = lowerPlaneIndexed;
+  t[size_t(Op::PlaneGather)].lower = lowerPlaneIndexed;
 }

@@ -252,6 +252,149 @@ void evalFold(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
     col2im(g, in[0]->data<T>() + b * cols, out.data<T>() + b * image);
 }
 
+// max_pool2d_index {size, stride, pad}: x [N, C, H, W] -> i32 [N, C, OH, OW],
+// the plane offset ih*W + iw of each window's maximum. As PyTorch's
+// max_pool2d(return_indices=True): the first maximum in the window's
+// row-major order, or its last NaN; a window of -inf picks its first pixel.
+llvm::Expected<TensorType> shapePoolIndex(const Node &n) {
+  auto pooled = shapePool(n);
+  if (!pooled)
+    return pooled.takeError();
+  const Shape &x = n.operands[0]->type.shape;
+  if (x[2] * x[3] > std::numeric_limits<int32_t>::max())
+    return makeError("max_pool2d_index needs planes of at most 2^31 - 1 "
+                     "pixels, got " +
+                     llvm::Twine(x[2]) + " x " + llvm::Twine(x[3]));
+  return TensorType{DType::I32, pooled->shape};
+}
+
+template <typename T>
+void evalPoolIndex(const Node &n, llvm::ArrayRef<const Tensor *> in,
+                   Tensor &out, EvalContext &) {
+  llvm::ArrayRef<int64_t> xs = in[0]->shape(), ys = out.shape();
+  int64_t H = xs[2], W = xs[3], OH = ys[2], OW = ys[3];
+  int64_t k = n.intAttr("size"), s = n.intAttr("stride"), p = n.intAttr("pad");
+  const T *x = in[0]->data<T>();
+  int32_t *idx = out.data<int32_t>();
+  for (int64_t plane = 0; plane < xs[0] * xs[1]; ++plane, x += H * W)
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        int64_t h0 = std::max<int64_t>(oh * s - p, 0);
+        int64_t w0 = std::max<int64_t>(ow * s - p, 0);
+        int64_t best = h0 * W + w0;
+        T max = -std::numeric_limits<T>::infinity();
+        for (int64_t ih = h0; ih < std::min(oh * s - p + k, H); ++ih)
+          for (int64_t iw = w0; iw < std::min(ow * s - p + k, W); ++iw) {
+            T v = x[ih * W + iw];
+            if (v > max || std::isnan(v)) {
+              max = v;
+              best = ih * W + iw;
+            }
+          }
+        *idx++ = int32_t(best);
+      }
+}
+
+/// plane_scatter and plane_gather: values [N, C, OH, OW] and i32 idx of the
+/// same shape, and planes [N, C, H, W].
+llvm::Error expectPlaneIndex(const Node &n, const TensorType &values,
+                             const TensorType &planes) {
+  const TensorType &idx = n.operands[1]->type;
+  if (idx.dtype != DType::I32)
+    return makeError("'" + n.info().mnemonic + "' needs i32 indices, got " +
+                     idx.str());
+  if (values.rank() != 4 || values.shape != idx.shape)
+    return makeError("'" + n.info().mnemonic +
+                     "' needs values [N, C, OH, OW] and indices of their "
+                     "shape, got " +
+                     values.str() + " and " + idx.str());
+  if (planes.rank() != 4 || planes.shape[0] != idx.shape[0] ||
+      planes.shape[1] != idx.shape[1])
+    return makeError("'" + n.info().mnemonic + "' needs planes [" +
+                     llvm::Twine(idx.shape[0]) + ", " +
+                     llvm::Twine(idx.shape[1]) + ", H, W], got " +
+                     planes.str());
+  return llvm::Error::success();
+}
+
+// plane_scatter {shape = [H, W]}: g [N, C, OH, OW], idx -> [N, C, H, W], the
+// sum of the g that idx sends to each pixel (max pooling's gradient).
+llvm::Expected<TensorType> shapePlaneScatter(const Node &n) {
+  if (auto e = expectFloat(n, 0))
+    return std::move(e);
+  auto hw = n.getInts("shape");
+  if (!hw)
+    return hw.takeError();
+  const TensorType &g = n.operands[0]->type;
+  if (hw->size() != 2)
+    return makeError("plane_scatter needs shape = [H, W], got " +
+                     shapeStr(*hw));
+  TensorType t{g.dtype,
+               {g.rank() == 4 ? g.shape[0] : 1, g.rank() == 4 ? g.shape[1] : 1,
+                (*hw)[0], (*hw)[1]}};
+  if (auto e = expectPlaneIndex(n, g, t))
+    return std::move(e);
+  if (auto e = checkShape(n, t.shape))
+    return std::move(e);
+  return t;
+}
+
+// plane_gather: t [N, C, H, W], idx [N, C, OH, OW] -> t at idx in each plane.
+llvm::Expected<TensorType> shapePlaneGather(const Node &n) {
+  if (auto e = expectFloat(n, 0))
+    return std::move(e);
+  const TensorType &t = n.operands[0]->type, &idx = n.operands[1]->type;
+  TensorType out{t.dtype, idx.shape};
+  if (auto e = expectPlaneIndex(n, out, t))
+    return std::move(e);
+  return out;
+}
+
+/// Runs f(plane, o, i) for each index idx[plane, o] = i, or fails on the
+/// first outside [0, pixels).
+template <typename F>
+void forEachPlaneIndex(const Node &n, const Tensor &idx, int64_t pixels,
+                       EvalContext &ctx, F f) {
+  llvm::ArrayRef<int64_t> s = idx.shape();
+  int64_t per = s[2] * s[3];
+  const int32_t *id = idx.data<int32_t>();
+  for (int64_t plane = 0; plane < s[0] * s[1]; ++plane)
+    for (int64_t o = 0; o < per; ++o, ++id) {
+      if (*id < 0 || *id >= pixels)
+        return ctx.fail("'" + n.info().mnemonic + "' index " +
+                        llvm::Twine(*id) + " is out of range for planes of " +
+                        llvm::Twine(pixels) + " pixels");
+      f(plane, o, *id);
+    }
+}
+
+template <typename T>
+void evalPlaneScatter(const Node &n, llvm::ArrayRef<const Tensor *> in,
+                      Tensor &out, EvalContext &ctx) {
+  int64_t pixels = out.shape()[2] * out.shape()[3];
+  int64_t per = in[1]->shape()[2] * in[1]->shape()[3];
+  const T *g = in[0]->data<T>();
+  T *y = out.data<T>();
+  std::fill_n(y, out.numel(), T(0));
+  forEachPlaneIndex(n, *in[1], pixels, ctx,
+                    [&](int64_t plane, int64_t o, int32_t i) {
+                      y[plane * pixels + i] += g[plane * per + o];
+                    });
+}
+
+template <typename T>
+void evalPlaneGather(const Node &n, llvm::ArrayRef<const Tensor *> in,
+                     Tensor &out, EvalContext &ctx) {
+  int64_t pixels = in[0]->shape()[2] * in[0]->shape()[3];
+  int64_t per = in[1]->shape()[2] * in[1]->shape()[3];
+  const T *t = in[0]->data<T>();
+  T *y = out.data<T>();
+  forEachPlaneIndex(n, *in[1], pixels, ctx,
+                    [&](int64_t plane, int64_t o, int32_t i) {
+                      y[plane * per + o] = t[plane * pixels + i];
+                    });
+}
+
 //===-- Gradient rules ---------------------------------------------------===//
 // Convolution and pooling differentiate through unfold2d/fold2d (im2col and
 // its adjoint), which are each other's gradients.
@@ -287,28 +430,36 @@ void gradConv2d(GradBuilder &b, Node &n, Node *g, Operands d) {
   d[0] = fold(b, b.op(Op::MatMul, {wT, g3}), xs, k, s, p);
 }
 
-// Pooling: the window values as [N, C, K*K, P]; the gradient of each output
-// goes back through its window.
+// Average pooling: the window values as [N, C, K*K, P], each output's
+// gradient spread over its window. Max pooling: each output's gradient goes
+// to its window's maximum (max_pool2d_index), as in PyTorch.
 void gradPool(GradBuilder &b, Node &n, Node *g, Operands d) {
   Node *x = n.operands[0];
   const Shape &xs = x->type.shape, &ys = n.type.shape;
   int64_t k = n.intAttr("size"), s = n.intAttr("stride"), p = n.intAttr("pad");
+  if (n.op == Op::MaxPool2d) {
+    Node *idx =
+        b.op(Op::MaxPool2dIndex, {x}, {{"size", k}, {"stride", s}, {"pad", p}});
+    d[0] = b.op(Op::PlaneScatter, {g, idx},
+                {{"shape", llvm::SmallVector<int64_t, 4>{xs[2], xs[3]}}});
+    return;
+  }
   int64_t N = xs[0], C = xs[1], P = ys[2] * ys[3];
   Shape windows{N, C, k * k, P};
   Node *gw = b.broadcastTo(b.reshape(g, {N, C, 1, P}), windows);
-  Node *cols;
-  if (n.op == Op::AvgPool2d) {
-    cols = b.scale(gw, 1.0 / double(k * k));
-  } else {
-    // The maximum's gradient is shared by the window's tied maxima (PyTorch
-    // sends it to the first; the two agree wherever the maximum is unique).
-    Node *u = b.reshape(unfold(b, x, k, s, p, -INFINITY), windows);
-    Node *mask = b.op(Op::Equal,
-                      {u, b.broadcastTo(b.reshape(&n, {N, C, 1, P}), windows)});
-    Node *ties = b.broadcastTo(b.sum(mask, {2}, true), windows);
-    cols = b.div(b.mul(gw, mask), ties);
-  }
+  Node *cols = b.scale(gw, 1.0 / double(k * k));
   d[0] = fold(b, b.reshape(cols, {N, C * k * k, P}), xs, k, s, p);
+}
+
+// plane_scatter and plane_gather are each other's adjoints; the indices
+// have no gradient.
+void gradPlaneScatter(GradBuilder &b, Node &n, Node *g, Operands d) {
+  d[0] = b.op(Op::PlaneGather, {g, n.operands[1]});
+}
+void gradPlaneGather(GradBuilder &b, Node &n, Node *g, Operands d) {
+  const Shape &t = n.operands[0]->type.shape;
+  d[0] = b.op(Op::PlaneScatter, {g, n.operands[1]},
+              {{"shape", llvm::SmallVector<int64_t, 4>{t[2], t[3]}}});
 }
 
 void gradUnfold(GradBuilder &b, Node &n, Node *g, Operands d) {
@@ -328,6 +479,12 @@ void kiln::registerConvRules(RuleTable &t) {
   t[size_t(Op::AvgPool2d)] = {shapePool, KILN_EVAL(evalPool)};
   t[size_t(Op::Unfold2d)] = {shapeUnfold, KILN_EVAL(evalUnfold)};
   t[size_t(Op::Fold2d)] = {shapeFold, KILN_EVAL(evalFold)};
+  t[size_t(Op::MaxPool2dIndex)] = {shapePoolIndex, KILN_EVAL(evalPoolIndex),
+                                   noGradient};
+  t[size_t(Op::PlaneScatter)] = {shapePlaneScatter, KILN_EVAL(evalPlaneScatter),
+                                 gradPlaneScatter};
+  t[size_t(Op::PlaneGather)] = {shapePlaneGather, KILN_EVAL(evalPlaneGather),
+                                gradPlaneGather};
   t[size_t(Op::Conv2d)].grad = gradConv2d;
   t[size_t(Op::MaxPool2d)].grad = gradPool;
   t[size_t(Op::AvgPool2d)].grad = gradPool;

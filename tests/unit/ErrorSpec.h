@@ -1,4 +1,5 @@
-//===- ErrorSpec.h - How close float32 results must be to the truth -*- C++ -*-===//
+//===- ErrorSpec.h - How close float32 results must be to the truth -*- C++
+//-*-===//
 //
 // Differential tests compare a float32 result (the JIT's) with the float64
 // reference interpreter, the closest thing to the exact answer we have. How
@@ -20,8 +21,8 @@
 
 #include "ir/Tensor.h"
 #include "llvm/Support/FormatVariadic.h"
-#include <gtest/gtest.h>
 #include <cmath>
+#include <gtest/gtest.h>
 
 namespace kiln::test {
 
@@ -59,6 +60,17 @@ inline testing::AssertionResult withinErrorSpec(const Tensor &got,
                                                 const Tensor &interp32,
                                                 const Tensor &oracle64,
                                                 ErrorSpec spec = {}) {
+  if (got.dtype() == DType::I32 || oracle64.dtype() == DType::I32) {
+    // Integers (indices) have no rounding to allow for.
+    if (got.dtype() != oracle64.dtype() || got.shape() != oracle64.shape())
+      return testing::AssertionFailure() << "dtype or shape differs";
+    for (int64_t i = 0; i < got.numel(); ++i)
+      if (got.at(i) != oracle64.at(i))
+        return testing::AssertionFailure()
+               << "element " << i << " is " << got.at(i) << ", not "
+               << oracle64.at(i);
+    return testing::AssertionSuccess();
+  }
   double err = normwiseError(got, oracle64);
   double reference = normwiseError(interp32, oracle64);
   double bound = std::max(spec.multiple * reference, spec.floor);

@@ -163,6 +163,18 @@ std::vector<GradCase> gradCases() {
        "%out = fold2d %a {pad = 1, shape = [4,3], size = 2, stride = 2} : "
        "f32[1,2,4,3]",
        "f32[1,2,4,3]"},
+      {Op::PlaneScatter,
+       {f("g", {2, 2, 2, 2}),
+        ids("i", {2, 2, 2, 2},
+            {0, 4, 4, 8, 1, 2, 3, 0, 8, 8, 8, 8, 5, 6, 7, 0})},
+       "%out = plane_scatter %g, %i {shape = [3,3]} : f32[2,2,3,3]",
+       "f32[2,2,3,3]"},
+      {Op::PlaneGather,
+       {f("t", {2, 2, 3, 3}),
+        ids("i", {2, 2, 2, 2},
+            {0, 4, 4, 8, 1, 2, 3, 0, 8, 8, 8, 8, 5, 6, 7, 0})},
+       "%out = plane_gather %t, %i : f32[2,2,2,2]",
+       "f32[2,2,2,2]"},
       {Op::Softmax,
        {f("a", {4, 3}, -2, 2)},
        "%out = softmax %a {axis = 0} : f32[4,3]",
@@ -282,9 +294,9 @@ std::vector<GradCase> gradCases() {
 }
 
 /// Ops whose operands get no gradient by definition (checked below).
-const std::set<Op> kZeroGradient = {Op::Input,    Op::Param,        Op::State,
-                                    Op::Constant, Op::Step,         Op::Equal,
-                                    Op::OneHot,   Op::StopGradient, Op::Arg};
+const std::set<Op> kZeroGradient = {
+    Op::Input, Op::Param,  Op::State,        Op::Constant, Op::Step,
+    Op::Equal, Op::OneHot, Op::StopGradient, Op::Arg,      Op::MaxPool2dIndex};
 
 std::string caseText(const GradCase &c) {
   std::string t = "graph @t {\n";

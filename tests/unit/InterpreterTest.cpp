@@ -142,6 +142,28 @@ std::vector<Case> cases() {
        "size = 2, stride = 1, value = 0.0} : f32[1,4,4]\nreturn %out",
        {{"a", f32({1, 1, 3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9})}},
        {1, 2, 4, 5, 2, 3, 5, 6, 4, 5, 7, 8, 5, 6, 8, 9}},
+      // Windows of one pixel, a tie, only -inf, and NaNs: the first
+      // maximum, the first pixel, the last NaN (PyTorch's indices).
+      {Op::MaxPool2dIndex,
+       "%a = input {name = \"a\"} : f32[1,1,3,3]\n%out = max_pool2d_index %a "
+       "{pad = 1, size = 2, stride = 2} : i32[1,1,2,2]\nreturn %out",
+       {{"a",
+         f32({1, 1, 3, 3}, {5, 3, 3, -INFINITY, 7, NAN, -INFINITY, NAN, 7})}},
+       {0, 1, 3, 7}},
+      {Op::PlaneScatter,
+       "%g = input {name = \"g\"} : f32[1,1,2,2]\n%i = input {name = \"i\"} "
+       ": i32[1,1,2,2]\n%out = plane_scatter %g, %i {shape = [3,3]} : "
+       "f32[1,1,3,3]\nreturn %out",
+       {{"g", f32({1, 1, 2, 2}, {1, 2, 3, 4})},
+        {"i", i32({1, 1, 2, 2}, {0, 1, 1, 8})}},
+       {1, 5, 0, 0, 0, 0, 0, 0, 4}},
+      {Op::PlaneGather,
+       "%t = input {name = \"t\"} : f32[1,1,3,3]\n%i = input {name = \"i\"} "
+       ": i32[1,1,2,2]\n%out = plane_gather %t, %i : f32[1,1,2,2]\nreturn "
+       "%out",
+       {{"t", f32({1, 1, 3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9})},
+        {"i", i32({1, 1, 2, 2}, {0, 1, 1, 8})}},
+       {1, 2, 2, 9}},
       {Op::Fold2d,
        "%a = input {name = \"a\"} : f32[1,4,4]\n%out = fold2d %a {pad = 0, "
        "shape = [3,3], size = 2, stride = 1} : f32[1,1,3,3]\nreturn %out",
@@ -353,7 +375,8 @@ std::vector<double> run(const Case &c, DType precision,
     return {};
   }
   const Tensor &out = (*values)[g->nodes.size() - 1];
-  EXPECT_EQ(out.dtype(), precision);
+  EXPECT_EQ(out.dtype(),
+            isFloat(g->nodes.back()->type.dtype) ? precision : DType::I32);
   std::vector<double> v;
   for (int64_t i = 0; i < out.numel(); ++i)
     v.push_back(out.at(i));
@@ -455,6 +478,23 @@ TEST(Interpreter, OutOfRangeIdsAreErrors) {
        {}};
   run(c, DType::F32, &error);
   EXPECT_EQ(error, "label -1 is out of range for 2 classes");
+  for (const char *op : {"plane_scatter %v, %i {shape = [3,3]} : f32[1,1,3,3]",
+                         "plane_gather %v, %i : f32[1,1,2,2]"}) {
+    bool scatter = llvm::StringRef(op).starts_with("plane_scatter");
+    c = {Op::PlaneScatter,
+         std::string("%v = input {name = \"v\"} : ") +
+             (scatter ? "f32[1,1,2,2]" : "f32[1,1,3,3]") +
+             "\n%i = input {name = \"i\"} : i32[1,1,2,2]\n%out = " + op +
+             "\nreturn %out",
+         {{"v", scatter ? f32({1, 1, 2, 2}, {1, 2, 3, 4})
+                        : f32({1, 1, 3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9})},
+          {"i", i32({1, 1, 2, 2}, {0, 9, 1, 1})}},
+         {}};
+    run(c, DType::F64, &error);
+    EXPECT_EQ(error, std::string("'") +
+                         (scatter ? "plane_scatter" : "plane_gather") +
+                         "' index 9 is out of range for planes of 9 pixels");
+  }
 }
 
 TEST(Interpreter, StableLossesStayFiniteAtExtremeLogits) {

@@ -3,9 +3,9 @@
 // Differential tests: every op, at sizes 1, 3, 17 and 129 along one axis,
 // with broadcasting and transposed matmul operands, compiled by the JIT and
 // compared with the interpreter in float32; every model's loss and
-// gradients; bitwise reproducibility across thread counts; the compile
-// cache; and run-time errors. The runtime GEMM and the targets are in
-// GemmTargetTest.cpp.
+// gradients; bitwise reproducibility across thread counts; and the compile
+// cache. Run-time errors are in JITErrorsTest.cpp, the runtime GEMM and the
+// targets in GemmTargetTest.cpp.
 //
 //===----------------------------------------------------------------------===//
 #include "codegen/JIT.h"
@@ -27,25 +27,6 @@ using namespace kiln;
 using namespace kiln::test;
 
 namespace {
-
-/// Random values for every leaf of g: floats uniform in [lo, hi), ids from
-/// `ids` cycled, state as for floats.
-llvm::StringMap<Tensor> randomLeaves(const Graph &g, double lo, double hi,
-                                     std::vector<int> ids, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(lo, hi);
-  llvm::StringMap<Tensor> leaves;
-  for (auto &n : g.nodes) {
-    if (!(n->info().flags & Leaf) || n->op == Op::Constant)
-      continue;
-    std::vector<double> v(*numElements(n->type.shape));
-    for (size_t i = 0; i < v.size(); ++i)
-      v[i] = n->type.dtype == DType::I32 ? ids[i % ids.size()] : u(rng);
-    leaves[n->stringAttr("name")] =
-        Tensor::fromValues(n->type.dtype, n->type.shape, v);
-  }
-  return leaves;
-}
 
 /// One differential case: IR text (a graph returning %out) with `S` standing
 /// for the size under test, and the input range.
@@ -292,6 +273,24 @@ std::vector<OpCase> opCases() {
       {Op::Fold2d, "%a = input {name = \"a\"} : f32[1,18,P2]\n"
                    "%out = fold2d %a {pad = 1, shape = [S2,3], size = 3, "
                    "stride = 2} : f32[1,2,S2,3]"},
+      {Op::MaxPool2dIndex,
+       "%a = input {name = \"a\"} : f32[2,2,S2,5]\n"
+       "%out = max_pool2d_index %a {pad = 1, size = 3, stride = 2} "
+       ": i32[2,2,H2,3]"},
+      {Op::PlaneScatter,
+       "%g = input {name = \"g\"} : f32[2,S,2,2]\n"
+       "%i = input {name = \"i\"} : i32[2,S,2,2]\n"
+       "%out = plane_scatter %g, %i {shape = [3,S2]} : f32[2,S,3,S2]",
+       -1,
+       1,
+       {0, 4, 4, 8, 1, 2, 3, 0, 8, 2}},
+      {Op::PlaneGather,
+       "%t = input {name = \"t\"} : f32[2,S,3,S2]\n"
+       "%i = input {name = \"i\"} : i32[2,S,2,2]\n"
+       "%out = plane_gather %t, %i : f32[2,S,2,2]",
+       -1,
+       1,
+       {0, 4, 4, 8, 1, 2, 3, 0, 8, 2}},
       {Op::Softmax,
        "%a = input {name = \"a\"} : f32[S,3]\n"
        "%out = softmax %a {axis = 0} : f32[S,3]",
@@ -679,49 +678,6 @@ TEST(JIT, CompiledCodeIsCachedPerGraph) {
   EXPECT_EQ(jit->compilations(), 2u);
 }
 
-TEST(JIT, OutOfRangeIdsAreErrorsWithTheSourceLocation) {
-  test::Source src(R"(
-model m(x: f32[N, 4], y: i32[N]) {
-  param w: f32[4, 3] = zeros()
-  minimize cross_entropy(x @ w, y)
-}
-)");
-  auto g = test::lowerSource(src, {{"N", 2}});
-  ASSERT_TRUE(g) << src.errors;
-  auto leaves = randomLeaves(*g, -1, 1, {1, 7}, 1);
-  TensorMap params = initialParams(*g, 1);
-  for (auto &kv : params)
-    leaves[kv.first] = kv.second;
-  auto compiled = sharedJIT().compile(*g);
-  ASSERT_TRUE(bool(compiled));
-  auto got = compiled->run(leaves);
-  ASSERT_FALSE(bool(got));
-  std::string msg = llvm::toString(got.takeError());
-  EXPECT_NE(msg.find("label 7 is out of range for 3 classes"),
-            std::string::npos)
-      << msg;
-  EXPECT_NE(msg.find("test:4:"), std::string::npos) << msg;
-  // So in the training step, where the loss and its gradient are one rows
-  // kernel.
-  auto steps = trainingPipeline();
-  ASSERT_TRUE(bool(steps));
-  ASSERT_FALSE(bool(runPasses(*g, *steps, {}, llvm::nulls())));
-  auto step = sharedJIT().compile(*g);
-  ASSERT_TRUE(bool(step)) << llvm::toString(step.takeError());
-  std::unique_ptr<Graph> kernels = cloneGraph(*g);
-  ASSERT_FALSE(bool(formKernels(*kernels)));
-  EXPECT_TRUE(llvm::any_of(kernels->nodes, [](auto &n) {
-    return n->op == Op::Fused && n->stringAttr("kind") == "rows";
-  }));
-  auto ran = step->run(leaves);
-  ASSERT_FALSE(bool(ran));
-  msg = llvm::toString(ran.takeError());
-  EXPECT_NE(msg.find("label 7 is out of range for 3 classes"),
-            std::string::npos)
-      << msg;
-  EXPECT_NE(msg.find("test:4:"), std::string::npos) << msg;
-}
-
 /// Hand-written kernels the passes do not make, each of which once broke a
 /// plan or a lowering: every root within the error spec of the
 /// interpreter's.
@@ -812,47 +768,6 @@ TEST(JIT, HandWrittenKernelsMatchTheInterpreter) {
                            " threads:");
     }
   }
-}
-
-TEST(JIT, MissingAndMisshapedLeavesAreErrors) {
-  test::Source src("graph @t {\n  %a = input {name = \"a\"} : f32[2,3]\n"
-                   "  %out = neg %a : f32[2,3]\n  return %out\n}\n");
-  auto g = test::parseGraph(src);
-  ASSERT_TRUE(g);
-  auto compiled = sharedJIT().compile(*g);
-  ASSERT_TRUE(bool(compiled));
-  llvm::StringMap<Tensor> none;
-  auto missing = compiled->run(none);
-  ASSERT_FALSE(bool(missing));
-  EXPECT_EQ(llvm::toString(missing.takeError()), "no value for input 'a'");
-  llvm::StringMap<Tensor> wrong;
-  wrong["a"] = Tensor(DType::F32, {3, 2});
-  auto bad = compiled->run(wrong);
-  ASSERT_FALSE(bool(bad));
-  EXPECT_EQ(llvm::toString(bad.takeError()),
-            "input 'a' must have shape [2,3], got [3,2]");
-  llvm::StringMap<Tensor> ints;
-  ints["a"] = Tensor(DType::I32, {2, 3});
-  auto kind = compiled->run(ints);
-  ASSERT_FALSE(bool(kind));
-  EXPECT_EQ(llvm::toString(kind.takeError()), "input 'a' must be f32, got i32");
-  // A float64 value is converted, as the interpreter converts it.
-  llvm::StringMap<Tensor> f64;
-  f64["a"] = Tensor::fromValues(DType::F64, {2, 3}, {1, 2, 3, 4, 5, 6});
-  auto converted = compiled->run(f64);
-  ASSERT_TRUE(bool(converted));
-  EXPECT_EQ((*converted)[0].at(5), -6.0);
-}
-
-TEST(JIT, Float64GraphsAreRefused) {
-  test::Source src("graph @t {\n  %a = input {name = \"a\"} : f64[2]\n"
-                   "  %out = neg %a : f64[2]\n  return %out\n}\n");
-  auto g = test::parseGraph(src);
-  ASSERT_TRUE(g) << src.errors;
-  auto compiled = sharedJIT().compile(*g);
-  ASSERT_FALSE(bool(compiled));
-  EXPECT_EQ(llvm::toString(compiled.takeError()),
-            "the JIT computes f32 and i32 values; node %0 is f64[2]");
 }
 
 } // namespace

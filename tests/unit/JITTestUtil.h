@@ -3,10 +3,13 @@
 #define KILN_TESTS_JITTESTUTIL_H
 
 #include "codegen/JIT.h"
+#include "ir/Graph.h"
 #include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringMap.h"
 #include <gtest/gtest.h>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -31,6 +34,26 @@ inline JIT &jitFor(const std::string &target) {
   return *jit;
 }
 inline JIT &sharedJIT() { return jitFor("host"); }
+
+/// Random values for every leaf of g: floats uniform in [lo, hi), ids from
+/// `ids` cycled, state as for floats.
+inline llvm::StringMap<Tensor> randomLeaves(const Graph &g, double lo,
+                                            double hi, std::vector<int> ids,
+                                            uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(lo, hi);
+  llvm::StringMap<Tensor> leaves;
+  for (auto &n : g.nodes) {
+    if (!(n->info().flags & Leaf) || n->op == Op::Constant)
+      continue;
+    std::vector<double> v(*numElements(n->type.shape));
+    for (size_t i = 0; i < v.size(); ++i)
+      v[i] = n->type.dtype == DType::I32 ? ids[i % ids.size()] : u(rng);
+    leaves[n->stringAttr("name")] =
+        Tensor::fromValues(n->type.dtype, n->type.shape, v);
+  }
+  return leaves;
+}
 
 /// Skips a test whose target this CPU cannot run (x86-64-v3 on a CPU
 /// without AVX2).
