@@ -119,47 +119,14 @@ static void lowerFold(KernelBuilder &kb, const Node &n) {
   kb.launch({kb.slot(n), kb.slot(n.operands[0])}, y[0] * C, 1);
 }
 
-static void lowerPool(KernelBuilder &kb, const Node &n) {
-  const Shape &x = n.operands[0]->type.shape, &y = n.type.shape;
-  if (kb.beginKernel(n, 2)) {
-    Kernel &k = kb.kernel();
-    IRBuilder<> &b = kb.b();
-    int64_t H = x[2], W = x[3], OH = y[2], OW = y[3];
-    int64_t size = n.intAttr("size"), s = n.intAttr("stride"),
-            p = n.intAttr("pad");
-    bool isMax = n.op == Op::MaxPool2d;
-    kb.loop(k.begin, k.end, [&](Value *plane) {
-      kb.loop(OH, [&](Value *oh) {
-        kb.loop(OW, [&](Value *ow) {
-          AllocaInst *acc =
-              kb.var(kb.f32(), isMax ? kb.cf(-INFINITY) : kb.cf(0));
-          kb.loop(size, [&](Value *kh) {
-            kb.loop(size, [&](Value *kw) {
-              auto [ih, iw, in] = kb.window(oh, ow, kh, kw, s, p, H, W);
-              Value *at = b.CreateSelect(
-                  in, kb.add(kb.mul(plane, H * W), kb.add(kb.mul(ih, W), iw)),
-                  kb.c64(0));
-              Value *v = kb.loadF(k.buf[1], at);
-              Value *next = isMax ? kb.nanMax(kb.get(acc), v)
-                                  : b.CreateFAdd(kb.get(acc), v);
-              kb.set(acc, b.CreateSelect(in, next, kb.get(acc)));
-            });
-          });
-          Value *r = isMax
-                         ? kb.get(acc)
-                         : b.CreateFDiv(kb.get(acc), kb.cf(float(size * size)));
-          kb.store(r, k.buf[0],
-                   kb.add(kb.mul(plane, OH * OW), kb.add(kb.mul(oh, OW), ow)));
-        });
-      });
-    });
-  }
-  kb.launch({kb.slot(n), kb.slot(n.operands[0])}, y[0] * y[1], 1);
-}
-
-/// Each window's maximum as its plane offset ih*W + iw: the first pixel
-/// that is larger than every one before it or NaN, as the interpreter.
-static void lowerPoolIndex(KernelBuilder &kb, const Node &n) {
+/// A pooling kernel over image planes: for each output (oh, ow), start()
+/// once; visit(v, at, inside) for each window offset in row-major order,
+/// with v the input at plane offset `at` (0 and a don't-care value in the
+/// padding); then stores what finish() returns.
+static void
+poolKernel(KernelBuilder &kb, const Node &n, llvm::function_ref<void()> start,
+           llvm::function_ref<void(Value *v, Value *at, Value *inside)> visit,
+           llvm::function_ref<Value *()> finish) {
   const Shape &x = n.operands[0]->type.shape, &y = n.type.shape;
   if (kb.beginKernel(n, 2)) {
     Kernel &k = kb.kernel();
@@ -171,30 +138,61 @@ static void lowerPoolIndex(KernelBuilder &kb, const Node &n) {
       Value *image = kb.mul(plane, H * W);
       kb.loop(OH, [&](Value *oh) {
         kb.loop(OW, [&](Value *ow) {
-          AllocaInst *max = kb.var(kb.f32(), kb.cf(-INFINITY));
-          AllocaInst *best = kb.var(kb.i64(), kb.c64(-1));
+          start();
           kb.loop(size, [&](Value *kh) {
             kb.loop(size, [&](Value *kw) {
               auto [ih, iw, in] = kb.window(oh, ow, kh, kw, s, p, H, W);
               Value *at =
                   b.CreateSelect(in, kb.add(kb.mul(ih, W), iw), kb.c64(0));
-              Value *v = kb.loadF(k.buf[1], kb.add(image, at));
-              Value *first = b.CreateICmpSLT(kb.get(best), kb.c64(0));
-              Value *take = b.CreateAnd(
-                  in,
-                  b.CreateOr(first, b.CreateOr(b.CreateFCmpOGT(v, kb.get(max)),
-                                               kb.isNaN(v))));
-              kb.set(max, b.CreateSelect(take, v, kb.get(max)));
-              kb.set(best, b.CreateSelect(take, at, kb.get(best)));
+              visit(kb.loadF(k.buf[1], kb.add(image, at)), at, in);
             });
           });
-          kb.store(b.CreateTrunc(kb.get(best), kb.i32()), k.buf[0],
+          kb.store(finish(), k.buf[0],
                    kb.add(kb.mul(plane, OH * OW), kb.add(kb.mul(oh, OW), ow)));
         });
       });
     });
   }
   kb.launch({kb.slot(n), kb.slot(n.operands[0])}, y[0] * y[1], 1);
+}
+
+static void lowerPool(KernelBuilder &kb, const Node &n) {
+  bool isMax = n.op == Op::MaxPool2d;
+  int64_t size = n.intAttr("size");
+  AllocaInst *acc = nullptr;
+  poolKernel(
+      kb, n, [&] { acc = kb.var(kb.f32(), kb.cf(isMax ? -INFINITY : 0)); },
+      [&](Value *v, Value *, Value *in) {
+        Value *next = isMax ? kb.nanMax(kb.get(acc), v)
+                            : kb.b().CreateFAdd(kb.get(acc), v);
+        kb.set(acc, kb.b().CreateSelect(in, next, kb.get(acc)));
+      },
+      [&] {
+        return isMax
+                   ? kb.get(acc)
+                   : kb.b().CreateFDiv(kb.get(acc), kb.cf(float(size * size)));
+      });
+}
+
+/// Each window's maximum as its plane offset ih*W + iw: the first pixel
+/// that is larger than every one before it or NaN, as the interpreter.
+static void lowerPoolIndex(KernelBuilder &kb, const Node &n) {
+  AllocaInst *max = nullptr, *best = nullptr;
+  poolKernel(
+      kb, n,
+      [&] {
+        max = kb.var(kb.f32(), kb.cf(-INFINITY));
+        best = kb.var(kb.i64(), kb.c64(-1));
+      },
+      [&](Value *v, Value *at, Value *in) {
+        Value *first = kb.b().CreateICmpSLT(kb.get(best), kb.c64(0));
+        Value *larger =
+            kb.b().CreateOr(kb.b().CreateFCmpOGT(v, kb.get(max)), kb.isNaN(v));
+        Value *take = kb.b().CreateAnd(in, kb.b().CreateOr(first, larger));
+        kb.set(max, kb.b().CreateSelect(take, v, kb.get(max)));
+        kb.set(best, kb.b().CreateSelect(take, at, kb.get(best)));
+      },
+      [&] { return kb.b().CreateTrunc(kb.get(best), kb.i32()); });
 }
 
 /// plane_scatter zeroes each output plane and adds g into it in index
