@@ -1,5 +1,4 @@
-//===- PerfMap.cpp - Naming JIT-compiled code for perf
-//-----------------------===//
+//===- PerfMap.cpp - Naming JIT-compiled code for perf --------------===//
 //
 // A JITLink plugin: after fix-up, when every symbol has its final address,
 // it writes the graph's callable symbols to the map. Modules are linked from

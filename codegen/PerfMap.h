@@ -1,5 +1,4 @@
-//===- PerfMap.h - Naming JIT-compiled code for perf --------------*- C++
-//-*-===//
+//===- PerfMap.h - Naming JIT-compiled code for perf ------*- C++ -*-===//
 //
 // Linux perf cannot name code that has no file behind it. Its convention for
 // JITs is a text file, /tmp/perf-PID.map, with one "START SIZE NAME" line per

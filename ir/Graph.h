@@ -41,8 +41,9 @@ enum OpFlags : unsigned {
   Reduction = 8,
   HasMode = 16,
   Loss = 32,
-  /// 0 or 1 by a comparison, so its value jumps: the gradient rules of
-  /// piecewise ops (relu, abs, max, ...) pick their piece with these.
+  /// Says which piece is in use (a 0/1 mask, a window maximum's position),
+  /// so its value jumps: the gradient rules of piecewise ops (relu, abs,
+  /// max, max_pool2d, ...) pick their piece with these.
   Selector = 64,
   /// Continuous, with kinks where the piece changes; its gradient rule
   /// picks the piece with selectors, and gradient rules never build one

@@ -174,8 +174,9 @@ static void lowerPool(KernelBuilder &kb, const Node &n) {
       });
 }
 
-/// Each window's maximum as its plane offset ih*W + iw: the first pixel
-/// that is larger than every one before it or NaN, as the interpreter.
+/// Each window's maximum as its plane offset ih*W + iw, as the
+/// interpreter: the first pixel equal to the maximum, or the last NaN; the
+/// first pixel inside the image if all are -inf.
 static void lowerPoolIndex(KernelBuilder &kb, const Node &n) {
   AllocaInst *max = nullptr, *best = nullptr;
   poolKernel(

@@ -252,6 +252,16 @@ void evalFold(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
     col2im(g, in[0]->data<T>() + b * cols, out.data<T>() + b * image);
 }
 
+/// Plane offsets are i32: planes [N, C, H, W] of valid shape need H*W
+/// below 2^31.
+llvm::Error expectI32Pixels(const Node &n, const Shape &planes) {
+  if (planes[2] * planes[3] <= std::numeric_limits<int32_t>::max())
+    return llvm::Error::success();
+  return makeError("'" + n.info().mnemonic +
+                   "' needs planes of at most 2^31 - 1 pixels, got " +
+                   llvm::Twine(planes[2]) + " x " + llvm::Twine(planes[3]));
+}
+
 // max_pool2d_index {size, stride, pad}: x [N, C, H, W] -> i32 [N, C, OH, OW],
 // the plane offset ih*W + iw of each window's maximum. As PyTorch's
 // max_pool2d(return_indices=True): the first maximum in the window's
@@ -261,10 +271,8 @@ llvm::Expected<TensorType> shapePoolIndex(const Node &n) {
   if (!pooled)
     return pooled.takeError();
   const Shape &x = n.operands[0]->type.shape;
-  if (x[2] * x[3] > std::numeric_limits<int32_t>::max())
-    return makeError("max_pool2d_index needs planes of at most 2^31 - 1 "
-                     "pixels, got " +
-                     llvm::Twine(x[2]) + " x " + llvm::Twine(x[3]));
+  if (auto e = expectI32Pixels(n, x))
+    return std::move(e);
   return TensorType{DType::I32, pooled->shape};
 }
 
@@ -327,7 +335,7 @@ llvm::Expected<TensorType> shapePlaneScatter(const Node &n) {
     return hw.takeError();
   const TensorType &g = n.operands[0]->type;
   if (hw->size() != 2)
-    return makeError("plane_scatter needs shape = [H, W], got " +
+    return makeError("'plane_scatter' needs shape = [H, W], got " +
                      shapeStr(*hw));
   TensorType t{g.dtype,
                {g.rank() == 4 ? g.shape[0] : 1, g.rank() == 4 ? g.shape[1] : 1,
@@ -335,6 +343,8 @@ llvm::Expected<TensorType> shapePlaneScatter(const Node &n) {
   if (auto e = expectPlaneIndex(n, g, t))
     return std::move(e);
   if (auto e = checkShape(n, t.shape))
+    return std::move(e);
+  if (auto e = expectI32Pixels(n, t.shape))
     return std::move(e);
   return t;
 }
@@ -346,6 +356,8 @@ llvm::Expected<TensorType> shapePlaneGather(const Node &n) {
   const TensorType &t = n.operands[0]->type, &idx = n.operands[1]->type;
   TensorType out{t.dtype, idx.shape};
   if (auto e = expectPlaneIndex(n, out, t))
+    return std::move(e);
+  if (auto e = expectI32Pixels(n, t.shape))
     return std::move(e);
   return out;
 }
@@ -396,8 +408,9 @@ void evalPlaneGather(const Node &n, llvm::ArrayRef<const Tensor *> in,
 }
 
 //===-- Gradient rules ---------------------------------------------------===//
-// Convolution and pooling differentiate through unfold2d/fold2d (im2col and
-// its adjoint), which are each other's gradients.
+// Convolution and average pooling differentiate through unfold2d/fold2d
+// (im2col and its adjoint), which are each other's gradients; max pooling
+// through its window maxima's indices.
 using Operands = llvm::MutableArrayRef<Node *>;
 
 Node *unfold(GradBuilder &b, Node *x, int64_t size, int64_t stride, int64_t pad,

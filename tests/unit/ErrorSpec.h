@@ -1,5 +1,4 @@
-//===- ErrorSpec.h - How close float32 results must be to the truth -*- C++
-//-*-===//
+//===- ErrorSpec.h - How close float32 results must be ------*- C++ -*-===//
 //
 // Differential tests compare a float32 result (the JIT's) with the float64
 // reference interpreter, the closest thing to the exact answer we have. How

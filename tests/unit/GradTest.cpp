@@ -692,6 +692,28 @@ TEST(Autodiff, StopGradientStepAndEqualPassNoGradient) {
     EXPECT_EQ(out->at("w").at(i), leaves["w"].at(i));
 }
 
+// As PyTorch: of tied maxima the first in the window takes the gradient.
+TEST(Autodiff, MaxPoolSendsTheGradientToTheFirstOfTiedMaxima) {
+  test::Source src("graph @g {\n"
+                   "  %w = param {init = \"zeros\", name = \"w\"} : "
+                   "f32[1,1,2,4]\n"
+                   "  %p = max_pool2d %w {pad = 0, size = 2, stride = 2} : "
+                   "f32[1,1,1,2]\n"
+                   "  %l = sum %p {axes = [], keepdims = 0} : f32[]\n"
+                   "  minimize %l\n}\n");
+  auto g = test::parseGraph(src);
+  ASSERT_TRUE(g);
+  ASSERT_FALSE(bool(differentiate(*g)));
+  llvm::StringMap<Tensor> leaves;
+  leaves["w"] =
+      Tensor::fromValues(DType::F32, {1, 1, 2, 4}, {1, 1, 2, 5, 1, 1, 5, 3});
+  auto out = evaluateGradients(*g, leaves);
+  ASSERT_TRUE(bool(out)) << llvm::toString(out.takeError());
+  const double want[] = {1, 0, 0, 1, 0, 0, 0, 0};
+  for (int i = 0; i < 8; ++i)
+    EXPECT_EQ(out->at("w").at(i), want[i]) << i;
+}
+
 TEST(Autodiff, ExtremeLogitsGiveFiniteLossesAndGradients) {
   test::Source src(
       "graph @g {\n"

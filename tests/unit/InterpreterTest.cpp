@@ -481,7 +481,7 @@ TEST(Interpreter, OutOfRangeIdsAreErrors) {
   for (const char *op : {"plane_scatter %v, %i {shape = [3,3]} : f32[1,1,3,3]",
                          "plane_gather %v, %i : f32[1,1,2,2]"}) {
     bool scatter = llvm::StringRef(op).starts_with("plane_scatter");
-    c = {Op::PlaneScatter,
+    c = {scatter ? Op::PlaneScatter : Op::PlaneGather,
          std::string("%v = input {name = \"v\"} : ") +
              (scatter ? "f32[1,1,2,2]" : "f32[1,1,3,3]") +
              "\n%i = input {name = \"i\"} : i32[1,1,2,2]\n%out = " + op +

@@ -1,5 +1,4 @@
-//===- JITErrorsTest.cpp - Run-time errors of compiled code
-//----------------===//
+//===- JITErrorsTest.cpp - Run-time errors of compiled code ---------===//
 //
 // What a compiled step reports instead of reading out of bounds: ids,
 // labels and plane indices out of range, with the source location, as the
@@ -67,23 +66,30 @@ model m(x: f32[N, 4], y: i32[N]) {
 }
 
 TEST(JIT, OutOfRangePlaneIndicesAreErrors) {
-  test::Source src("graph @t {\n"
-                   "  %g = input {name = \"g\"} : f32[1,1,2,2]\n"
-                   "  %i = input {name = \"i\"} : i32[1,1,2,2]\n"
-                   "  %out = plane_scatter %g, %i {shape = [3,3]} : "
-                   "f32[1,1,3,3] loc(\"m.kir\":3:5)\n"
-                   "  return %out\n}\n");
-  auto g = test::parseGraph(src);
-  ASSERT_TRUE(g) << src.errors;
-  for (int bad : {9, -1}) {
-    auto leaves = randomLeaves(*g, -1, 1, {0, bad, 1, 1}, 1);
-    auto compiled = sharedJIT().compile(*g);
-    ASSERT_TRUE(bool(compiled));
-    auto got = compiled->run(leaves);
-    ASSERT_FALSE(bool(got));
-    EXPECT_EQ(llvm::toString(got.takeError()),
-              "m.kir:3:5: 'plane_scatter' index " + std::to_string(bad) +
-                  " is out of range for planes of 9 pixels");
+  for (const char *op : {"plane_scatter %v, %i {shape = [3,3]} : f32[1,1,3,3]",
+                         "plane_gather %v, %i : f32[1,1,2,2]"}) {
+    bool scatter = llvm::StringRef(op).starts_with("plane_scatter");
+    test::Source src(std::string("graph @t {\n  %v = input {name = \"v\"} : ") +
+                     (scatter ? "f32[1,1,2,2]" : "f32[1,1,3,3]") +
+                     "\n  %i = input {name = \"i\"} : i32[1,1,2,2]\n"
+                     "  %out = " +
+                     op +
+                     " loc(\"m.kir\":3:5)\n"
+                     "  return %out\n}\n");
+    auto g = test::parseGraph(src);
+    ASSERT_TRUE(g) << src.errors;
+    for (int bad : {9, -1}) {
+      auto leaves = randomLeaves(*g, -1, 1, {0, bad, 1, 1}, 1);
+      auto compiled = sharedJIT().compile(*g);
+      ASSERT_TRUE(bool(compiled));
+      auto got = compiled->run(leaves);
+      ASSERT_FALSE(bool(got));
+      EXPECT_EQ(llvm::toString(got.takeError()),
+                std::string("m.kir:3:5: '") +
+                    (scatter ? "plane_scatter" : "plane_gather") + "' index " +
+                    std::to_string(bad) +
+                    " is out of range for planes of 9 pixels");
+    }
   }
 }
 
@@ -104,7 +110,7 @@ TEST(JIT, PoolIndicesOfTiesInfinitiesAndNaNsMatchTheInterpreter) {
     x = pick[rng() % 9];
   llvm::StringMap<Tensor> leaves;
   leaves["a"] = Tensor::fromValues(DType::F32, {2, 3, 7, 7}, v);
-  auto want = interpret(*g, leaves);
+  auto want = interpret(*g, leaves, {DType::F64});
   ASSERT_TRUE(bool(want)) << llvm::toString(want.takeError());
   for (const std::string &target : kTargets) {
     JIT &jit = jitFor(target);

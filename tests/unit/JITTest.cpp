@@ -277,6 +277,17 @@ std::vector<OpCase> opCases() {
        "%a = input {name = \"a\"} : f32[2,2,S2,5]\n"
        "%out = max_pool2d_index %a {pad = 1, size = 3, stride = 2} "
        ": i32[2,2,H2,3]"},
+      // Without padding, where windows skip the inside test.
+      {Op::MaxPool2d, "%a = input {name = \"a\"} : f32[2,S,6,5]\n"
+                      "%out = max_pool2d %a {pad = 0, size = 2, stride = 2} "
+                      ": f32[2,S,3,2]"},
+      {Op::MaxPool2dIndex,
+       "%a = input {name = \"a\"} : f32[2,S,6,5]\n"
+       "%out = max_pool2d_index %a {pad = 0, size = 2, stride = 2} "
+       ": i32[2,S,3,2]"},
+      {Op::Fold2d, "%a = input {name = \"a\"} : f32[S,4,16]\n"
+                   "%out = fold2d %a {pad = 0, shape = [5,5], size = 2, "
+                   "stride = 1} : f32[S,1,5,5]"},
       {Op::PlaneScatter,
        "%g = input {name = \"g\"} : f32[2,S,2,2]\n"
        "%i = input {name = \"i\"} : i32[2,S,2,2]\n"
