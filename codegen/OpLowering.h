@@ -11,6 +11,7 @@
 
 #include "ir/Graph.h"
 #include "llvm/ADT/STLFunctionalExtras.h"
+#include "llvm/ADT/SmallVector.h"
 #include <array>
 
 namespace llvm {
@@ -45,6 +46,15 @@ void registerConvLowerings(LoweringTable &t);
 void registerNetworkLowerings(LoweringTable &t);
 void registerLossLowerings(LoweringTable &t);
 void registerFusedLowerings(LoweringTable &t);
+
+/// Emits the im2col kernel of conv2d node `conv` (by the kernel of node
+/// `sig`): its input in slot x into its column matrix in slot cols. Returns
+/// kiln_rt_matmul's arguments for the GEMM per image that follows (see
+/// KernelBuilder::callMatMul): y[n] (O x OH*OW) = w (O x C*K*K) . cols[n],
+/// into slot y.
+llvm::SmallVector<llvm::Value *, 11>
+lowerConvolution(KernelBuilder &kb, const Node &sig, const Node &conv,
+                 int64_t x, int64_t w, int64_t cols, int64_t y);
 
 /// The loops of a sum, mean or max of an `in`-shaped value over `axes`
 /// (Reduce.cpp): each output accumulates its block in one thread in a fixed

@@ -27,26 +27,25 @@ extern "C" void kiln_rt_matmul(RuntimeContext *rt, const float *a,
                                void **epilogueArgs) {
   bool ta = flags & 1, tb = flags & 2;
   GemmKernels kern{kernels, mr, nr};
-  if (epilogue) {
-    struct Ctx {
-      EpilogueTask task;
-      void **args;
-      RuntimeContext *rt;
-    } ctx{epilogue, epilogueArgs, rt};
-    GemmEpilogue epi{
-        [](void *p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
-          auto *c = static_cast<Ctx *>(p);
-          c->task(c->args, c->rt, i0, i1, j0, j1);
-        },
-        &ctx};
-    GemmOperand A{a, ta ? m : k, ta}, B{b, tb ? k : n, tb};
-    gemm(m, n, k, A, B, c, n, false, kern, rt->pool, &epi);
-    return;
-  }
+  // The epilogue of product i sees its rows as i*m + row.
+  struct Ctx {
+    EpilogueTask task;
+    void **args;
+    RuntimeContext *rt;
+    int64_t row0;
+  };
   auto one = [&](int64_t i, ThreadPool *pool) {
     GemmOperand A{a + i * strideA, ta ? m : k, ta};
     GemmOperand B{b + i * strideB, tb ? k : n, tb};
-    gemm(m, n, k, A, B, c + i * strideC, n, false, kern, pool);
+    Ctx ctx{epilogue, epilogueArgs, rt, i * m};
+    GemmEpilogue epi{
+        [](void *p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+          auto *c = static_cast<Ctx *>(p);
+          c->task(c->args, c->rt, c->row0 + i0, c->row0 + i1, j0, j1);
+        },
+        &ctx};
+    gemm(m, n, k, A, B, c + i * strideC, n, false, kern, pool,
+         epilogue ? &epi : nullptr);
   };
   // Many small products: one per thread. Few large ones: split each.
   bool perBatch =

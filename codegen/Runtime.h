@@ -45,8 +45,9 @@ void kiln_rt_parallel_for(RuntimeContext *rt, KernelTask task, void **bufs,
 /// transposed ([K, M]), bit 1: B stored transposed ([N, K]). Strides are
 /// in elements between consecutive batches (0: shared). `kernels` is the
 /// module's table of micro-kernels (kiln::GemmKernels) for an mr x nr tile.
-/// If `epilogue` is not null (batch is then 1), it is called as
-/// epilogue(epilogueArgs, rt, i0, i1, j0, j1) on each finished block of C.
+/// If `epilogue` is not null, it is called as
+/// epilogue(epilogueArgs, rt, b*m + i0, b*m + i1, j0, j1) on each finished
+/// block C[b][i0:i1, j0:j1]: the rows of the batch are numbered in turn.
 void kiln_rt_matmul(RuntimeContext *rt, const float *a, const float *b,
                     float *c, int64_t batch, int64_t m, int64_t n, int64_t k,
                     int32_t flags, int64_t strideA, int64_t strideB,

@@ -1,25 +1,25 @@
 //===- FuseEpilogues.cpp - Elementwise work into GEMMs and reductions -----===//
 //
-// Moves the elementwise work around a matrix product or a reduction into
-// that op's kernel. A product's consumer becomes its GEMM's epilogue, run on
-// each block of C while the block is in cache: the bias and activation after
-// a forward product, the activation's mask after a backward one, an
-// optimizer's update after a weight gradient. A reduction takes the
-// elementwise op it reduces (its prologue, computed as it is summed) and
-// its consumer (an epilogue on each output, such as the update of a bias
-// from its gradient's sum). The results are `fused {kind = "gemm"}` and
-// `fused {kind = "reduce"}` nodes.
-//  1. A producer is a rank-2 f32 matmul of rank-2 operands, or a sum, mean
-//     or max of f32 values.
+// Moves the elementwise work around a matrix product, a convolution or a
+// reduction into that op's kernel. A product's consumer becomes its GEMM's
+// epilogue, run on each block of C while the block is in cache: the bias and
+// activation after a forward product or convolution, the activation's mask
+// after a backward product, an optimizer's update after a weight gradient. A
+// reduction takes the elementwise op it reduces (its prologue, computed as it
+// is summed) and its consumer (an epilogue on each output, such as the update
+// of a bias from its gradient's sum). The results are `fused {kind = "gemm"}`,
+// `fused {kind = "conv"}` and `fused {kind = "reduce"}` nodes.
+//  1. A producer is a rank-2 f32 matmul of rank-2 operands, an f32 conv2d,
+//     or a sum, mean or max of f32 values.
 //  2. A reduction takes its operand if that is an elementwise kernel (or a
 //     single elementwise op) that nothing else reads and that is no root.
 //  3. The producer's first user in graph order joins as its epilogue if it
 //     is an elementwise kernel or op of the producer's shape that reads it
 //     only at the element it computes (as an operand of scalar ops). Other
 //     users come later, so they read the producer as a further result.
-//  4. The epilogue takes the broadcasts of rank-1 or rank-2 values that only
-//     it reads (a bias's row broadcast): a GEMM epilogue knows each
-//     element's row and column, so reading them costs no division.
+//  4. The epilogue takes the broadcasts that only it reads (a bias's): a
+//     GEMM epilogue knows each element's row and column, a convolution's its
+//     image and channel per row, so reading a bias costs no division.
 // The GEMM micro-kernels are not specialised: one epilogue function per
 // kernel is all that is generated.
 //
@@ -81,16 +81,21 @@ llvm::Expected<std::unique_ptr<Node>> buildKernel(Graph &g, Node &p, Node *pro,
     if (exposeProduct)
       results.push_back(*product);
   }
-  return bb.finish(g, p.op == Op::MatMul ? "gemm" : "reduce", results,
-                   c ? c->loc : p.loc);
+  llvm::StringRef kind = p.op == Op::MatMul   ? "gemm"
+                         : p.op == Op::Conv2d ? "conv"
+                                              : "reduce";
+  return bb.finish(g, kind, results, c ? c->loc : p.loc);
+}
+
+bool isReduction(const Node &n) {
+  return n.op == Op::Sum || n.op == Op::Mean || n.op == Op::Max;
 }
 
 bool isProducer(const Node &n) {
   if (n.op == Op::MatMul)
     return n.type.rank() == 2 && n.type.dtype == DType::F32 &&
            n.operands[0]->type.rank() == 2 && n.operands[1]->type.rank() == 2;
-  return (n.op == Op::Sum || n.op == Op::Mean || n.op == Op::Max) &&
-         n.type.dtype == DType::F32;
+  return (n.op == Op::Conv2d || isReduction(n)) && n.type.dtype == DType::F32;
 }
 
 } // namespace
@@ -113,7 +118,7 @@ bool kiln::runFuseEpilogues(Graph &g) {
         continue;
       // 2. The prologue.
       Node *pro = nullptr;
-      if (p.op != Op::MatMul && isElementwiseWork(*p.operands[0]) &&
+      if (isReduction(p) && isElementwiseWork(*p.operands[0]) &&
           onlyReader(p.operands[0], &p) &&
           (!p.operands[0]->body || p.operands[0]->body->moreOutputs.empty()))
         pro = p.operands[0];
@@ -134,9 +139,8 @@ bool kiln::runFuseEpilogues(Graph &g) {
       llvm::SmallVector<size_t, 2> takes;
       for (size_t k = 0; c && k < c->operands.size(); ++k) {
         const Node *o = c->operands[k];
-        if (o->op == Op::Broadcast && o->operands[0]->type.rank() <= 2 &&
-            onlyReader(o, c) && llvm::count(c->operands, o) == 1 &&
-            readsAtElement(*c, k))
+        if (o->op == Op::Broadcast && onlyReader(o, c) &&
+            llvm::count(c->operands, o) == 1 && readsAtElement(*c, k))
           takes.push_back(k);
       }
       auto built = buildKernel(g, p, pro, c, takes, exposeProduct);

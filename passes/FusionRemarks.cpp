@@ -134,14 +134,19 @@ private:
     default:
       break;
     }
-    if (c.op == Op::Fused && c.stringAttr("kind") == "gemm") {
+    if (c.op == Op::Fused &&
+        (c.stringAttr("kind") == "gemm" || c.stringAttr("kind") == "conv")) {
       for (auto &np : c.body->nodes)
-        if (np->op == Op::MatMul)
+        if (np->op == Op::MatMul || np->op == Op::Conv2d)
           for (const Node *o : np->operands) {
             const Node *a = o->op == Op::Transpose ? o->operands[0] : o;
-            if (a->op == Op::Arg && size_t(a->intAttr("index")) == k)
-              return "a GEMM reads its operands in packed blocks, so they "
-                     "are computed before it";
+            if (a->op != Op::Arg || size_t(a->intAttr("index")) != k)
+              continue;
+            if (np->op == Op::Conv2d)
+              return "a convolution reads its input through im2col windows "
+                     "and its weights whole";
+            return "a GEMM reads its operands in packed blocks, so they "
+                   "are computed before it";
           }
     }
     if (c.op != Op::Fused && !isScalarOp(c.op)) {
@@ -159,11 +164,9 @@ private:
              "elementwise work fuses";
     }
     // The producer has no epilogue, or it is another consumer.
-    if (w.op == Op::Conv2d)
-      return "convolutions have no fused epilogue (im2col, then a GEMM per "
-             "image)";
     bool rowsConsumer = c.op == Op::Fused && c.stringAttr("kind") == "rows";
-    if (w.op == Op::MatMul || w.info().flags & Reduction ||
+    if (w.op == Op::MatMul || w.op == Op::Conv2d ||
+        w.info().flags & Reduction ||
         (w.op == Op::Fused && w.stringAttr("kind") != "elementwise")) {
       if (rowsConsumer)
         return "a rows kernel reads whole rows of its input, and no "
@@ -173,12 +176,13 @@ private:
                "after it";
       if (w.type.rank() != 2 && w.op == Op::MatMul)
         return "only rank-2 products have an epilogue, not " + w.type.str();
-      bool product = p.op == Op::MatMul || p.info().flags & Reduction;
-      if (p.op == Op::Result) {
-        const Graph &b = *w.body;
-        const Node *r = b.moreOutputs[p.intAttr("index") - 1];
-        product = r->op == Op::MatMul || r->info().flags & Reduction;
-      }
+      auto isProduct = [](const Node &x) {
+        return x.op == Op::MatMul || x.op == Op::Conv2d ||
+               x.info().flags & Reduction;
+      };
+      bool product = isProduct(p);
+      if (p.op == Op::Result)
+        product = isProduct(*w.body->moreOutputs[p.intAttr("index") - 1]);
       if (product || w.op != Op::Fused)
         return "the " + name(w) +
                " has one epilogue, its first consumer; later ones read its "

@@ -64,9 +64,22 @@ int64_t productResult(const Node &f) {
     return -1;
   auto results = bodyResults(*f.body);
   for (size_t r = 0; r < results.size(); ++r)
-    if (results[r]->op == Op::MatMul || results[r]->info().flags & Reduction)
+    if (results[r]->op == Op::MatMul || results[r]->op == Op::Conv2d ||
+        results[r]->info().flags & Reduction)
       return r;
   return -1;
+}
+
+/// The matmul, conv2d or reduction in the body of gemm, conv or reduce
+/// kernel f, or null (also for other kernels).
+const Node *productNode(const Node &f) {
+  if (f.stringAttr("kind") == "elementwise" || f.stringAttr("kind") == "rows")
+    return nullptr;
+  for (auto &np : f.body->nodes)
+    if (np->op == Op::MatMul || np->op == Op::Conv2d ||
+        np->info().flags & Reduction)
+      return np.get();
+  return nullptr;
 }
 
 /// The alias class n would have if all its users allowed it.
@@ -213,7 +226,8 @@ BufferPlan kiln::planMemory(const Graph &g) {
     plan.inPlace[i] = inPlaceOf[i] >= 0;
 
   plan.slotOf.assign(N, -1);
-  plan.scratchOf.assign(N, -1);
+  plan.productOf.assign(N, -1);
+  plan.colsOf.assign(N, -1);
   // Per slot: the first and last node (graph order) during which it holds
   // a value; the roots' slots end at N, after the last node.
   std::vector<std::pair<int64_t, int64_t>> live;
@@ -251,32 +265,47 @@ BufferPlan kiln::planMemory(const Graph &g) {
     default:
       continue; // results get their slots with their fused node
     }
-    bool productStored = n.op == Op::Fused && productResult(n) == 0;
+    // A gemm or conv kernel's GEMM writes its product into the slot of a
+    // result (the product, or one the epilogue computes over it: each
+    // element is read before its result is stored there), if one has a
+    // slot of its own: an in-place result's is a leaf the kernel may read.
+    // A reduce kernel accumulates into its product's slot or scratch.
+    const Node *productOp = n.op == Op::Fused ? productNode(n) : nullptr;
+    int64_t product = productOp ? productResult(n) : -1;
+    bool gemmKind = productOp && n.stringAttr("kind") != "reduce";
+    auto claim = [&](int64_t k, int64_t slot, bool inPlace) {
+      if (slot >= 0 && (k == product || (gemmKind && !inPlace && product < 0 &&
+                                         plan.productOf[i] < 0)))
+        plan.productOf[i] = slot;
+    };
+    if (n.op == Op::Fused)
+      claim(0, plan.slotOf[i], inPlaceOf[i] >= 0);
     if (n.op == Op::Fused)
       for (auto &[k, nodes] : resultNodes.lookup(&n)) {
         const Node &r = *g.nodes[nodes[0]];
+        bool inPlace = inPlaceOf[nodes[0]] >= 0;
         int64_t slot =
-            inPlaceOf[nodes[0]] >= 0
+            inPlace
                 ? plan.slotOf[inPlaceOf[nodes[0]]]
                 : newSlot(-1,
                           *numElements(r.type.shape) * dtypeSize(r.type.dtype),
                           i);
         for (int64_t ri : nodes)
           plan.slotOf[ri] = slot;
-        productStored |= k == productResult(n);
+        claim(k, slot, inPlace);
       }
     plan.kernels += plan.storage[i] == Storage::Buffer;
-    if (n.op == Op::Conv2d) {
+    bool conv = n.op == Op::Conv2d ||
+                (n.op == Op::Fused && n.stringAttr("kind") == "conv");
+    if (conv) {
       ++plan.kernels;
-      const Shape &w = n.operands[1]->type.shape, &y = n.type.shape;
+      const Node &c = n.op == Op::Conv2d ? n : *productOp;
+      const Shape &w = c.operands[1]->type.shape, &y = c.type.shape;
       int64_t cols = y[0] * w[1] * w[2] * w[3] * y[2] * y[3];
-      plan.scratchOf[i] = newSlot(-1, cols * 4, i);
+      plan.colsOf[i] = newSlot(-1, cols * 4, i);
     }
-    // A gemm or reduce kernel's product that is none of its stored results
-    // goes to scratch, from which the epilogue computes the results.
-    if (n.op == Op::Fused && !productStored &&
-        (n.stringAttr("kind") == "gemm" || n.stringAttr("kind") == "reduce"))
-      plan.scratchOf[i] = newSlot(-1, bytes, i);
+    if (productOp && plan.productOf[i] < 0)
+      plan.productOf[i] = newSlot(-1, bytes, i);
   }
 
   // 2. Live ranges. A transposed or splat read reads its operand's slot.

@@ -50,9 +50,15 @@ struct BufferPlan {
   std::vector<int64_t> offset;
   /// Per slot: its size in the workspace (0 for leaves), a multiple of 64.
   std::vector<int64_t> bytes;
-  /// Per node: a scratch slot (convolution's im2col buffer, the product of
-  /// a gemm kernel that is not one of its results), or -1.
-  std::vector<int64_t> scratchOf;
+  /// Per gemm, conv or reduce kernel: the slot its GEMM writes the product
+  /// to, or its reduction accumulates in: the product's own if it is a
+  /// result, else a gemm or conv kernel's first result that is not written
+  /// in place (the epilogue reads each element before it stores the result
+  /// there), else scratch. -1 for other nodes.
+  std::vector<int64_t> productOf;
+  /// Per conv2d node or conv kernel: the scratch slot of its im2col column
+  /// matrix; -1 for other nodes.
+  std::vector<int64_t> colsOf;
   int64_t workspaceBytes = 0;
   /// A copy of `bytes` bytes from slot `from` to slot `to`.
   struct Copy {

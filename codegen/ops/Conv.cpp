@@ -1,11 +1,12 @@
 //===- Conv.cpp - Lowering convolution, im2col, col2im and pooling --------===//
 //
 // conv2d is im2col into its scratch buffer, then one GEMM per image from the
-// entry point. unfold2d is the same im2col kernel; fold2d (col2im) sums
-// column entries into each image plane in the interpreter's order; pooling
-// is a window loop per output element. Max pooling's gradient finds each
-// window's maximum once (max_pool2d_index) and adds the output gradient
-// there (plane_scatter).
+// entry point (lowerConvolution, shared with conv kernels, whose epilogue
+// runs on each block of the product). unfold2d is the same im2col kernel;
+// fold2d (col2im) sums column entries into each image plane in the
+// interpreter's order; pooling is a window loop per output element. Max
+// pooling's gradient finds each window's maximum once (max_pool2d_index) and
+// adds the output gradient there (plane_scatter).
 //
 //===----------------------------------------------------------------------===//
 #include "codegen/KernelBuilder.h"
@@ -16,16 +17,16 @@ using namespace kiln;
 using namespace llvm;
 
 /// cols[n, (c, kh, kw), (oh, ow)] = x[n, c, oh*s - p + kh, ow*s - p + kw], or
-/// padValue outside the image, into `outSlot`.
-static void im2col(KernelBuilder &kb, const Node &n, int64_t outSlot,
-                   StringRef suffix, int64_t size, int64_t stride, int64_t pad,
-                   double padValue) {
-  const Shape &x = n.operands[0]->type.shape;
+/// padValue outside the image: x (of shape `x`) in slot inSlot, cols into
+/// outSlot, by the kernel of node `sig` (with `suffix`).
+static void im2col(KernelBuilder &kb, const Node &sig, const Shape &x,
+                   int64_t inSlot, int64_t outSlot, StringRef suffix,
+                   int64_t size, int64_t stride, int64_t pad, double padValue) {
   int64_t C = x[1], H = x[2], W = x[3];
   int64_t OH = (H + 2 * pad - size) / stride + 1;
   int64_t OW = (W + 2 * pad - size) / stride + 1;
   int64_t rows = x[0] * C * size * size;
-  if (kb.beginKernel(n, 2, suffix)) {
+  if (kb.beginKernel(sig, 2, suffix)) {
     Kernel &k = kb.kernel();
     IRBuilder<> &b = kb.b();
     kb.loop(k.begin, k.end, [&](Value *row) {
@@ -54,27 +55,35 @@ static void im2col(KernelBuilder &kb, const Node &n, int64_t outSlot,
       });
     });
   }
-  kb.launch({outSlot, kb.slot(n.operands[0])}, rows,
+  kb.launch({outSlot, inSlot}, rows,
             std::max<int64_t>(1, kElementGrain / (OH * OW)));
 }
 
-static void lowerConv2d(KernelBuilder &kb, const Node &n) {
-  const Shape &w = n.operands[1]->type.shape, &y = n.type.shape;
-  int64_t scratch = kb.plan().scratchOf[kb.nodeIndex(n)];
-  im2col(kb, n, scratch, ".im2col", w[2], n.intAttr("stride"), n.intAttr("pad"),
-         0);
+SmallVector<Value *, 11>
+kiln::lowerConvolution(KernelBuilder &kb, const Node &sig, const Node &conv,
+                       int64_t x, int64_t w, int64_t cols, int64_t y) {
+  const Shape &ws = conv.operands[1]->type.shape, &ys = conv.type.shape;
+  im2col(kb, sig, conv.operands[0]->type.shape, x, cols, ".im2col", ws[2],
+         conv.intAttr("stride"), conv.intAttr("pad"), 0);
   // y[n] (O x P) = w (O x CKK) . cols[n] (CKK x P), per image.
-  int64_t O = w[0], CKK = w[1] * w[2] * w[3], P = y[2] * y[3];
+  int64_t O = ws[0], CKK = ws[1] * ws[2] * ws[3], P = ys[2] * ys[3];
   IRBuilder<> &eb = kb.entryBuilder();
-  kb.callMatMul({kb.entrySlot(kb.slot(n.operands[1])), kb.entrySlot(scratch),
-                 kb.entrySlot(kb.slot(n)), eb.getInt64(y[0]), eb.getInt64(O),
-                 eb.getInt64(P), eb.getInt64(CKK), eb.getInt32(0),
-                 eb.getInt64(0), eb.getInt64(CKK * P), eb.getInt64(O * P)});
+  return {kb.entrySlot(w),      kb.entrySlot(cols), kb.entrySlot(y),
+          eb.getInt64(ys[0]),   eb.getInt64(O),     eb.getInt64(P),
+          eb.getInt64(CKK),     eb.getInt32(0),     eb.getInt64(0),
+          eb.getInt64(CKK * P), eb.getInt64(O * P)};
+}
+
+static void lowerConv2d(KernelBuilder &kb, const Node &n) {
+  kb.callMatMul(
+      lowerConvolution(kb, n, n, kb.slot(n.operands[0]), kb.slot(n.operands[1]),
+                       kb.plan().colsOf[kb.nodeIndex(n)], kb.slot(n)));
 }
 
 static void lowerUnfold(KernelBuilder &kb, const Node &n) {
-  im2col(kb, n, kb.slot(n), "", n.intAttr("size"), n.intAttr("stride"),
-         n.intAttr("pad"), n.floatAttr("value"));
+  im2col(kb, n, n.operands[0]->type.shape, kb.slot(n.operands[0]), kb.slot(n),
+         "", n.intAttr("size"), n.intAttr("stride"), n.intAttr("pad"),
+         n.floatAttr("value"));
 }
 
 /// col2im: each image plane sums the column entries that read it, in the

@@ -2,7 +2,8 @@
 //
 // An elementwise fused node is one loop over its results' elements; a gemm
 // fused node is a call of the runtime GEMM whose epilogue, run on each block
-// of C as it is finished, computes the results from the product there; a
+// of C as it is finished, computes the results from the product there (a
+// conv fused node is the same after its im2col, with a GEMM per image); a
 // reduce fused node is a reduction's loops, computing what it reduces as it
 // reads it and its results from each output. In all, each element's value
 // is the body evaluated at that element: an
@@ -72,6 +73,7 @@ private:
       return kb.load(kb.elemType(*x), k.buf[argBuf[x->intAttr("index")]],
                      at.flat);
     case Op::MatMul:
+    case Op::Conv2d:
     case Op::Sum:
     case Op::Mean:
     case Op::Max:
@@ -266,12 +268,7 @@ void lowerGemmKernel(KernelBuilder &kb, const Node &n) {
   for (auto &np : n.body->nodes)
     if (np->op == Op::MatMul)
       mm = np.get();
-  auto results = bodyResults(*n.body);
-  auto resultSlots = kb.resultSlots(n);
-  int64_t cSlot = kb.plan().scratchOf[kb.nodeIndex(n)];
-  for (size_t r = 0; r < results.size(); ++r)
-    if (results[r] == mm && resultSlots[r] >= 0)
-      cSlot = resultSlots[r];
+  int64_t cSlot = kb.plan().productOf[kb.nodeIndex(n)];
   Buffers bufs = buffersOf(kb, n, {cSlot});
   int productBuf = bufs.of(cSlot);
   const int64_t M = mm->type.shape[0], N = mm->type.shape[1];
@@ -297,6 +294,42 @@ void lowerGemmKernel(KernelBuilder &kb, const Node &n) {
                  eb.getInt64(M * K), eb.getInt64(0), eb.getInt64(M * N)});
 }
 
+/// A convolution (im2col, then a GEMM per image) whose epilogue computes
+/// the results on each finished block of the product: rows n*O + o of
+/// image n's channels, columns its pixels oh*OW + ow. The axes of each
+/// element are known per row and per pixel, so a bias's broadcast reads
+/// its channel with no division per element.
+void lowerConvKernel(KernelBuilder &kb, const Node &n) {
+  const Node *conv = nullptr;
+  for (auto &np : n.body->nodes)
+    if (np->op == Op::Conv2d)
+      conv = np.get();
+  const Shape &y = conv->type.shape;
+  const int64_t O = y[1], P = y[2] * y[3];
+  int64_t i = kb.nodeIndex(n), ySlot = kb.plan().productOf[i];
+  auto operand = [&](int k) {
+    return kb.slot(n.operands[conv->operands[k]->intAttr("index")]);
+  };
+  auto mmArgs = lowerConvolution(kb, n, *conv, operand(0), operand(1),
+                                 kb.plan().colsOf[i], ySlot);
+  Buffers bufs = buffersOf(kb, n, {ySlot});
+  int productBuf = bufs.of(ySlot);
+  if (kb.beginKernel(n, bufs.slots.size(), ".epilogue", /*unique=*/false,
+                     KernelForm::Block, bufs.key())) {
+    Kernel &k = kb.kernel();
+    kb.loop(k.begin, k.end, [&](Value *r) {
+      SmallVector<Value *, 4> image = kb.unravel(r, {y[0], O});
+      Value *row = kb.mul(r, P);
+      kb.loop(k.colBegin, k.colEnd, [&](Value *j) {
+        Index at{kb.add(row, j), image};
+        at.axes.append(kb.unravel(j, {y[2], y[3]}));
+        emitElement(kb, *n.body, bufs, at, productBuf, conv);
+      });
+    });
+  }
+  kb.launchGemm(bufs.slots, mmArgs);
+}
+
 /// A reduction whose operand is computed as it is read (its prologue), and
 /// whose results are computed from each output as it is finished (its
 /// epilogue), in a plain reduction's loops (ReductionLoops).
@@ -307,11 +340,7 @@ void lowerReduceKernel(KernelBuilder &kb, const Node &n) {
       red = np.get();
   const Node *src = red->operands[0];
   auto results = bodyResults(*n.body);
-  auto resultSlots = kb.resultSlots(n);
-  int64_t accSlot = kb.plan().scratchOf[kb.nodeIndex(n)];
-  for (size_t r = 0; r < results.size(); ++r)
-    if (results[r] == red && resultSlots[r] >= 0)
-      accSlot = resultSlots[r];
+  int64_t accSlot = kb.plan().productOf[kb.nodeIndex(n)];
   Buffers bufs = buffersOf(kb, n, {accSlot});
   int accBuf = bufs.of(accSlot);
   ReductionLoops loops(src->type.shape, cantFail(reducedAxes(*red)), red->op,
@@ -441,6 +470,8 @@ void lowerFused(KernelBuilder &kb, const Node &n) {
   }
   if (kind == "gemm")
     lowerGemmKernel(kb, n);
+  else if (kind == "conv")
+    lowerConvKernel(kb, n);
   else if (kind == "reduce")
     lowerReduceKernel(kb, n);
   else

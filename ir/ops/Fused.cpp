@@ -7,6 +7,8 @@
 //   elementwise  one loop over the results' shape;
 //   gemm         one rank-2 matmul of args and an elementwise epilogue that
 //                reads the product at the element it computes;
+//   conv         the same with one conv2d of two args as the product (an
+//                im2col and a GEMM per image);
 //   reduce       one sum, mean or max of an elementwise prologue, and an
 //                elementwise epilogue that reads it at the element it
 //                computes;
@@ -74,13 +76,22 @@ void evalArg(const Node &n, llvm::ArrayRef<const Tensor *>, Tensor &out,
 bool isProducerOf(llvm::StringRef kind, Op op) {
   if (kind == "gemm")
     return op == Op::MatMul;
+  if (kind == "conv")
+    return op == Op::Conv2d;
   if (kind == "reduce")
     return op == Op::Sum || op == Op::Mean || op == Op::Max;
   return false;
 }
 
-/// Why the body of a gemm or reduce kernel is not one producer (a rank-2
-/// matmul of args or their transposes; a reduction of any body value) and
+/// The name of what a gemm, conv or reduce kernel computes before its
+/// epilogue.
+llvm::StringRef producerName(llvm::StringRef kind) {
+  return kind == "gemm" ? "matmul" : kind == "conv" ? "conv2d" : "reduction";
+}
+
+/// Why the body of a gemm, conv or reduce kernel is not one producer (a
+/// rank-2 matmul of args or their transposes; a conv2d of args; a reduction
+/// of any body value) and
 /// an elementwise epilogue that reads it only at the element it computes,
 /// or "": a GEMM's epilogue runs on one block of C before the others exist,
 /// a reduction's on each output as it is finished.
@@ -91,8 +102,7 @@ std::string producerBodyError(const Graph &b, llvm::StringRef kind) {
     const Node &x = *np;
     if (isProducerOf(kind, x.op)) {
       if (producer)
-        return ("a " + kind + " kernel computes one " +
-                (kind == "gemm" ? "matmul" : "reduction"))
+        return ("a " + kind + " kernel computes one " + producerName(kind))
             .str();
       producer = &x;
       if (kind == "gemm") {
@@ -106,6 +116,10 @@ std::string producerBodyError(const Graph &b, llvm::StringRef kind) {
                    "their transposes";
         }
       }
+      if (kind == "conv" && !llvm::all_of(x.operands, [](const Node *o) {
+            return o->op == Op::Arg;
+          }))
+        return "the conv2d of a conv kernel reads only args";
       fromProduct.insert(&x);
       continue;
     }
@@ -115,18 +129,16 @@ std::string producerBodyError(const Graph &b, llvm::StringRef kind) {
       continue;
     if (!isScalarOp(x.op))
       return "'" + x.info().mnemonic.str() + "' moves the " +
-             (kind == "gemm" ? "product" : "reduction") +
+             (kind == "reduce" ? "reduction" : "product") +
              "'s elements; an epilogue reads it only at the element it "
              "computes";
     fromProduct.insert(&x);
   }
   if (!producer)
-    return ("a " + kind + " kernel computes one " +
-            (kind == "gemm" ? "matmul" : "reduction"))
-        .str();
+    return ("a " + kind + " kernel computes one " + producerName(kind)).str();
   if (b.output->type.shape != producer->type.shape)
     return ("each result of a " + kind + " kernel has its " +
-            (kind == "gemm" ? "product" : "reduction") + "'s shape " +
+            (kind == "reduce" ? "reduction" : "product") + "'s shape " +
             producer->type.str() + ", not " + b.output->type.str())
         .str();
   return "";
@@ -229,9 +241,10 @@ llvm::Expected<TensorType> shapeFused(const Node &n) {
   if (!kind)
     return kind.takeError();
   bool rows = *kind == "rows";
-  if (*kind != "elementwise" && *kind != "gemm" && *kind != "reduce" && !rows)
+  if (*kind != "elementwise" && *kind != "gemm" && *kind != "conv" &&
+      *kind != "reduce" && !rows)
     return makeError("unknown fused kind '" + *kind +
-                     "' (known: elementwise, gemm, reduce, rows)");
+                     "' (known: conv, elementwise, gemm, reduce, rows)");
   const Graph &b = *n.body;
   if (auto e = verifyGraph(b, /*isBody=*/true))
     return makeError("in the body of 'fused': " + llvm::toString(std::move(e)));

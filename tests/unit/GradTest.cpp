@@ -254,6 +254,20 @@ std::vector<GradCase> gradCases() {
        "  return %6\n"
        "}",
        "f32[3,5]"},
+      // A conv kernel: the convolution and its bias per channel, inlined.
+      {Op::Fused,
+       {f("x", {2, 2, 4, 4}), f("w", {3, 2, 3, 3}), f("b", {3, 1, 1})},
+       "%out = fused %x, %w, %b {kind = \"conv\"} : f32[2,3,2,2] {\n"
+       "  %0 = arg {index = 0} : f32[2,2,4,4]\n"
+       "  %1 = arg {index = 1} : f32[3,2,3,3]\n"
+       "  %2 = conv2d %0, %1 {pad = 1, stride = 2} : f32[2,3,2,2]\n"
+       "  %3 = arg {index = 2} : f32[3,1,1]\n"
+       "  %4 = broadcast %3 {shape = [2,3,2,2]} : f32[2,3,2,2]\n"
+       "  %5 = add %2, %4 : f32[2,3,2,2]\n"
+       "  %6 = tanh %5 : f32[2,3,2,2]\n"
+       "  return %6\n"
+       "}",
+       "f32[2,3,2,2]"},
       // A reduce kernel: a prologue, the sum over rows and an epilogue.
       {Op::Fused,
        {f("a", {3, 4}), f("b", {4})},

@@ -610,8 +610,9 @@ void expectPlanIsSound(const char *name, int64_t batch, bool kernels = false) {
     // A fused node's kernel writes its results.
     if (n.op == Op::Result)
       liveAt(plan.slotOf[i], index[n.operands[0]]);
-    if (plan.scratchOf[i] >= 0)
-      liveAt(plan.scratchOf[i], i);
+    for (int64_t s : {plan.productOf[i], plan.colsOf[i]})
+      if (s >= 0)
+        liveAt(s, i);
     for (const Node *o : n.operands)
       if (int64_t s = storage(o); s >= 0)
         liveAt(s, i);
@@ -753,6 +754,51 @@ TEST(JIT, HandWrittenKernelsMatchTheInterpreter) {
     return %3, %2
   }
   return %f
+})",
+      // Conv kernels: a bias per channel and its relu, at stride 2 (rows of
+      // the epilogue are image * channels + channel).
+      R"(graph @g {
+  %x = input {name = "x"} : f32[3,2,9,9]
+  %w = param {init = "zeros", name = "w"} : f32[5,2,3,3]
+  %b = param {init = "zeros", name = "b"} : f32[5,1,1]
+  %f = fused %x, %w, %b {kind = "conv"} : f32[3,5,5,5] {
+    %0 = arg {index = 0} : f32[3,2,9,9]
+    %1 = arg {index = 1} : f32[5,2,3,3]
+    %2 = conv2d %0, %1 {pad = 1, stride = 2} : f32[3,5,5,5]
+    %3 = arg {index = 2} : f32[5,1,1]
+    %4 = broadcast %3 {shape = [3,5,5,5]} : f32[3,5,5,5]
+    %5 = add %2, %4 : f32[3,5,5,5]
+    %6 = relu %5 : f32[3,5,5,5]
+    return %6, %5
+  }
+  %r = result %f {index = 1} : f32[3,5,5,5]
+  %o = sub %f, %r : f32[3,5,5,5]
+  return %o
+})",
+      // Many pixel blocks per image; a map per pixel (a division per
+      // element), an operand read at each element, the product exposed,
+      // and the new value written over the parameter it reads.
+      R"(graph @g {
+  %x = input {name = "x"} : f32[4,3,12,12]
+  %w = param {init = "zeros", name = "w"} : f32[40,3,3,3]
+  %m = input {name = "m"} : f32[12,12]
+  %p = param {init = "zeros", name = "p"} : f32[4,40,12,12]
+  %f = fused %x, %w, %m, %p {kind = "conv"} : f32[4,40,12,12] {
+    %0 = arg {index = 0} : f32[4,3,12,12]
+    %1 = arg {index = 1} : f32[40,3,3,3]
+    %2 = conv2d %0, %1 {pad = 1, stride = 1} : f32[4,40,12,12]
+    %3 = arg {index = 2} : f32[12,12]
+    %4 = transpose %3 {perm = [1,0]} : f32[12,12]
+    %5 = broadcast %4 {shape = [4,40,12,12]} : f32[4,40,12,12]
+    %6 = mul %2, %5 : f32[4,40,12,12]
+    %7 = arg {index = 3} : f32[4,40,12,12]
+    %8 = sub %7, %6 : f32[4,40,12,12]
+    return %8, %2
+  }
+  %c = result %f {index = 1} : f32[4,40,12,12]
+  %s = sum %c {axes = [], keepdims = 0} : f32[]
+  update "p", %f
+  return %s
 })",
       R"(graph @g {
   %a = input {name = "a"} : f32[64,32]

@@ -138,4 +138,65 @@ TEST(PlanMemory, AnUpdateIsCopiedWhenItsKernelReadsOtherElementsOfTheLeaf) {
   EXPECT_EQ(plan.endCopies.size(), 1u);
 }
 
+const std::string kResult = "  %r = result %f {index = 1} : f32[2, 4, 4, 4]\n";
+
+/// A convolution and its epilogue computing b + conv2d(x, w) and its relu,
+/// with `tail` after it (its results, updates and returns).
+std::string convKernel(llvm::StringRef tail) {
+  return (R"(graph @g {
+  %x = input {name = "x"} : f32[2, 3, 6, 6]
+  %w = param {init = "zeros", name = "w"} : f32[4, 3, 3, 3]
+  %b = param {init = "zeros", name = "b"} : f32[2, 4, 4, 4]
+  %f = fused %x, %w, %b {kind = "conv"} : f32[2, 4, 4, 4] {
+    %0 = arg {index = 0} : f32[2, 3, 6, 6]
+    %1 = arg {index = 1} : f32[4, 3, 3, 3]
+    %2 = conv2d %0, %1 {pad = 0, stride = 1} : f32[2, 4, 4, 4]
+    %3 = arg {index = 2} : f32[2, 4, 4, 4]
+    %4 = add %3, %2 : f32[2, 4, 4, 4]
+    %5 = relu %4 : f32[2, 4, 4, 4]
+    return %4, %5
+  }
+)" + tail +
+          "\n}")
+      .str();
+}
+
+TEST(PlanMemory, AConvKernelWritesItsProductOverAResult) {
+  // The GEMM writes the product into the first result's buffer, where the
+  // epilogue reads each element before it stores the result; the column
+  // matrix (2 images x 27 rows x 16 pixels) is scratch.
+  BufferPlan plan = planOf(
+      convKernel(kResult + "  %s = add %f, %r : f32[2, 4, 4, 4]\n  return %s"));
+  ;
+  EXPECT_EQ(plan.productOf[3], plan.slotOf[3]);
+  EXPECT_NE(plan.productOf[3], plan.slotOf[4]);
+  ASSERT_GE(plan.colsOf[3], 0);
+  EXPECT_EQ(plan.bytes[plan.colsOf[3]], 2 * 27 * 16 * 4);
+  EXPECT_EQ(plan.leafOf[plan.colsOf[3]], -1);
+  for (size_t i = 0; i < plan.productOf.size(); ++i)
+    if (i != 3)
+      EXPECT_EQ(plan.productOf[i], -1) << "node %" << i;
+}
+
+TEST(PlanMemory, AConvKernelsProductSkipsAResultWrittenInPlace) {
+  // Result 0 is written over b, which the epilogue reads: the product goes
+  // into result 1's buffer instead.
+  BufferPlan plan =
+      planOf(convKernel(kResult + "  update \"b\", %f\n  return %r"));
+  ;
+  ASSERT_TRUE(plan.inPlace[3]);
+  EXPECT_EQ(plan.slotOf[3], plan.slotOf[2]);
+  EXPECT_EQ(plan.productOf[3], plan.slotOf[4]);
+}
+
+TEST(PlanMemory, AConvKernelsProductGoesToScratchWhenEveryResultIsInPlace) {
+  BufferPlan plan = planOf(convKernel("  update \"b\", %f"));
+  ASSERT_TRUE(plan.inPlace[3]);
+  int64_t product = plan.productOf[3];
+  ASSERT_GE(product, 0);
+  EXPECT_EQ(plan.leafOf[product], -1);
+  EXPECT_EQ(plan.bytes[product], 2 * 4 * 4 * 4 * 4);
+  EXPECT_NE(product, plan.colsOf[3]);
+}
+
 } // namespace
