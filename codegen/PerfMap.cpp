@@ -2,7 +2,8 @@
 //
 // A JITLink plugin: after fix-up, when every symbol has its final address,
 // it writes the graph's callable symbols to the map. Modules are linked from
-// several threads at once, so the writes are serialised.
+// several threads at once, and by several JITs, so they share one stream
+// and its writes are serialised.
 //
 //===----------------------------------------------------------------------===//
 #include "codegen/PerfMap.h"
@@ -20,16 +21,34 @@ using namespace llvm;
 
 namespace {
 
+/// The process's map, which every JIT in it appends to through one stream:
+/// two streams on one file would interleave their buffered lines.
+struct MapFile {
+  std::mutex mutex;
+  std::unique_ptr<raw_fd_ostream> out;
+  std::error_code openError;
+  std::string path;
+};
+
+MapFile &mapFile() {
+  static MapFile *file = [] {
+    auto *f = new MapFile; // never destroyed: JITs may outlive statics
+    f->path =
+        ("/tmp/perf-" + Twine(sys::Process::getProcessId()) + ".map").str();
+    f->out = std::make_unique<raw_fd_ostream>(f->path, f->openError,
+                                              sys::fs::OF_Append);
+    return f;
+  }();
+  return *file;
+}
+
 class PerfMapPlugin : public orc::ObjectLinkingLayer::Plugin {
 public:
-  explicit PerfMapPlugin(std::unique_ptr<raw_fd_ostream> out)
-      : out_(std::move(out)) {}
-
   void modifyPassConfig(orc::MaterializationResponsibility &,
                         jitlink::LinkGraph &,
                         jitlink::PassConfiguration &config) override {
     config.PostFixupPasses.push_back(
-        [this](jitlink::LinkGraph &g) { return write(g); });
+        [](jitlink::LinkGraph &g) { return write(g); });
   }
   Error notifyFailed(orc::MaterializationResponsibility &) override {
     return Error::success();
@@ -41,21 +60,20 @@ public:
                                    orc::ResourceKey) override {}
 
 private:
-  Error write(jitlink::LinkGraph &g) {
-    std::lock_guard<std::mutex> lock(mutex_);
+  static Error write(jitlink::LinkGraph &g) {
+    MapFile &f = mapFile();
+    std::lock_guard<std::mutex> lock(f.mutex);
     for (jitlink::Symbol *s : g.defined_symbols())
       if (s->hasName() && s->isCallable() && s->getSize() > 0)
-        *out_ << format_hex_no_prefix(s->getAddress().getValue(), 1) << ' '
-              << format_hex_no_prefix(s->getSize(), 1) << ' ' << s->getName()
-              << '\n';
-    out_->flush();
-    if (out_->has_error())
-      return createStringError(out_->error(), "cannot write the perf map");
+        *f.out << format_hex_no_prefix(s->getAddress().getValue(), 1) << ' '
+               << format_hex_no_prefix(s->getSize(), 1) << ' ' << s->getName()
+               << '\n';
+    f.out->flush();
+    if (f.out->has_error())
+      return createStringError(f.out->error(),
+                               "cannot write the perf map " + f.path);
     return Error::success();
   }
-
-  std::unique_ptr<raw_fd_ostream> out_;
-  std::mutex mutex_;
 };
 
 } // namespace
@@ -65,18 +83,17 @@ bool kiln::perfMapRequested() {
   return v && *v && std::strcmp(v, "0") != 0;
 }
 
+std::string kiln::perfMapPath() { return mapFile().path; }
+
 Error kiln::addPerfMap(orc::LLJIT &jit) {
   auto *layer = dyn_cast<orc::ObjectLinkingLayer>(&jit.getObjLinkingLayer());
   if (!layer)
     return createStringError(inconvertibleErrorCode(),
                              "KILN_PERF_MAP needs a JIT that links with "
                              "JITLink");
-  std::string path =
-      ("/tmp/perf-" + Twine(sys::Process::getProcessId()) + ".map").str();
-  std::error_code ec;
-  auto out = std::make_unique<raw_fd_ostream>(path, ec, sys::fs::OF_Append);
-  if (ec)
-    return createStringError(ec, "cannot open " + path);
-  layer->addPlugin(std::make_unique<PerfMapPlugin>(std::move(out)));
+  MapFile &f = mapFile();
+  if (f.openError)
+    return createStringError(f.openError, "cannot open " + f.path);
+  layer->addPlugin(std::make_unique<PerfMapPlugin>());
   return Error::success();
 }

@@ -12,6 +12,7 @@
 #define KILN_CODEGEN_PERFMAP_H
 
 #include "llvm/ExecutionEngine/Orc/LLJIT.h"
+#include <string>
 
 namespace kiln {
 
@@ -19,8 +20,12 @@ namespace kiln {
 /// "0").
 bool perfMapRequested();
 
-/// Makes `jit` append each function it links to /tmp/perf-PID.map. Fails if
-/// the JIT does not link with JITLink or the file cannot be opened.
+/// The process's map, /tmp/perf-PID.map.
+std::string perfMapPath();
+
+/// Makes `jit` append each function it links to the process's map, which
+/// every JIT in the process shares. Fails if the JIT does not link with
+/// JITLink or the file cannot be opened.
 llvm::Error addPerfMap(llvm::orc::LLJIT &jit);
 
 } // namespace kiln

@@ -54,13 +54,14 @@ llvm::Error kiln::expectRank(const Node &n, unsigned i, int64_t rank) {
 }
 
 llvm::Error kiln::checkShape(const Node &n, llvm::ArrayRef<int64_t> shape) {
-  auto numel = numElements(shape);
-  if (!numel || *numel > kMaxElements)
-    return makeError("shape " + shapeStr(shape) + " has too many elements");
+  // A negative dimension first: numElements has no product for it either.
   for (int64_t d : shape)
     if (d < 1)
       return makeError("'" + n.info().mnemonic + "' shape " + shapeStr(shape) +
                        " has a dimension below 1");
+  auto numel = numElements(shape);
+  if (!numel || *numel > kMaxElements)
+    return makeError("shape " + shapeStr(shape) + " has too many elements");
   return llvm::Error::success();
 }
 
