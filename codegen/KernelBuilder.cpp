@@ -110,7 +110,7 @@ bool KernelBuilder::beginKernel(const Node &n, unsigned numBuffers,
   SmallVector<Type *, 8> params(numBuffers, ptr);
   params.append({ptr, i64(), i64()});
   if (form == KernelForm::Block)
-    params.append({i64(), i64()});
+    params.append({i64(), i64(), ptr, i64()});
   auto *fty = FunctionType::get(b().getVoidTy(), params, false);
   current = Kernel();
   current.fn = Function::Create(fty, Function::InternalLinkage,
@@ -133,26 +133,37 @@ bool KernelBuilder::beginKernel(const Node &n, unsigned numBuffers,
     current.colEnd = current.fn->getArg(numBuffers + 4);
     current.colBegin->setName("col.begin");
     current.colEnd->setName("col.end");
+    current.product = current.fn->getArg(numBuffers + 5);
+    current.productLd = current.fn->getArg(numBuffers + 6);
+    current.product->setName("product");
+    current.productLd->setName("product.ld");
+    current.fn->addParamAttr(numBuffers + 5, Attribute::ReadOnly);
   }
   b().SetInsertPoint(BasicBlock::Create(ctx, "entry", current.fn));
   open = true;
   return true;
 }
 
+/// A task's parameters after its buffers and the runtime context: its
+/// range, or a Block's rows, columns and product block (pointer, stride).
+static SmallVector<Type *, 8> taskParams(LLVMContext &ctx, KernelForm form) {
+  Type *ptr = PointerType::getUnqual(ctx), *i64 = Type::getInt64Ty(ctx);
+  SmallVector<Type *, 8> params{ptr, ptr, i64, i64};
+  if (form == KernelForm::Block)
+    params.append({i64, i64, ptr, i64});
+  return params;
+}
+
 Function *KernelBuilder::closeKernel() {
-  unsigned ranges = currentForm == KernelForm::Block ? 4 : 2;
-  Type *ptr = eb->getPtrTy(), *i64e = eb->getInt64Ty();
-  SmallVector<Type *, 6> params{ptr, ptr};
-  params.append(ranges, i64e);
-  auto *taskTy = FunctionType::get(eb->getVoidTy(), params, false);
+  auto *taskTy = FunctionType::get(
+      eb->getVoidTy(), taskParams(eb->getContext(), currentForm), false);
   if (open) {
     // The task: loads the buffers from args and calls the body.
     b().CreateRetVoid();
     LLVMContext &ctx = *part().ctx;
-    Type *kptr = b().getPtrTy(), *ki64 = b().getInt64Ty();
-    SmallVector<Type *, 6> kparams{kptr, kptr};
-    kparams.append(ranges, ki64);
-    auto *fty = FunctionType::get(b().getVoidTy(), kparams, false);
+    Type *kptr = b().getPtrTy();
+    auto *fty =
+        FunctionType::get(b().getVoidTy(), taskParams(ctx, currentForm), false);
     auto *task = Function::Create(fty, Function::ExternalLinkage, currentTask,
                                   *part().m);
     task->addFnAttr(Attribute::NoUnwind);
@@ -162,7 +173,7 @@ Function *KernelBuilder::closeKernel() {
     for (size_t i = 0; i < current.buf.size(); ++i)
       callArgs.push_back(tb.CreateLoad(
           kptr, tb.CreateConstInBoundsGEP1_64(kptr, task->getArg(0), i)));
-    for (unsigned a = 1; a < 2 + ranges; ++a)
+    for (unsigned a = 1; a < fty->getNumParams(); ++a)
       callArgs.push_back(task->getArg(a));
     tb.CreateCall(current.fn, callArgs);
     tb.CreateRetVoid();
@@ -251,6 +262,12 @@ Value *KernelBuilder::entrySlot(int64_t s) {
   Type *ptr = eb->getPtrTy();
   return eb->CreateLoad(
       ptr, eb->CreateConstInBoundsGEP1_64(ptr, entry->getArg(0), s));
+}
+
+Value *KernelBuilder::entrySlotOrNull(int64_t s) {
+  if (s >= 0)
+    return entrySlot(s);
+  return ConstantPointerNull::get(eb->getPtrTy());
 }
 
 void KernelBuilder::callMatMul(ArrayRef<Value *> mmArgs, Value *epilogue) {

@@ -43,7 +43,8 @@ inline constexpr int64_t kElementGrain = 1 << 15;
 enum class KernelForm {
   /// Iterations [begin, end) of its outermost parallel loop.
   Range,
-  /// A GEMM epilogue: block [begin, end) x [colBegin, colEnd) of C.
+  /// A GEMM epilogue: block [begin, end) x [colBegin, colEnd) of C, whose
+  /// element (begin, colBegin) is at `product`, its rows productLd apart.
   Block,
 };
 
@@ -52,8 +53,9 @@ struct Kernel {
   llvm::Function *fn = nullptr;
   llvm::SmallVector<llvm::Value *, 4> buf; ///< one pointer per buffer
   llvm::Value *rt = nullptr, *begin = nullptr, *end = nullptr;
-  /// The columns of a Block kernel.
+  /// The columns of a Block kernel, and its block of the product.
   llvm::Value *colBegin = nullptr, *colEnd = nullptr;
+  llvm::Value *product = nullptr, *productLd = nullptr;
 };
 
 class KernelBuilder {
@@ -121,6 +123,8 @@ public:
   llvm::IRBuilder<> &entryBuilder() { return *eb; }
   /// The pointer in slot s, loaded in the entry point.
   llvm::Value *entrySlot(int64_t s);
+  /// entrySlot(s), or a null pointer if s is -1.
+  llvm::Value *entrySlotOrNull(int64_t s);
   /// Calls the runtime GEMM with module 0's micro-kernels from the entry
   /// point: args are kiln_rt_matmul's after `rt` and before the kernels.
   void callMatMul(llvm::ArrayRef<llvm::Value *> args,

@@ -51,7 +51,7 @@ void registerFusedLowerings(LoweringTable &t);
 /// `sig`): its input in slot x into its column matrix in slot cols. Returns
 /// kiln_rt_matmul's arguments for the GEMM per image that follows (see
 /// KernelBuilder::callMatMul): y[n] (O x OH*OW) = w (O x C*K*K) . cols[n],
-/// into slot y.
+/// into slot y (-1: the product is for the GEMM's epilogue only).
 llvm::SmallVector<llvm::Value *, 11>
 lowerConvolution(KernelBuilder &kb, const Node &sig, const Node &conv,
                  int64_t x, int64_t w, int64_t cols, int64_t y);

@@ -38,13 +38,14 @@ extern "C" void kiln_rt_matmul(RuntimeContext *rt, const float *a,
     GemmOperand A{a + i * strideA, ta ? m : k, ta};
     GemmOperand B{b + i * strideB, tb ? k : n, tb};
     Ctx ctx{epilogue, epilogueArgs, rt, i * m};
-    GemmEpilogue epi{
-        [](void *p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
-          auto *c = static_cast<Ctx *>(p);
-          c->task(c->args, c->rt, c->row0 + i0, c->row0 + i1, j0, j1);
-        },
-        &ctx};
-    gemm(m, n, k, A, B, c + i * strideC, n, false, kern, pool,
+    GemmEpilogue epi{[](void *p, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+                        const float *block, int64_t ldc) {
+                       auto *x = static_cast<Ctx *>(p);
+                       x->task(x->args, x->rt, x->row0 + i0, x->row0 + i1, j0,
+                               j1, block, ldc);
+                     },
+                     &ctx};
+    gemm(m, n, k, A, B, c ? c + i * strideC : nullptr, n, false, kern, pool,
          epilogue ? &epi : nullptr);
   };
   // Many small products: one per thread. Few large ones: split each.

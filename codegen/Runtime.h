@@ -34,9 +34,11 @@ struct RuntimeContext {
 /// A kernel task: runs iterations [begin, end).
 using KernelTask = void (*)(void **bufs, RuntimeContext *rt, int64_t begin,
                             int64_t end);
-/// A GEMM epilogue task: runs on block C[i0:i1, j0:j1].
+/// A GEMM epilogue task: runs on block C[i0:i1, j0:j1], whose element
+/// (i0, j0) is at c, its rows ldc apart.
 using EpilogueTask = void (*)(void **bufs, RuntimeContext *rt, int64_t i0,
-                              int64_t i1, int64_t j0, int64_t j1);
+                              int64_t i1, int64_t j0, int64_t j1,
+                              const float *c, int64_t ldc);
 
 extern "C" {
 void kiln_rt_parallel_for(RuntimeContext *rt, KernelTask task, void **bufs,
@@ -46,8 +48,10 @@ void kiln_rt_parallel_for(RuntimeContext *rt, KernelTask task, void **bufs,
 /// in elements between consecutive batches (0: shared). `kernels` is the
 /// module's table of micro-kernels (kiln::GemmKernels) for an mr x nr tile.
 /// If `epilogue` is not null, it is called as
-/// epilogue(epilogueArgs, rt, b*m + i0, b*m + i1, j0, j1) on each finished
-/// block C[b][i0:i1, j0:j1]: the rows of the batch are numbered in turn.
+/// epilogue(epilogueArgs, rt, b*m + i0, b*m + i1, j0, j1, c, ldc) on each
+/// finished block C[b][i0:i1, j0:j1]: the rows of the batch are numbered in
+/// turn. c may then be null: the product is for the epilogue only, and
+/// kiln::gemm keeps its blocks in each thread's buffers.
 void kiln_rt_matmul(RuntimeContext *rt, const float *a, const float *b,
                     float *c, int64_t batch, int64_t m, int64_t n, int64_t k,
                     int32_t flags, int64_t strideA, int64_t strideB,

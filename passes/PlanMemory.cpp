@@ -265,34 +265,26 @@ BufferPlan kiln::planMemory(const Graph &g) {
     default:
       continue; // results get their slots with their fused node
     }
-    // A gemm or conv kernel's GEMM writes its product into the slot of a
-    // result (the product, or one the epilogue computes over it: each
-    // element is read before its result is stored there), if one has a
-    // slot of its own: an in-place result's is a leaf the kernel may read.
-    // A reduce kernel accumulates into its product's slot or scratch.
+    // A kernel's product (a GEMM's C, a reduction's accumulator) is in its
+    // result's slot if it is a result. Else a reduction accumulates in
+    // scratch, and a GEMM keeps each block in its threads' buffers.
     const Node *productOp = n.op == Op::Fused ? productNode(n) : nullptr;
     int64_t product = productOp ? productResult(n) : -1;
-    bool gemmKind = productOp && n.stringAttr("kind") != "reduce";
-    auto claim = [&](int64_t k, int64_t slot, bool inPlace) {
-      if (slot >= 0 && (k == product || (gemmKind && !inPlace && product < 0 &&
-                                         plan.productOf[i] < 0)))
-        plan.productOf[i] = slot;
-    };
-    if (n.op == Op::Fused)
-      claim(0, plan.slotOf[i], inPlaceOf[i] >= 0);
+    if (product == 0)
+      plan.productOf[i] = plan.slotOf[i];
     if (n.op == Op::Fused)
       for (auto &[k, nodes] : resultNodes.lookup(&n)) {
         const Node &r = *g.nodes[nodes[0]];
-        bool inPlace = inPlaceOf[nodes[0]] >= 0;
         int64_t slot =
-            inPlace
+            inPlaceOf[nodes[0]] >= 0
                 ? plan.slotOf[inPlaceOf[nodes[0]]]
                 : newSlot(-1,
                           *numElements(r.type.shape) * dtypeSize(r.type.dtype),
                           i);
         for (int64_t ri : nodes)
           plan.slotOf[ri] = slot;
-        claim(k, slot, inPlace);
+        if (k == product)
+          plan.productOf[i] = slot;
       }
     plan.kernels += plan.storage[i] == Storage::Buffer;
     bool conv = n.op == Op::Conv2d ||
@@ -304,7 +296,8 @@ BufferPlan kiln::planMemory(const Graph &g) {
       int64_t cols = y[0] * w[1] * w[2] * w[3] * y[2] * y[3];
       plan.colsOf[i] = newSlot(-1, cols * 4, i);
     }
-    if (productOp && plan.productOf[i] < 0)
+    if (productOp && productOp->info().flags & Reduction &&
+        plan.productOf[i] < 0)
       plan.productOf[i] = newSlot(-1, bytes, i);
   }
 

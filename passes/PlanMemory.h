@@ -52,9 +52,10 @@ struct BufferPlan {
   std::vector<int64_t> bytes;
   /// Per gemm, conv or reduce kernel: the slot its GEMM writes the product
   /// to, or its reduction accumulates in: the product's own if it is a
-  /// result, else a gemm or conv kernel's first result that is not written
-  /// in place (the epilogue reads each element before it stores the result
-  /// there), else scratch. -1 for other nodes.
+  /// result, else a reduction's scratch. -1 for other nodes, and for a gemm
+  /// or conv kernel whose product is no result: the GEMM keeps each block
+  /// in its threads' buffers for the epilogue, and never writes it to
+  /// memory.
   std::vector<int64_t> productOf;
   /// Per conv2d node or conv kernel: the scratch slot of its im2col column
   /// matrix; -1 for other nodes.

@@ -124,37 +124,76 @@ void packA(const GemmOperand &A, int64_t MR, int64_t i0, int64_t mc, int64_t k0,
   }
 }
 
+using Buffer = std::unique_ptr<float, decltype(&std::free)>;
+
+Buffer alloc(int64_t floats) {
+  return Buffer(static_cast<float *>(std::aligned_alloc(64, floats * 4)),
+                &std::free);
+}
+
+/// A buffer of the calling thread's with room for `floats` floats, kept for
+/// its later calls (one per `Use`, so that two buffers in use at once are
+/// distinct).
+enum class Use { A, Tile, Panel };
+float *threadBuffer(Use use, int64_t floats) {
+  thread_local Buffer bufs[3] = {
+      {nullptr, &std::free}, {nullptr, &std::free}, {nullptr, &std::free}};
+  thread_local int64_t sizes[3] = {0, 0, 0};
+  int u = int(use);
+  if (sizes[u] < floats) {
+    bufs[u] = alloc(floats);
+    sizes[u] = floats;
+  }
+  return bufs[u].get();
+}
+
 /// C[i0:i1, j0:j1] (+)= op(A)[i0:i1, :] · op(B)[:, j0:j1].
 /// Then runs the epilogue on each MC x NR block of C after its last K
-/// block, while the block is in L1 or L2.
+/// block, while the block is in L1 or L2. A null C (with an epilogue) is
+/// kept in the thread's buffers: with one K block, each MC x NR block in a
+/// tile that stays in cache; with several, the rows' panel of each NC
+/// columns, which the K blocks accumulate into.
 void gemmBlock(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K,
                const GemmOperand &A, const GemmOperand &B, float *C,
                int64_t ldc, bool accumulate, const GemmKernels &kern,
                const GemmEpilogue *epi) {
+  assert((C || (epi && !accumulate)) && "a null C is for an epilogue only");
   if (K == 0) {
+    if (!C) {
+      ldc = j1 - j0;
+      C = threadBuffer(Use::Panel, (i1 - i0) * ldc) - i0 * ldc - j0;
+    }
     for (int64_t i = i0; i < i1 && !accumulate; ++i)
       std::fill(C + i * ldc + j0, C + i * ldc + j1, 0.0f);
     if (epi)
-      epi->fn(epi->ctx, i0, i1, j0, j1);
+      epi->fn(epi->ctx, i0, i1, j0, j1, C + i0 * ldc + j0, ldc);
     return;
   }
   const int64_t MR = kern.mr, NR = kern.nr, MC = MR * MCTiles;
   // kc <= KC, and NC is a multiple of NR, so the padded panel fits KC x NC.
-  using Buffer = std::unique_ptr<float, decltype(&std::free)>;
-  auto alloc = [](int64_t floats) {
-    return Buffer(static_cast<float *>(std::aligned_alloc(64, floats * 4)),
-                  &std::free);
-  };
-  thread_local Buffer bBuf = alloc(KC * NC), aBuf(nullptr, &std::free);
-  thread_local int64_t aFloats = 0;
-  if (aFloats < MC * KC) {
-    aBuf = alloc(MC * KC);
-    aFloats = MC * KC;
-  }
-  float *bp = bBuf.get(), *ap = aBuf.get();
+  thread_local Buffer bBuf = alloc(KC * NC);
+  float *bp = bBuf.get(), *ap = threadBuffer(Use::A, MC * KC);
   // Equal K blocks (784 = 3 x 262, not 3 x 256 + 16): a short last block
   // would pay the C tile's loads and stores for few FMAs.
   int64_t blocks = (K + KC - 1) / KC, kBlock = (K + blocks - 1) / blocks;
+  // Where block (ic + ir, jc + jr) of C is: in C, in the tile, or in the
+  // panel of rows [i0, i1) and columns [jc, jc + NC).
+  const bool tile = !C && blocks == 1, panel = !C && blocks > 1;
+  float *tileBuf = tile ? threadBuffer(Use::Tile, MC * NR) : nullptr;
+  float *panelBuf = panel ? threadBuffer(Use::Panel, (i1 - i0) * NC) : nullptr;
+  auto cBlock = [&](int64_t ic, int64_t ir, int64_t jc, int64_t jr,
+                    int64_t &ld) {
+    if (tile) {
+      ld = NR;
+      return tileBuf + ir * NR;
+    }
+    if (panel) {
+      ld = NC;
+      return panelBuf + (ic + ir - i0) * NC + jr;
+    }
+    ld = ldc;
+    return C + (ic + ir) * ldc + jc + jr;
+  };
   // B not transposed is packed by the first row tile's kernel as it reads
   // it, when that tile is a whole one. When one block of A covers all the
   // rows, no strip is needed again after its column of tiles, so every
@@ -173,28 +212,32 @@ void gemmBlock(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K,
         if (!A.trans)
           packA(A, MR, ic, mc, pc, kc, ap);
         for (int64_t jr = 0; jr < nc; jr += NR) {
-          const float *panel = ap;
+          const float *aPanel = ap;
           float *strip = oneStrip ? bp : bp + jr * kc;
           int64_t nr = std::min(NR, nc - jr);
           for (int64_t ir = 0; ir < mc;) {
             int64_t rows = tileRows(mc - ir, MR), lda = rows;
-            const float *a = panel;
+            const float *a = aPanel;
             if (A.trans) {
               a = A.data + pc * A.ld + ic + ir;
               lda = A.ld;
             }
-            float *c = C + (ic + ir) * ldc + jc + jr;
+            int64_t ld;
+            float *c = cBlock(ic, ir, jc, jr, ld);
             if (fusePackB && ic == i0 && ir == 0)
               kern.packing()(kc, a, lda, B.data + pc * B.ld + jc + jr, B.ld,
-                             strip, c, ldc, nr, overwrite);
+                             strip, c, ld, nr, overwrite);
             else
-              kern.plain(rows)(kc, a, lda, strip, 0, nullptr, c, ldc, nr,
+              kern.plain(rows)(kc, a, lda, strip, 0, nullptr, c, ld, nr,
                                overwrite);
-            panel += rows * kc;
+            aPanel += rows * kc;
             ir += rows;
           }
-          if (epi && pc + kc == K)
-            epi->fn(epi->ctx, ic, ic + mc, jc + jr, jc + jr + nr);
+          if (epi && pc + kc == K) {
+            int64_t ld;
+            const float *c = cBlock(ic, 0, jc, jr, ld);
+            epi->fn(epi->ctx, ic, ic + mc, jc + jr, jc + jr + nr, c, ld);
+          }
         }
       }
     }

@@ -52,12 +52,14 @@ struct GemmKernels {
 };
 
 /// Work on C's final values while they are still in cache: the GEMM calls
-/// fn(ctx, i0, i1, j0, j1) once for each block C[i0:i1, j0:j1] after its
-/// last K block, so that every element is passed exactly once, from the
-/// thread that computed it. A compiled step's epilogue (bias, activation,
-/// an optimizer update) runs there.
+/// fn(ctx, i0, i1, j0, j1, c, ldc) once for each block C[i0:i1, j0:j1]
+/// after its last K block, so that every element is passed exactly once,
+/// from the thread that computed it. c points at the block's element
+/// (i0, j0), its rows ldc apart. A compiled step's epilogue (bias,
+/// activation, an optimizer update) runs there.
 struct GemmEpilogue {
-  void (*fn)(void *ctx, int64_t i0, int64_t i1, int64_t j0, int64_t j1);
+  void (*fn)(void *ctx, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+             const float *c, int64_t ldc);
   void *ctx;
 };
 
@@ -68,7 +70,10 @@ inline constexpr int64_t kGemmMaxNR = 64;
 /// row stride ldc. With a pool, rows or columns of C are split across its
 /// threads in whole micro-tiles; K never is, so every element is summed in
 /// the same order whatever the thread count. `epilogue`, if given, runs on
-/// each block of C as it is finished.
+/// each block of C as it is finished. C may then be null: the product is
+/// for the epilogue only, and each block of it is kept in a buffer of the
+/// thread's (an MC x NR tile when K fits one K block, which stays in cache,
+/// else a panel of the thread's rows), so C is never written to memory.
 void gemm(int64_t M, int64_t N, int64_t K, GemmOperand A, GemmOperand B,
           float *C, int64_t ldc, bool accumulate, const GemmKernels &kernels,
           ThreadPool *pool = nullptr, const GemmEpilogue *epilogue = nullptr);

@@ -68,7 +68,7 @@ kiln::lowerConvolution(KernelBuilder &kb, const Node &sig, const Node &conv,
   // y[n] (O x P) = w (O x CKK) . cols[n] (CKK x P), per image.
   int64_t O = ws[0], CKK = ws[1] * ws[2] * ws[3], P = ys[2] * ys[3];
   IRBuilder<> &eb = kb.entryBuilder();
-  return {kb.entrySlot(w),      kb.entrySlot(cols), kb.entrySlot(y),
+  return {kb.entrySlot(w),      kb.entrySlot(cols), kb.entrySlotOrNull(y),
           eb.getInt64(ys[0]),   eb.getInt64(O),     eb.getInt64(P),
           eb.getInt64(CKK),     eb.getInt32(0),     eb.getInt64(0),
           eb.getInt64(CKK * P), eb.getInt64(O * P)};

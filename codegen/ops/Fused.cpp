@@ -33,11 +33,14 @@ using namespace llvm;
 
 namespace {
 
-/// An element of a value: its flat index, and its index per axis where the
-/// loop knows it without division (a GEMM epilogue's row and column).
+/// An element of a value: its flat index, its index per axis where the
+/// loop knows it without division (a GEMM epilogue's row and column), and
+/// in a GEMM epilogue its offset in the block of the product the GEMM
+/// passed (Kernel::product).
 struct Index {
   Value *flat;
   SmallVector<Value *, 4> axes;
+  Value *product = nullptr;
 };
 
 /// What a rows kernel knows of the row it computes: each softmax's max and
@@ -74,6 +77,9 @@ private:
                      at.flat);
     case Op::MatMul:
     case Op::Conv2d:
+      // An epilogue reads the product only at the element it computes, so
+      // the index that reaches it is the element's own.
+      return kb.loadF(k.product, at.product);
     case Op::Sum:
     case Op::Mean:
     case Op::Max:
@@ -268,9 +274,10 @@ void lowerGemmKernel(KernelBuilder &kb, const Node &n) {
   for (auto &np : n.body->nodes)
     if (np->op == Op::MatMul)
       mm = np.get();
+  // The product's slot if it is a result; else the GEMM keeps it in its
+  // threads' buffers, and it is never written to memory.
   int64_t cSlot = kb.plan().productOf[kb.nodeIndex(n)];
-  Buffers bufs = buffersOf(kb, n, {cSlot});
-  int productBuf = bufs.of(cSlot);
+  Buffers bufs = buffersOf(kb, n);
   const int64_t M = mm->type.shape[0], N = mm->type.shape[1];
   const int64_t K = mm->operands[0]->type.shape[1];
   if (kb.beginKernel(n, bufs.slots.size(), ".epilogue", /*unique=*/false,
@@ -278,9 +285,12 @@ void lowerGemmKernel(KernelBuilder &kb, const Node &n) {
     Kernel &k = kb.kernel();
     kb.loop(k.begin, k.end, [&](Value *i) {
       Value *row = kb.mul(i, N);
+      Value *blockRow =
+          kb.b().CreateMul(kb.b().CreateSub(i, k.begin), k.productLd);
       kb.loop(k.colBegin, k.colEnd, [&](Value *j) {
-        emitElement(kb, *n.body, bufs, {kb.add(row, j), {i, j}}, productBuf,
-                    mm);
+        Index at{kb.add(row, j), {i, j}};
+        at.product = kb.add(blockRow, kb.b().CreateSub(j, k.colBegin));
+        emitElement(kb, *n.body, bufs, at, -1, mm);
       });
     });
   }
@@ -289,7 +299,7 @@ void lowerGemmKernel(KernelBuilder &kb, const Node &n) {
   IRBuilder<> &eb = kb.entryBuilder();
   kb.launchGemm(bufs.slots,
                 {kb.entrySlot(kb.slot(a)), kb.entrySlot(kb.slot(w)),
-                 kb.entrySlot(cSlot), eb.getInt64(1), eb.getInt64(M),
+                 kb.entrySlotOrNull(cSlot), eb.getInt64(1), eb.getInt64(M),
                  eb.getInt64(N), eb.getInt64(K), eb.getInt32(ta | tb << 1),
                  eb.getInt64(M * K), eb.getInt64(0), eb.getInt64(M * N)});
 }
@@ -312,18 +322,20 @@ void lowerConvKernel(KernelBuilder &kb, const Node &n) {
   };
   auto mmArgs = lowerConvolution(kb, n, *conv, operand(0), operand(1),
                                  kb.plan().colsOf[i], ySlot);
-  Buffers bufs = buffersOf(kb, n, {ySlot});
-  int productBuf = bufs.of(ySlot);
+  Buffers bufs = buffersOf(kb, n);
   if (kb.beginKernel(n, bufs.slots.size(), ".epilogue", /*unique=*/false,
                      KernelForm::Block, bufs.key())) {
     Kernel &k = kb.kernel();
     kb.loop(k.begin, k.end, [&](Value *r) {
       SmallVector<Value *, 4> image = kb.unravel(r, {y[0], O});
       Value *row = kb.mul(r, P);
+      Value *blockRow =
+          kb.b().CreateMul(kb.b().CreateSub(r, k.begin), k.productLd);
       kb.loop(k.colBegin, k.colEnd, [&](Value *j) {
         Index at{kb.add(row, j), image};
         at.axes.append(kb.unravel(j, {y[2], y[3]}));
-        emitElement(kb, *n.body, bufs, at, productBuf, conv);
+        at.product = kb.add(blockRow, kb.b().CreateSub(j, k.colBegin));
+        emitElement(kb, *n.body, bufs, at, -1, conv);
       });
     });
   }

@@ -138,12 +138,11 @@ TEST(PlanMemory, AnUpdateIsCopiedWhenItsKernelReadsOtherElementsOfTheLeaf) {
   EXPECT_EQ(plan.endCopies.size(), 1u);
 }
 
-const std::string kResult = "  %r = result %f {index = 1} : f32[2, 4, 4, 4]\n";
-
 /// A convolution and its epilogue computing b + conv2d(x, w) and its relu,
-/// with `tail` after it (its results, updates and returns).
-std::string convKernel(llvm::StringRef tail) {
-  return (R"(graph @g {
+/// returning the convolution too if `exposed`, with `tail` after it (its
+/// results, updates and returns).
+std::string convKernel(bool exposed, llvm::StringRef tail) {
+  return (llvm::Twine(R"(graph @g {
   %x = input {name = "x"} : f32[2, 3, 6, 6]
   %w = param {init = "zeros", name = "w"} : f32[4, 3, 3, 3]
   %b = param {init = "zeros", name = "b"} : f32[2, 4, 4, 4]
@@ -154,22 +153,21 @@ std::string convKernel(llvm::StringRef tail) {
     %3 = arg {index = 2} : f32[2, 4, 4, 4]
     %4 = add %3, %2 : f32[2, 4, 4, 4]
     %5 = relu %4 : f32[2, 4, 4, 4]
-    return %4, %5
+    return %4, %5)") +
+          (exposed ? ", %2" : "") + R"(
   }
-)" + tail +
-          "\n}")
+  %r = result %f {index = 1} : f32[2, 4, 4, 4]
+)" + tail + "\n}")
       .str();
 }
 
-TEST(PlanMemory, AConvKernelWritesItsProductOverAResult) {
-  // The GEMM writes the product into the first result's buffer, where the
-  // epilogue reads each element before it stores the result; the column
-  // matrix (2 images x 27 rows x 16 pixels) is scratch.
-  BufferPlan plan = planOf(
-      convKernel(kResult + "  %s = add %f, %r : f32[2, 4, 4, 4]\n  return %s"));
-  ;
-  EXPECT_EQ(plan.productOf[3], plan.slotOf[3]);
-  EXPECT_NE(plan.productOf[3], plan.slotOf[4]);
+TEST(PlanMemory, AConvKernelsProductThatIsNoResultHasNoSlot) {
+  // The GEMM keeps each block of it in its threads' buffers for the
+  // epilogue; the column matrix (2 images x 27 rows x 16 pixels) is
+  // scratch.
+  BufferPlan plan = planOf(convKernel(
+      false, "  %s = add %f, %r : f32[2, 4, 4, 4]\n  return %s"));
+  EXPECT_EQ(plan.productOf[3], -1);
   ASSERT_GE(plan.colsOf[3], 0);
   EXPECT_EQ(plan.bytes[plan.colsOf[3]], 2 * 27 * 16 * 4);
   EXPECT_EQ(plan.leafOf[plan.colsOf[3]], -1);
@@ -178,25 +176,34 @@ TEST(PlanMemory, AConvKernelWritesItsProductOverAResult) {
       EXPECT_EQ(plan.productOf[i], -1) << "node %" << i;
 }
 
-TEST(PlanMemory, AConvKernelsProductSkipsAResultWrittenInPlace) {
-  // Result 0 is written over b, which the epilogue reads: the product goes
-  // into result 1's buffer instead.
-  BufferPlan plan =
-      planOf(convKernel(kResult + "  update \"b\", %f\n  return %r"));
-  ;
+TEST(PlanMemory, AConvKernelsProductThatIsAResultIsWrittenInItsSlot) {
+  // Result 0 is written over b, which the epilogue reads; the product is
+  // result 2, in a slot of its own.
+  BufferPlan plan = planOf(convKernel(
+      true, "  %c = result %f {index = 2} : f32[2, 4, 4, 4]\n"
+            "  %s = add %r, %c : f32[2, 4, 4, 4]\n"
+            "  update \"b\", %f\n  return %s"));
   ASSERT_TRUE(plan.inPlace[3]);
   EXPECT_EQ(plan.slotOf[3], plan.slotOf[2]);
-  EXPECT_EQ(plan.productOf[3], plan.slotOf[4]);
+  EXPECT_EQ(plan.productOf[3], plan.slotOf[5]);
+  EXPECT_NE(plan.slotOf[5], plan.slotOf[4]);
+  EXPECT_EQ(plan.leafOf[plan.slotOf[5]], -1);
 }
 
-TEST(PlanMemory, AConvKernelsProductGoesToScratchWhenEveryResultIsInPlace) {
-  BufferPlan plan = planOf(convKernel("  update \"b\", %f"));
-  ASSERT_TRUE(plan.inPlace[3]);
-  int64_t product = plan.productOf[3];
-  ASSERT_GE(product, 0);
-  EXPECT_EQ(plan.leafOf[product], -1);
-  EXPECT_EQ(plan.bytes[product], 2 * 4 * 4 * 4 * 4);
-  EXPECT_NE(product, plan.colsOf[3]);
+TEST(PlanMemory, AReductionThatIsNoResultAccumulatesInScratch) {
+  BufferPlan plan = planOf(R"(graph @g {
+  %a = input {name = "a"} : f32[64, 32]
+  %f = fused %a {kind = "reduce"} : f32[32] {
+    %0 = arg {index = 0} : f32[64, 32]
+    %1 = sum %0 {axes = [0], keepdims = 0} : f32[32]
+    %2 = exp %1 : f32[32]
+    return %2
+  }
+  return %f
+})");
+  ASSERT_GE(plan.productOf[1], 0);
+  EXPECT_NE(plan.productOf[1], plan.slotOf[1]);
+  EXPECT_EQ(plan.bytes[plan.productOf[1]], 128);
 }
 
 } // namespace
