@@ -68,6 +68,8 @@ struct TrainSetup {
     TrainingOptions t;
     if (optimizer)
       t.optimizer = &config.optimizer;
+    t.dropGradients = true; // as kiln train
+
     auto steps = trainingPipeline(t);
     if (!steps) {
       error = llvm::toString(steps.takeError());

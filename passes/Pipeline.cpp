@@ -16,6 +16,9 @@ static const char *const kTrainingPipeline[] = {
     // Each parameter's update and its optimizer state (only when a train
     // block names an optimizer; its options come from there).
     "optimizer",
+    // The step returns its loss and new values: the gradients the updates
+    // read are no outputs (only with an optimizer, for `kiln train`).
+    "drop-gradients",
     // Local identities: x * 1, x + 0, double transposes, no-op reshapes.
     "simplify",
     // One node per value, so the backward pass shares what the forward
@@ -56,6 +59,8 @@ std::string kiln::trainingPipelineText(const TrainingOptions &opts) {
   std::string text;
   for (llvm::StringRef pass : kTrainingPipeline) {
     if ((pass == "optimizer" && !opts.optimizer) ||
+        (pass == "drop-gradients" &&
+         (!opts.optimizer || !opts.dropGradients)) ||
         (pass == "mix-targets" && opts.mixLabels.empty()))
       continue;
     text += (text.empty() ? "" : ",") + pass.str();

@@ -21,6 +21,9 @@ struct TrainingOptions {
   std::string mixLabels;
   /// Inputs autodiff also differentiates (kiln's --wrt).
   std::vector<std::string> wrtInputs;
+  /// With an optimizer: drop the gradients its updates read (the step
+  /// `kiln train` runs, which returns no gradients).
+  bool dropGradients = false;
 };
 
 /// The training pipeline as `--passes=` text, with the optional passes and

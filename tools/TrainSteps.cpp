@@ -135,6 +135,7 @@ Steps::get(std::map<int64_t, std::unique_ptr<StepSlots>> &cache, int64_t batch,
   if (train) {
     TrainingOptions opts;
     opts.optimizer = &c.optimizer;
+    opts.dropGradients = true;
     if (c.mixup > 0 || c.cutmix > 0)
       opts.mixLabels = yName;
     auto pipeline = trainingPipeline(opts);

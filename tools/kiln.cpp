@@ -318,10 +318,13 @@ static int runDump() {
                   " shows the forward graph, which no pass changes";
     if (auto e = refusePassFlags(why))
       return fail(llvm::toString(std::move(e)));
-  } else if (auto e = makeTrainingGraph(
-                 *g, trainingOptionsOf(*o->file, *o->model, *g),
-                 /*kernels=*/stage == Stage::Opt)) {
-    return fail(llvm::toString(std::move(e)));
+  } else {
+    // opt, llvm and asm show the step `kiln train` runs, which returns no
+    // gradients; grad shows them.
+    TrainingOptions topts = trainingOptionsOf(*o->file, *o->model, *g);
+    topts.dropGradients = stage != Stage::Grad;
+    if (auto e = makeTrainingGraph(*g, topts, /*kernels=*/stage == Stage::Opt))
+      return fail(llvm::toString(std::move(e)));
   }
   if (stage == Stage::LLVM || stage == Stage::Asm) {
     auto jit = makeJIT();

@@ -125,13 +125,13 @@ TEST(Passes, PipelineRefusesUnknownPasses) {
   EXPECT_EQ(llvm::toString(std::move(err)),
             "unknown pass 'frob' (known passes: autodiff, simplify, dce, cse, "
             "fuse-elementwise, fuse-rows, fuse-epilogues, mix-targets, "
-            "optimizer)");
+            "optimizer, drop-gradients)");
   PassOptions printing;
   printing.printBefore = {"frob"};
   EXPECT_EQ(llvm::toString(runPipeline(g, "", printing, llvm::nulls())),
             "--print-before names unknown pass 'frob' (known passes: "
             "autodiff, simplify, dce, cse, fuse-elementwise, fuse-rows, "
-            "fuse-epilogues, mix-targets, optimizer)");
+            "fuse-epilogues, mix-targets, optimizer, drop-gradients)");
 }
 
 TEST(Passes, OptionsAreCheckedWherePassesTakeThem) {

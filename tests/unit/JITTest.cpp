@@ -13,6 +13,7 @@
 #include "JITTestUtil.h"
 #include "TestUtil.h"
 #include "ir/Graph.h"
+#include "ir/Optimizers.h"
 #include "passes/Autodiff.h"
 #include "passes/Passes.h"
 #include "passes/Pipeline.h"
@@ -650,6 +651,37 @@ TEST(JITPlan, MLPKernels) { expectPlanIsSound("mlp", 16, true); }
 TEST(JITPlan, CNNKernels) { expectPlanIsSound("cnn", 4, true); }
 TEST(JITPlan, ResNetKernels) { expectPlanIsSound("resnet", 2, true); }
 
+// The step kiln train runs: Adam's update of each weight in the epilogue of
+// its gradient's GEMM, which keeps the gradient in its threads' tiles (the
+// step returns no gradients).
+TEST(JIT, TrainingStepsWithAdamMatchTheInterpreter) {
+  for (const char *name : {"mlp", "cnn"}) {
+    test::Source src(modelFile(name));
+    auto g = test::lowerSource(src, {{"N", 4}});
+    ASSERT_TRUE(g) << src.errors;
+    OptimizerConfig adam{"adam", {}};
+    for (const OptimizerArg &a : findOptimizer("adam")->args)
+      adam.args[a.name] = a.def.value_or(0.01);
+    TrainingOptions opts;
+    opts.optimizer = &adam;
+    opts.dropGradients = true;
+    auto steps = trainingPipeline(opts);
+    ASSERT_TRUE(bool(steps)) << llvm::toString(steps.takeError());
+    ASSERT_FALSE(bool(runPasses(*g, *steps, {}, llvm::nulls())));
+    ASSERT_TRUE(g->gradients.empty());
+    // Nonnegative, so that Adam's second moments are.
+    auto leaves = randomLeaves(*g, 0, 1, {0, 3, 9}, 11);
+    for (unsigned threads : {1u, 2u}) {
+      JITOptions o;
+      o.threads = threads;
+      auto jit = llvm::cantFail(JIT::create(o));
+      expectRootsMatch(*jit, *g, leaves,
+                       std::string(name) + ", " + std::to_string(threads) +
+                           " threads");
+    }
+  }
+}
+
 TEST(JIT, ResultsAreBitwiseIdenticalAcrossThreadCounts) {
   test::Source src(modelFile("cnn"));
   ModelRun r = trainingGraph(src, 8);
@@ -754,6 +786,40 @@ TEST(JIT, HandWrittenKernelsMatchTheInterpreter) {
     return %3, %2
   }
   return %f
+})",
+      // Products that are no result, written over the parameter their
+      // epilogue reads: kept in the threads' panels with two K blocks
+      // (K = 300), in tiles with one, over row blocks of both threads.
+      R"(graph @g {
+  %a = input {name = "a"} : f32[40,300]
+  %b = input {name = "b"} : f32[300,70]
+  %w = param {init = "zeros", name = "w"} : f32[40,70]
+  %f = fused %a, %b, %w {kind = "gemm"} : f32[40,70] {
+    %0 = arg {index = 0} : f32[40,300]
+    %1 = arg {index = 1} : f32[300,70]
+    %2 = matmul %0, %1 : f32[40,70]
+    %3 = arg {index = 2} : f32[40,70]
+    %4 = constant {value = 0.125} : f32[40,70]
+    %5 = mul %2, %4 : f32[40,70]
+    %6 = sub %3, %5 : f32[40,70]
+    return %6
+  }
+  update "w", %f
+})",
+      R"(graph @g {
+  %a = input {name = "a"} : f32[64,700]
+  %b = input {name = "b"} : f32[64,30]
+  %w = param {init = "zeros", name = "w"} : f32[700,30]
+  %t = transpose %a {perm = [1,0]} : f32[700,64]
+  %f = fused %t, %b, %w {kind = "gemm"} : f32[700,30] {
+    %0 = arg {index = 0} : f32[700,64]
+    %1 = arg {index = 1} : f32[64,30]
+    %2 = matmul %0, %1 : f32[700,30]
+    %3 = arg {index = 2} : f32[700,30]
+    %4 = sub %3, %2 : f32[700,30]
+    return %4
+  }
+  update "w", %f
 })",
       // Conv kernels: a bias per channel and its relu, at stride 2 (rows of
       // the epilogue are image * channels + channel).
