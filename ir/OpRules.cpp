@@ -61,7 +61,8 @@ llvm::Error kiln::checkShape(const Node &n, llvm::ArrayRef<int64_t> shape) {
                        " has a dimension below 1");
   auto numel = numElements(shape);
   if (!numel || *numel > kMaxElements)
-    return makeError("shape " + shapeStr(shape) + " has too many elements");
+    return makeError("'" + n.info().mnemonic + "' shape " + shapeStr(shape) +
+                     " has too many elements");
   return llvm::Error::success();
 }
 

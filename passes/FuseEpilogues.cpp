@@ -17,9 +17,10 @@
 //     is an elementwise kernel or op of the producer's shape that reads it
 //     only at the element it computes (as an operand of scalar ops). Other
 //     users come later, so they read the producer as a further result.
-//  4. The epilogue takes the broadcasts that only it reads (a bias's): a
-//     GEMM epilogue knows each element's row and column, a convolution's its
-//     image and channel per row, so reading a bias costs no division.
+//  4. The epilogue takes the broadcasts that only it reads, of rank-1 or
+//     rank-2 values, or of any for a convolution (a bias's): a GEMM epilogue
+//     knows each element's row and column, a convolution's its image and
+//     channel per row, so reading a bias costs no division.
 // The GEMM micro-kernels are not specialised: one epilogue function per
 // kernel is all that is generated.
 //
@@ -139,7 +140,9 @@ bool kiln::runFuseEpilogues(Graph &g) {
       llvm::SmallVector<size_t, 2> takes;
       for (size_t k = 0; c && k < c->operands.size(); ++k) {
         const Node *o = c->operands[k];
-        if (o->op == Op::Broadcast && onlyReader(o, c) &&
+        if (o->op == Op::Broadcast &&
+            (p.op == Op::Conv2d || o->operands[0]->type.rank() <= 2) &&
+            onlyReader(o, c) &&
             llvm::count(c->operands, o) == 1 && readsAtElement(*c, k))
           takes.push_back(k);
       }

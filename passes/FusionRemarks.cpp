@@ -183,10 +183,34 @@ private:
       bool product = isProduct(p);
       if (p.op == Op::Result)
         product = isProduct(*w.body->moreOutputs[p.intAttr("index") - 1]);
-      if (product || w.op != Op::Fused)
+      if (w.op != Op::Fused) {
+        // No epilogue formed: its first reader is no elementwise work at
+        // its elements.
+        const Node *first = readers[&p].front();
+        if (first != &c)
+          return "the " + name(w) + " has no epilogue: its first reader, " +
+                 name(*first) +
+                 ", is no elementwise work at the elements it computes, so "
+                 "the others read the product from memory";
+        if (c.type.shape != p.type.shape)
+          return "an epilogue computes values of its product's shape, " +
+                 p.type.str() + ", not " + c.type.str();
+        return "an epilogue reads the product only at the element it "
+               "computes";
+      }
+      if (product)
         return "the " + name(w) +
                " has one epilogue, its first consumer; later ones read its "
                "product from memory";
+      // An epilogue runs inside its producer's kernel: what else it reads
+      // must exist by then.
+      for (const Node *o : c.operands) {
+        const Node *q = producer(o);
+        if (q && index.lookup(&writer(*q)) > index.lookup(&w))
+          return "it is computed by the epilogue of the " + name(w) +
+                 ", which runs before " + name(writer(*q)) +
+                 ", whose value this kernel also reads";
+      }
       return "it is computed by the epilogue of the " + name(w) +
              ", and a kernel fuses into at most one producer";
     }

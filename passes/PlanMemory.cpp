@@ -57,8 +57,9 @@ int64_t resultNumber(const Node &v) {
   return v.op == Op::Result ? v.intAttr("index") : 0;
 }
 
-/// The number of the result of a gemm or reduce kernel f that is its
-/// product (the matmul or reduction), or -1 (also for other kernels).
+/// The number of the result of a gemm, conv or reduce kernel f that is its
+/// product (the matmul, conv2d or reduction), or -1 (also for other
+/// kernels).
 int64_t productResult(const Node &f) {
   if (f.stringAttr("kind") == "elementwise" || f.stringAttr("kind") == "rows")
     return -1;

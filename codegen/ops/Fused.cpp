@@ -357,8 +357,10 @@ void lowerReduceKernel(KernelBuilder &kb, const Node &n) {
   int accBuf = bufs.of(accSlot);
   ReductionLoops loops(src->type.shape, cantFail(reducedAxes(*red)), red->op,
                        *numElements(red->type.shape));
+  // Where it accumulates is part of what the kernel depends on.
+  std::string variant = bufs.key() + " acc " + std::to_string(accBuf);
   if (kb.beginKernel(n, bufs.slots.size(), "", /*unique=*/false,
-                     KernelForm::Range, bufs.key()))
+                     KernelForm::Range, variant))
     loops.emit(
         kb, kb.kernel().buf[accBuf],
         [&](Value *at, ArrayRef<Value *> rowCol) {

@@ -116,10 +116,11 @@ std::string producerBodyError(const Graph &b, llvm::StringRef kind) {
                    "their transposes";
         }
       }
-      if (kind == "conv" && !llvm::all_of(x.operands, [](const Node *o) {
-            return o->op == Op::Arg;
-          }))
-        return "the conv2d of a conv kernel reads only args";
+      if (kind == "conv")
+        for (const Node *o : x.operands)
+          if (o->op != Op::Arg)
+            return "the conv2d of a conv kernel reads only args, not '" +
+                   o->info().mnemonic.str() + "'";
       fromProduct.insert(&x);
       continue;
     }

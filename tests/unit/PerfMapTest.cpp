@@ -11,6 +11,7 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include <cstdlib>
+#include <optional>
 #include <gtest/gtest.h>
 
 using namespace kiln;
@@ -22,7 +23,12 @@ TEST(PerfMap, EveryJITInTheProcessAppendsWholeLinesToOneMap) {
   std::string path = perfMapPath();
   uint64_t before = 0;
   ASSERT_FALSE(llvm::sys::fs::file_size(path, before)) << path;
-  ::setenv("KILN_PERF_MAP", "1", 1);
+  // Set for this test only, whichever way it ends.
+  struct Env {
+    Env() { ::setenv("KILN_PERF_MAP", "1", 1); }
+    ~Env() { ::unsetenv("KILN_PERF_MAP"); }
+  };
+  std::optional<Env> env(std::in_place);
   ASSERT_TRUE(perfMapRequested());
   test::Source src(R"(graph @g {
   %a = input {name = "a"} : f32[64, 64]
@@ -42,7 +48,7 @@ TEST(PerfMap, EveryJITInTheProcessAppendsWholeLinesToOneMap) {
     auto compiled = (*jit)->compile(*g);
     ASSERT_TRUE(bool(compiled)) << llvm::toString(compiled.takeError());
   }
-  ::unsetenv("KILN_PERF_MAP");
+  env.reset();
   EXPECT_FALSE(perfMapRequested());
   auto buf = llvm::MemoryBuffer::getFile(path);
   ASSERT_TRUE(bool(buf)) << path;
