@@ -69,7 +69,6 @@ struct TrainSetup {
     if (optimizer)
       t.optimizer = &config.optimizer;
     t.dropGradients = true; // as kiln train
-
     auto steps = trainingPipeline(t);
     if (!steps) {
       error = llvm::toString(steps.takeError());

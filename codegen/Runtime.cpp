@@ -2,9 +2,13 @@
 
 #include "codegen/Runtime.h"
 #include "ir/OpRules.h"
+#include "passes/PlanMemory.h"
 #include "runtime/ThreadPool.h"
 
 using namespace kiln;
+
+static_assert(kGemmKBlock == kGemmKC,
+              "the memory plan's K block is the runtime GEMM's");
 
 extern "C" void kiln_rt_parallel_for(RuntimeContext *rt, KernelTask task,
                                      void **bufs, int64_t count,

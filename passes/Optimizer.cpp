@@ -11,17 +11,11 @@
 //     ir/Optimizers.cpp declares its state `p.NAME` (zeros, as torch.optim
 //     initialises it), builds torch.optim's update and records the updates.
 //
-// drop-gradients then removes the `gradient` of every parameter the graph
-// updates, for the step `kiln train` runs: its updates read the gradients,
-// nothing else needs them, and so a weight's gradient can stay in the GEMM
-// whose epilogue applies the update, never written to memory.
-//
 //===----------------------------------------------------------------------===//
 #include "ir/Optimizers.h"
 #include "passes/Passes.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringMap.h"
-#include "llvm/ADT/StringSet.h"
 
 using namespace kiln;
 
@@ -104,19 +98,5 @@ llvm::Expected<bool> kiln::runOptimizer(Graph &g, const PassParams &params) {
   }
   for (Node *p : ps)
     buildUpdate(g, *opt, p, grads.lookup(p->stringAttr("name")), scalars);
-  return true;
-}
-
-bool kiln::runDropGradients(Graph &g) {
-  llvm::StringSet<> updated;
-  for (const StateUpdate &u : g.updates)
-    updated.insert(u.name);
-  size_t before = g.gradients.size();
-  llvm::erase_if(g.gradients, [&](const NamedGradient &gr) {
-    return updated.contains(gr.name);
-  });
-  if (g.gradients.size() == before)
-    return false;
-  runDCE(g);
   return true;
 }

@@ -83,6 +83,15 @@ const Node *productNode(const Node &f) {
   return nullptr;
 }
 
+/// The K of a matmul's or conv2d's product: the length of each sum.
+int64_t productDepth(const Node &p) {
+  if (p.op == Op::Conv2d) {
+    const Shape &w = p.operands[1]->type.shape;
+    return w[1] * w[2] * w[3];
+  }
+  return p.operands[0]->type.shape.back();
+}
+
 /// The alias class n would have if all its users allowed it.
 Storage preferredStorage(const Node &n) {
   if (n.op == Op::Result)
@@ -268,24 +277,34 @@ BufferPlan kiln::planMemory(const Graph &g) {
     }
     // A kernel's product (a GEMM's C, a reduction's accumulator) is in its
     // result's slot if it is a result. Else a reduction accumulates in
-    // scratch, and a GEMM keeps each block in its threads' buffers.
+    // scratch. A GEMM whose K fits one K block keeps each block of C in a
+    // tile of its thread's; with more K, it writes C over its first result
+    // not written in place (the epilogue reads each element before it
+    // stores that result there), or into a panel of its thread's.
     const Node *productOp = n.op == Op::Fused ? productNode(n) : nullptr;
     int64_t product = productOp ? productResult(n) : -1;
-    if (product == 0)
-      plan.productOf[i] = plan.slotOf[i];
+    bool overResult = productOp && product < 0 &&
+                      !(productOp->info().flags & Reduction) &&
+                      productDepth(*productOp) > kGemmKBlock;
+    auto claim = [&](int64_t k, int64_t slot, bool inPlace) {
+      if (k == product || (overResult && !inPlace && plan.productOf[i] < 0))
+        plan.productOf[i] = slot;
+    };
+    if (productOp && plan.slotOf[i] >= 0)
+      claim(0, plan.slotOf[i], inPlaceOf[i] >= 0);
     if (n.op == Op::Fused)
       for (auto &[k, nodes] : resultNodes.lookup(&n)) {
         const Node &r = *g.nodes[nodes[0]];
+        bool inPlace = inPlaceOf[nodes[0]] >= 0;
         int64_t slot =
-            inPlaceOf[nodes[0]] >= 0
+            inPlace
                 ? plan.slotOf[inPlaceOf[nodes[0]]]
                 : newSlot(-1,
                           *numElements(r.type.shape) * dtypeSize(r.type.dtype),
                           i);
         for (int64_t ri : nodes)
           plan.slotOf[ri] = slot;
-        if (k == product)
-          plan.productOf[i] = slot;
+        claim(k, slot, inPlace);
       }
     plan.kernels += plan.storage[i] == Storage::Buffer;
     bool conv = n.op == Op::Conv2d ||

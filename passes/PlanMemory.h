@@ -37,6 +37,11 @@ enum class Storage : uint8_t {
   Result,
 };
 
+/// The most K the runtime GEMM sums in one K block (kiln::kGemmKC, which
+/// codegen checks it equals): a product of no more K is finished in one
+/// pass over each block of C, so a tile of C need not outlive its block.
+inline constexpr int64_t kGemmKBlock = 256;
+
 /// Where each value lives while the compiled step runs.
 struct BufferPlan {
   /// Per node: its alias class.
@@ -52,10 +57,14 @@ struct BufferPlan {
   std::vector<int64_t> bytes;
   /// Per gemm, conv or reduce kernel: the slot its GEMM writes the product
   /// to, or its reduction accumulates in: the product's own if it is a
-  /// result, else a reduction's scratch. -1 for other nodes, and for a gemm
-  /// or conv kernel whose product is no result: the GEMM keeps each block
-  /// in its threads' buffers for the epilogue, and never writes it to
-  /// memory.
+  /// result, else a reduction's scratch. A gemm or conv kernel's product
+  /// that is no result has no slot (-1) if its K fits one K block
+  /// (kGemmKBlock): the GEMM keeps each block of it in a tile of its
+  /// thread's for the epilogue, and it never reaches memory. With more K,
+  /// it is written over the kernel's first result not written in place
+  /// (the epilogue reads each element before it stores that result there),
+  /// or, if every result is, kept in panels of the GEMM's threads (-1).
+  /// -1 for other nodes.
   std::vector<int64_t> productOf;
   /// Per conv2d node or conv kernel: the scratch slot of its im2col column
   /// matrix; -1 for other nodes.

@@ -22,7 +22,7 @@ using namespace kiln;
 namespace {
 
 // A KC x NR strip of B sits in L1 and MC rows of A in L2.
-constexpr int64_t KC = 256, NC = 1024, MCTiles = 24;
+constexpr int64_t KC = kGemmKC, NC = 1024, MCTiles = 24;
 
 typedef float V4 __attribute__((vector_size(16)));
 typedef float V4U __attribute__((vector_size(16), aligned(4)));
@@ -131,10 +131,11 @@ Buffer alloc(int64_t floats) {
                 &std::free);
 }
 
+enum class Use { A, Tile, Panel };
+
 /// A buffer of the calling thread's with room for `floats` floats, kept for
 /// its later calls (one per `Use`, so that two buffers in use at once are
 /// distinct).
-enum class Use { A, Tile, Panel };
 float *threadBuffer(Use use, int64_t floats) {
   thread_local Buffer bufs[3] = {
       {nullptr, &std::free}, {nullptr, &std::free}, {nullptr, &std::free}};
@@ -159,14 +160,17 @@ void gemmBlock(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K,
                const GemmEpilogue *epi) {
   assert((C || (epi && !accumulate)) && "a null C is for an epilogue only");
   if (K == 0) {
+    // The block of C is zeros (or, accumulating, unchanged).
+    float *block = C ? C + i0 * ldc + j0 : nullptr;
+    int64_t ld = ldc;
     if (!C) {
-      ldc = j1 - j0;
-      C = threadBuffer(Use::Panel, (i1 - i0) * ldc) - i0 * ldc - j0;
+      ld = j1 - j0;
+      block = threadBuffer(Use::Panel, (i1 - i0) * ld);
     }
-    for (int64_t i = i0; i < i1 && !accumulate; ++i)
-      std::fill(C + i * ldc + j0, C + i * ldc + j1, 0.0f);
+    for (int64_t i = 0; i < i1 - i0 && !accumulate; ++i)
+      std::fill(block + i * ld, block + i * ld + (j1 - j0), 0.0f);
     if (epi)
-      epi->fn(epi->ctx, i0, i1, j0, j1, C + i0 * ldc + j0, ldc);
+      epi->fn(epi->ctx, i0, i1, j0, j1, block, ld);
     return;
   }
   const int64_t MR = kern.mr, NR = kern.nr, MC = MR * MCTiles;
@@ -178,9 +182,15 @@ void gemmBlock(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K,
   int64_t blocks = (K + KC - 1) / KC, kBlock = (K + blocks - 1) / blocks;
   // Where block (ic + ir, jc + jr) of C is: in C, in the tile, or in the
   // panel of rows [i0, i1) and columns [jc, jc + NC).
+  // A panel row is as wide as the widest column block, in whole strips, and
+  // not a multiple of 4 KiB, whose rows would alias in the L1.
   const bool tile = !C && blocks == 1, panel = !C && blocks > 1;
+  int64_t panelLd = std::min(NC, (j1 - j0 + NR - 1) / NR * NR);
+  if (panelLd % 1024 == 0)
+    panelLd += 16;
   float *tileBuf = tile ? threadBuffer(Use::Tile, MC * NR) : nullptr;
-  float *panelBuf = panel ? threadBuffer(Use::Panel, (i1 - i0) * NC) : nullptr;
+  float *panelBuf =
+      panel ? threadBuffer(Use::Panel, (i1 - i0) * panelLd) : nullptr;
   auto cBlock = [&](int64_t ic, int64_t ir, int64_t jc, int64_t jr,
                     int64_t &ld) {
     if (tile) {
@@ -188,8 +198,8 @@ void gemmBlock(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K,
       return tileBuf + ir * NR;
     }
     if (panel) {
-      ld = NC;
-      return panelBuf + (ic + ir - i0) * NC + jr;
+      ld = panelLd;
+      return panelBuf + (ic + ir - i0) * panelLd + jr;
     }
     ld = ldc;
     return C + (ic + ir) * ldc + jc + jr;

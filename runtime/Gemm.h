@@ -65,6 +65,9 @@ struct GemmEpilogue {
 
 /// The largest NR the packing buffers allow.
 inline constexpr int64_t kGemmMaxNR = 64;
+/// The most K one K block holds (KC): a product whose K fits it is finished
+/// in one pass over each block of C.
+inline constexpr int64_t kGemmKC = 256;
 
 /// C[M, N] = op(A)[M, K] · op(B)[K, N], or C += that if `accumulate`. C has
 /// row stride ldc. With a pool, rows or columns of C are split across its
@@ -72,8 +75,10 @@ inline constexpr int64_t kGemmMaxNR = 64;
 /// the same order whatever the thread count. `epilogue`, if given, runs on
 /// each block of C as it is finished. C may then be null: the product is
 /// for the epilogue only, and each block of it is kept in a buffer of the
-/// thread's (an MC x NR tile when K fits one K block, which stays in cache,
-/// else a panel of the thread's rows), so C is never written to memory.
+/// thread's: an MC x NR tile when K fits one K block (K <= kGemmKC), which
+/// stays in cache, so C never reaches memory; else a panel of the thread's
+/// rows, up to NC columns wide, which the K blocks accumulate into. Both
+/// stay allocated for the thread's later calls.
 void gemm(int64_t M, int64_t N, int64_t K, GemmOperand A, GemmOperand B,
           float *C, int64_t ldc, bool accumulate, const GemmKernels &kernels,
           ThreadPool *pool = nullptr, const GemmEpilogue *epilogue = nullptr);

@@ -77,8 +77,13 @@ private:
                      at.flat);
     case Op::MatMul:
     case Op::Conv2d:
-      // An epilogue reads the product only at the element it computes, so
-      // the index that reaches it is the element's own.
+      // A product in one of the kernel's buffers is read through it (one
+      // pointer per buffer keeps them all noalias); one in the GEMM's tile
+      // through the block pointer the GEMM passes. An epilogue reads it
+      // only at the element it computes, so the index that reaches it is
+      // the element's own.
+      if (productBuf >= 0)
+        return kb.loadF(k.buf[productBuf], at.flat);
       return kb.loadF(k.product, at.product);
     case Op::Sum:
     case Op::Mean:
@@ -269,19 +274,34 @@ std::pair<const Node *, bool> productOperand(KernelBuilder &kb, const Node &n,
   return {o, trans};
 }
 
+/// The slot a GEMM's product is in, as an extra buffer of its epilogue, if
+/// it has one.
+SmallVector<int64_t, 1> productSlots(int64_t slot) {
+  if (slot < 0)
+    return {};
+  return {slot};
+}
+
+/// What an epilogue's body depends on besides its buffers: which one holds
+/// the product (-1: the GEMM's tile).
+std::string productKey(const Buffers &bufs, int productBuf) {
+  return bufs.key() + " product " + std::to_string(productBuf);
+}
+
 void lowerGemmKernel(KernelBuilder &kb, const Node &n) {
   const Node *mm = nullptr;
   for (auto &np : n.body->nodes)
     if (np->op == Op::MatMul)
       mm = np.get();
-  // The product's slot if it is a result; else the GEMM keeps it in its
-  // threads' buffers, and it is never written to memory.
+  // Where the GEMM writes C (BufferPlan::productOf): a slot, or none (its
+  // threads' tiles).
   int64_t cSlot = kb.plan().productOf[kb.nodeIndex(n)];
-  Buffers bufs = buffersOf(kb, n);
+  Buffers bufs = buffersOf(kb, n, productSlots(cSlot));
+  int productBuf = cSlot >= 0 ? bufs.of(cSlot) : -1;
   const int64_t M = mm->type.shape[0], N = mm->type.shape[1];
   const int64_t K = mm->operands[0]->type.shape[1];
   if (kb.beginKernel(n, bufs.slots.size(), ".epilogue", /*unique=*/false,
-                     KernelForm::Block, bufs.key())) {
+                     KernelForm::Block, productKey(bufs, productBuf))) {
     Kernel &k = kb.kernel();
     kb.loop(k.begin, k.end, [&](Value *i) {
       Value *row = kb.mul(i, N);
@@ -290,7 +310,7 @@ void lowerGemmKernel(KernelBuilder &kb, const Node &n) {
       kb.loop(k.colBegin, k.colEnd, [&](Value *j) {
         Index at{kb.add(row, j), {i, j}};
         at.product = kb.add(blockRow, kb.b().CreateSub(j, k.colBegin));
-        emitElement(kb, *n.body, bufs, at, -1, mm);
+        emitElement(kb, *n.body, bufs, at, productBuf, mm);
       });
     });
   }
@@ -322,9 +342,10 @@ void lowerConvKernel(KernelBuilder &kb, const Node &n) {
   };
   auto mmArgs = lowerConvolution(kb, n, *conv, operand(0), operand(1),
                                  kb.plan().colsOf[i], ySlot);
-  Buffers bufs = buffersOf(kb, n);
+  Buffers bufs = buffersOf(kb, n, productSlots(ySlot));
+  int productBuf = ySlot >= 0 ? bufs.of(ySlot) : -1;
   if (kb.beginKernel(n, bufs.slots.size(), ".epilogue", /*unique=*/false,
-                     KernelForm::Block, bufs.key())) {
+                     KernelForm::Block, productKey(bufs, productBuf))) {
     Kernel &k = kb.kernel();
     kb.loop(k.begin, k.end, [&](Value *r) {
       SmallVector<Value *, 4> image = kb.unravel(r, {y[0], O});
@@ -335,7 +356,7 @@ void lowerConvKernel(KernelBuilder &kb, const Node &n) {
         Index at{kb.add(row, j), image};
         at.axes.append(kb.unravel(j, {y[2], y[3]}));
         at.product = kb.add(blockRow, kb.b().CreateSub(j, k.colBegin));
-        emitElement(kb, *n.body, bufs, at, -1, conv);
+        emitElement(kb, *n.body, bufs, at, productBuf, conv);
       });
     });
   }

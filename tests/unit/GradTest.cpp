@@ -410,7 +410,6 @@ TEST(OpTable, EveryOpHasAGradientRuleAndACheck) {
   }
 }
 
-
 TEST(Autodiff, FanOutAccumulatesAndIntegersGetNoGradient) {
   test::Source src("graph @g {\n"
                    "  %x = input {name = \"x\"} : f32[2]\n"

@@ -653,11 +653,12 @@ TEST(JITPlan, ResNetKernels) { expectPlanIsSound("resnet", 2, true); }
 
 // The step kiln train runs: Adam's update of each weight in the epilogue of
 // its gradient's GEMM, which keeps the gradient in its threads' tiles (the
-// step returns no gradients).
+// step returns no gradients). At these batches the weight gradients' GEMMs
+// split across two threads.
 TEST(JIT, TrainingStepsWithAdamMatchTheInterpreter) {
-  for (const char *name : {"mlp", "cnn"}) {
+  for (auto [name, batch] : {std::pair{"mlp", 32}, std::pair{"cnn", 4}}) {
     test::Source src(modelFile(name));
-    auto g = test::lowerSource(src, {{"N", 4}});
+    auto g = test::lowerSource(src, {{"N", batch}});
     ASSERT_TRUE(g) << src.errors;
     OptimizerConfig adam{"adam", {}};
     for (const OptimizerArg &a : findOptimizer("adam")->args)
@@ -789,22 +790,43 @@ TEST(JIT, HandWrittenKernelsMatchTheInterpreter) {
 })",
       // Products that are no result, written over the parameter their
       // epilogue reads: kept in the threads' panels with two K blocks
-      // (K = 300), in tiles with one, over row blocks of both threads.
+      // (K = 300), in tiles with one, over row blocks of both threads (each
+      // is over the GEMM's threshold for a second thread).
       R"(graph @g {
-  %a = input {name = "a"} : f32[40,300]
+  %a = input {name = "a"} : f32[200,300]
   %b = input {name = "b"} : f32[300,70]
-  %w = param {init = "zeros", name = "w"} : f32[40,70]
-  %f = fused %a, %b, %w {kind = "gemm"} : f32[40,70] {
-    %0 = arg {index = 0} : f32[40,300]
+  %w = param {init = "zeros", name = "w"} : f32[200,70]
+  %f = fused %a, %b, %w {kind = "gemm"} : f32[200,70] {
+    %0 = arg {index = 0} : f32[200,300]
     %1 = arg {index = 1} : f32[300,70]
-    %2 = matmul %0, %1 : f32[40,70]
-    %3 = arg {index = 2} : f32[40,70]
-    %4 = constant {value = 0.125} : f32[40,70]
-    %5 = mul %2, %4 : f32[40,70]
-    %6 = sub %3, %5 : f32[40,70]
+    %2 = matmul %0, %1 : f32[200,70]
+    %3 = arg {index = 2} : f32[200,70]
+    %4 = constant {value = 0.125} : f32[200,70]
+    %5 = mul %2, %4 : f32[200,70]
+    %6 = sub %3, %5 : f32[200,70]
     return %6
   }
   update "w", %f
+})",
+      // With two K blocks, a product that is no result is written over the
+      // first result not written in place, which the epilogue then
+      // computes over it.
+      R"(graph @g {
+  %a = input {name = "a"} : f32[100,300]
+  %b = input {name = "b"} : f32[300,70]
+  %w = param {init = "zeros", name = "w"} : f32[100,70]
+  %f = fused %a, %b, %w {kind = "gemm"} : f32[100,70] {
+    %0 = arg {index = 0} : f32[100,300]
+    %1 = arg {index = 1} : f32[300,70]
+    %2 = matmul %0, %1 : f32[100,70]
+    %3 = arg {index = 2} : f32[100,70]
+    %4 = sub %3, %2 : f32[100,70]
+    %5 = tanh %2 : f32[100,70]
+    return %4, %5
+  }
+  %r = result %f {index = 1} : f32[100,70]
+  update "w", %f
+  return %r
 })",
       R"(graph @g {
   %a = input {name = "a"} : f32[64,700]

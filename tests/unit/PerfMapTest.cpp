@@ -4,15 +4,15 @@
 // lines to one /tmp/perf-PID.map, so perf names each kernel.
 //
 //===----------------------------------------------------------------------===//
+#include "codegen/PerfMap.h"
 #include "TestUtil.h"
 #include "codegen/JIT.h"
-#include "codegen/PerfMap.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include <cstdlib>
-#include <optional>
 #include <gtest/gtest.h>
+#include <optional>
 
 using namespace kiln;
 

@@ -157,7 +157,8 @@ std::string convKernel(bool exposed, llvm::StringRef tail) {
           (exposed ? ", %2" : "") + R"(
   }
   %r = result %f {index = 1} : f32[2, 4, 4, 4]
-)" + tail + "\n}")
+)" + tail +
+          "\n}")
       .str();
 }
 
@@ -165,8 +166,8 @@ TEST(PlanMemory, AConvKernelsProductThatIsNoResultHasNoSlot) {
   // The GEMM keeps each block of it in its threads' buffers for the
   // epilogue; the column matrix (2 images x 27 rows x 16 pixels) is
   // scratch.
-  BufferPlan plan = planOf(convKernel(
-      false, "  %s = add %f, %r : f32[2, 4, 4, 4]\n  return %s"));
+  BufferPlan plan = planOf(
+      convKernel(false, "  %s = add %f, %r : f32[2, 4, 4, 4]\n  return %s"));
   EXPECT_EQ(plan.productOf[3], -1);
   ASSERT_GE(plan.colsOf[3], 0);
   EXPECT_EQ(plan.bytes[plan.colsOf[3]], 2 * 27 * 16 * 4);
@@ -179,15 +180,41 @@ TEST(PlanMemory, AConvKernelsProductThatIsNoResultHasNoSlot) {
 TEST(PlanMemory, AConvKernelsProductThatIsAResultIsWrittenInItsSlot) {
   // Result 0 is written over b, which the epilogue reads; the product is
   // result 2, in a slot of its own.
-  BufferPlan plan = planOf(convKernel(
-      true, "  %c = result %f {index = 2} : f32[2, 4, 4, 4]\n"
-            "  %s = add %r, %c : f32[2, 4, 4, 4]\n"
-            "  update \"b\", %f\n  return %s"));
+  BufferPlan plan =
+      planOf(convKernel(true, "  %c = result %f {index = 2} : f32[2, 4, 4, 4]\n"
+                              "  %s = add %r, %c : f32[2, 4, 4, 4]\n"
+                              "  update \"b\", %f\n  return %s"));
   ASSERT_TRUE(plan.inPlace[3]);
   EXPECT_EQ(plan.slotOf[3], plan.slotOf[2]);
   EXPECT_EQ(plan.productOf[3], plan.slotOf[5]);
   EXPECT_NE(plan.slotOf[5], plan.slotOf[4]);
   EXPECT_EQ(plan.leafOf[plan.slotOf[5]], -1);
+}
+
+TEST(PlanMemory, AProductOfSeveralKBlocksIsWrittenOverAResult) {
+  // K = 300 takes two K blocks: C must outlive each block's pass, so the
+  // GEMM writes it over result 1 (result 0 is written over w, which the
+  // epilogue reads).
+  BufferPlan plan = planOf(R"(graph @g {
+  %a = input {name = "a"} : f32[8, 300]
+  %b = input {name = "b"} : f32[300, 5]
+  %w = param {init = "zeros", name = "w"} : f32[8, 5]
+  %f = fused %a, %b, %w {kind = "gemm"} : f32[8, 5] {
+    %0 = arg {index = 0} : f32[8, 300]
+    %1 = arg {index = 1} : f32[300, 5]
+    %2 = matmul %0, %1 : f32[8, 5]
+    %3 = arg {index = 2} : f32[8, 5]
+    %4 = sub %3, %2 : f32[8, 5]
+    %5 = tanh %2 : f32[8, 5]
+    return %4, %5
+  }
+  %r = result %f {index = 1} : f32[8, 5]
+  update "w", %f
+  return %r
+})");
+  ASSERT_TRUE(plan.inPlace[3]);
+  EXPECT_EQ(plan.productOf[3], plan.slotOf[4]);
+  EXPECT_NE(plan.slotOf[4], plan.slotOf[2]);
 }
 
 TEST(PlanMemory, AReductionThatIsNoResultAccumulatesInScratch) {
