@@ -208,15 +208,57 @@ static std::error_code lastError() {
   return std::error_code(errno, std::generic_category());
 }
 
+/// Writes into the existing special file `path` (a device such as /dev/null,
+/// a pipe), which no rename may replace: every write, the flush and the
+/// close are checked.
+static llvm::Error
+writeInPlace(llvm::StringRef path,
+             llvm::function_ref<void(llvm::raw_ostream &)> write) {
+  auto fail = [&](const llvm::Twine &what, std::error_code ec) {
+    return makeError(path + ": " + what + ": " + ec.message());
+  };
+  int fd = ::open(path.str().c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0)
+    return fail("cannot open it for writing", lastError());
+  {
+    llvm::raw_fd_ostream os(fd, /*shouldClose=*/false);
+    write(os);
+    os.flush();
+    if (os.has_error()) {
+      std::error_code ec = os.error();
+      os.clear_error(); // Else its destructor aborts.
+      ::close(fd);
+      return fail("write failed", ec);
+    }
+  }
+  if (::close(fd) != 0)
+    return fail("close failed", lastError());
+  return llvm::Error::success();
+}
+
 llvm::Error
 kiln::writeFileAtomically(llvm::StringRef path,
                           llvm::function_ref<void(llvm::raw_ostream &)> write) {
   auto fail = [&](const llvm::Twine &what, std::error_code ec) {
     return makeError(path + ": " + what + ": " + ec.message());
   };
+  // Only a regular file (or none yet) is replaced by a rename; a symbolic
+  // link's target is, so that the link stays.
+  llvm::sys::fs::file_status st;
+  llvm::SmallString<128> target(path);
+  if (!llvm::sys::fs::status(path, st, /*Follow=*/true)) {
+    if (llvm::sys::fs::is_directory(st))
+      return fail("cannot write it",
+                  std::make_error_code(std::errc::is_a_directory));
+    if (!llvm::sys::fs::is_regular_file(st))
+      return writeInPlace(path, write);
+    if (auto ec = llvm::sys::fs::real_path(path, target))
+      return fail("cannot resolve it", ec);
+  }
   int fd = -1;
   llvm::SmallString<128> tmp;
-  if (auto ec = llvm::sys::fs::createUniqueFile(path + ".tmp-%%%%%%", fd, tmp))
+  if (auto ec =
+          llvm::sys::fs::createUniqueFile(target + ".tmp-%%%%%%", fd, tmp))
     return fail("cannot create a temporary file", ec);
   // From here on a failure must not leave the temporary file behind.
   auto abandon = [&](const llvm::Twine &what, std::error_code ec) {
@@ -241,10 +283,10 @@ kiln::writeFileAtomically(llvm::StringRef path,
   fd = -1;
   if (::close(closing) != 0)
     return abandon("close failed", lastError());
-  if (auto ec = llvm::sys::fs::rename(tmp, path))
+  if (auto ec = llvm::sys::fs::rename(tmp, target))
     return abandon("cannot rename " + tmp + " over it", ec);
   // The rename is durable only once the directory entry is on disk.
-  llvm::SmallString<128> dir = llvm::sys::path::parent_path(path);
+  llvm::SmallString<128> dir = llvm::sys::path::parent_path(target);
   if (dir.empty())
     dir = ".";
   int dirFd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

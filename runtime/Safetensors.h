@@ -47,8 +47,11 @@ llvm::Error writeSafetensors(llvm::StringRef path, const TensorMap &tensors,
 
 /// Replaces `path` with what `write` produces, so that a crash leaves either
 /// the old file or the new one: writes a temporary file in the same
-/// directory, fsyncs it, renames it over `path` and fsyncs the directory. On
-/// failure the temporary file is removed and the error names `path`.
+/// directory, fsyncs it, renames it over `path` (over a symbolic link's
+/// target, so the link stays) and fsyncs the directory. On failure the
+/// temporary file is removed and the error names `path`. A path that is a
+/// special file (/dev/null, a pipe) is written directly, never replaced; a
+/// directory is an error. Every write, flush and close is checked.
 llvm::Error
 writeFileAtomically(llvm::StringRef path,
                     llvm::function_ref<void(llvm::raw_ostream &)> write);

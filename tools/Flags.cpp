@@ -12,6 +12,8 @@
 #include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Config/llvm-config.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/TargetParser/Host.h"
 #include <cmath>
@@ -432,10 +434,65 @@ llvm::Error checkDumpFlags() {
   return llvm::Error::success();
 }
 
+/// Whether paths a and b name one file: the same file if both exist, else
+/// the same absolute path once dots are removed.
+static bool sameFile(llvm::StringRef a, llvm::StringRef b) {
+  bool same = false;
+  if (!llvm::sys::fs::equivalent(a, b, same))
+    return same;
+  auto canonical = [](llvm::StringRef p) {
+    llvm::SmallString<256> s(p);
+    llvm::sys::fs::make_absolute(s);
+    llvm::sys::path::remove_dots(s, /*remove_dot_dot=*/true);
+    return std::string(s);
+  };
+  return canonical(a) == canonical(b);
+}
+
+/// A file the command names: its flag ("" for the model file) and path.
+struct NamedFile {
+  const cl::opt<std::string> *flag;
+  std::string describe() const {
+    return flag ? flagName(*flag) + " (" + flag->getValue() + ")"
+                : "the model file (" + inputFile.getValue() + ")";
+  }
+  const std::string &path() const {
+    return flag ? flag->getValue() : inputFile.getValue();
+  }
+};
+
+/// An error if an output names the same file as an input or as another
+/// output: kiln would overwrite a file it reads, or one result with
+/// another. Flags not given are left out.
+static llvm::Error checkOutputs(llvm::ArrayRef<NamedFile> outputs,
+                                llvm::ArrayRef<NamedFile> inputs) {
+  auto given = [](const NamedFile &f) { return !f.path().empty(); };
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const NamedFile &o = outputs[i];
+    if (!given(o))
+      continue;
+    for (const NamedFile &in : inputs)
+      if (given(in) && sameFile(o.path(), in.path()))
+        return makeError(o.describe() + " names the same file as " +
+                         in.describe() +
+                         ": kiln would overwrite a file it "
+                         "reads");
+    for (size_t j = 0; j < i; ++j)
+      if (given(outputs[j]) && sameFile(o.path(), outputs[j].path()))
+        return makeError(outputs[j].describe() + " and " + o.describe() +
+                         " name the same file: one would overwrite the "
+                         "other");
+  }
+  return llvm::Error::success();
+}
+
 llvm::Error checkGradFlags() {
   if (paramsFile.empty() || inputsFile.empty())
     return makeError(
         "grad needs --params P.safetensors and --inputs I.safetensors");
+  if (auto e = checkOutputs({{&outputFile}},
+                            {{nullptr}, {&paramsFile}, {&inputsFile}}))
+    return e;
   if (auto e = checkTargetFlags())
     return e;
   if (backend == Backend::Interp)
@@ -467,6 +524,9 @@ llvm::Error checkTrainFlags() {
                    "--kfold trains K models and reports their accuracy"))
       return e;
   }
+  if (auto e = checkOutputs({{&checkpoint}, {&metricsFile}, {&plotFile}},
+                            {{nullptr}, {&initFile}}))
+    return e;
   if (backend == Backend::Interp)
     return refuse({&threads}, "it sets the compiled code of --backend=jit");
   return llvm::Error::success();
@@ -481,6 +541,8 @@ llvm::Error checkEvalFlags() {
 }
 
 llvm::Error checkInitFlags() {
+  if (auto e = checkOutputs({{&outputFile}, {&inputsFile}}, {{nullptr}}))
+    return e;
   if (inputsFile.empty())
     return refuse({&intMax}, "it bounds the random inputs that --inputs "
                              "writes, and there is no --inputs");
