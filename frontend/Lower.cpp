@@ -16,7 +16,10 @@
 #include "ir/Initializers.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/raw_ostream.h"
 #include <cmath>
+#include <limits>
 
 using namespace kiln;
 
@@ -97,6 +100,18 @@ Node *Elaborator::constant(double v, llvm::ArrayRef<int64_t> shape,
                            llvm::SMLoc loc) {
   if (graph.nodes.size() >= kMaxNodes)
     return emit(Op::Constant, {}, {}, loc); // reports the limit
+  // Rounded to f32, a larger magnitude would silently become infinite.
+  if (!(std::fabs(v) <= double(std::numeric_limits<float>::max()))) {
+    auto g9 = [](double x) {
+      std::string s;
+      llvm::raw_string_ostream(s) << llvm::format("%.9g", x);
+      return s;
+    };
+    diags.error(loc, "the number " + g9(v) +
+                         " is out of range for f32 (largest " +
+                         g9(std::numeric_limits<float>::max()) + ")");
+    return nullptr;
+  }
   auto n = graph.add(Op::Constant, {}, {{"value", v}}, diags.location(loc),
                      TensorType{DType::F32, {}});
   return broadcastTo(llvm::cantFail(std::move(n)), shape, loc);

@@ -15,21 +15,44 @@ using namespace kiln;
 //===-- Expressions ------------------------------------------------------===//
 
 void Elaborator::unknownName(const Expr &e, bool isCall) {
+  llvm::SMRange range(e.opLoc, llvm::SMLoc::getFromPointer(
+                                   e.opLoc.getPointer() + e.name.size()));
+  // The name exists, as the other kind of thing.
+  std::vector<llvm::StringRef> builtins = builtinNames();
+  bool isFunction =
+      llvm::any_of(module.funcs,
+                   [&](const FuncDecl &f) { return f.name == e.name; }) ||
+      llvm::is_contained(builtins, e.name);
+  if (!isCall && isFunction) {
+    diags.error(e.opLoc,
+                "'" + e.name + "' is a function, not a value; call it: " +
+                    e.name + "(...)",
+                range);
+    return;
+  }
+  if (isCall && frames.back().vars.count(e.name)) {
+    diags.error(e.opLoc,
+                "'" + e.name +
+                    "' is a value, not a function; only layers, models and "
+                    "built-in functions can be called",
+                range);
+    return;
+  }
   std::vector<llvm::StringRef> candidates;
   if (!isCall)
     for (auto &kv : frames.back().vars)
       candidates.push_back(kv.getKey());
   for (const FuncDecl &f : module.funcs)
     candidates.push_back(f.name);
-  std::vector<llvm::StringRef> builtins = builtinNames();
   candidates.insert(candidates.end(), builtins.begin(), builtins.end());
   std::string hint = nearest(e.name, candidates);
-  diags.error(
-      e.opLoc,
-      llvm::Twine(isCall ? "unknown function '" : "unknown name '") + e.name +
-          "'" + (hint.empty() ? "" : "; did you mean '" + hint + "'?"),
-      llvm::SMRange(e.opLoc, llvm::SMLoc::getFromPointer(e.opLoc.getPointer() +
-                                                         e.name.size())));
+  diags.error(e.opLoc,
+              llvm::Twine(isCall ? "unknown function '" : "unknown name '") +
+                  e.name + "'" +
+                  (hint.empty() || hint == e.name
+                       ? ""
+                       : "; did you mean '" + hint + "'?"),
+              range);
 }
 
 Val Elaborator::evalName(const Expr &e) {

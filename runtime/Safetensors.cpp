@@ -254,6 +254,19 @@ kiln::writeFileAtomically(llvm::StringRef path,
       return writeInPlace(path, write);
     if (auto ec = llvm::sys::fs::real_path(path, target))
       return fail("cannot resolve it", ec);
+  } else if (!llvm::sys::fs::status(path, st, /*Follow=*/false) &&
+             st.type() == llvm::sys::fs::file_type::symlink_file) {
+    // A dangling link: the file it names is created.
+    char link[4096];
+    ssize_t n = ::readlink(path.str().c_str(), link, sizeof(link));
+    if (n <= 0 || size_t(n) == sizeof(link))
+      return fail("cannot read the symbolic link", lastError());
+    target.assign(link, link + n);
+    if (llvm::sys::path::is_relative(target)) {
+      llvm::SmallString<128> dir = llvm::sys::path::parent_path(path);
+      llvm::sys::path::append(dir, target);
+      target = dir;
+    }
   }
   int fd = -1;
   llvm::SmallString<128> tmp;

@@ -25,9 +25,17 @@ llvm::Expected<Window> windowOf(const Node &n, int64_t size) {
   auto pad = n.getInt("pad");
   if (!stride || !pad)
     return llvm::joinErrors(stride.takeError(), pad.takeError());
-  if (*stride < 1 || *pad < 0)
-    return makeError("'" + n.info().mnemonic +
-                     "' needs stride >= 1 and pad >= 0");
+  // Each bound on its own, so that the message names the one broken.
+  auto bad = [&](const char *what, int64_t v, const char *bound) {
+    return makeError("'" + n.info().mnemonic + "' needs " + what + " " + bound +
+                     ", got " + llvm::Twine(v));
+  };
+  if (size < 1)
+    return bad("size", size, ">= 1");
+  if (*stride < 1)
+    return bad("stride", *stride, ">= 1");
+  if (*pad < 0)
+    return bad("pad", *pad, ">= 0");
   return Window{size, *stride, *pad};
 }
 

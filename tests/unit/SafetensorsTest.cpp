@@ -241,8 +241,7 @@ TEST(Safetensors, OverwritingReplacesTheFile) {
   removeDir(dir);
 }
 
-TEST(Safetensors, FailedRenameRemovesTheTemporaryFile) {
-  // The target is a non-empty directory, so only the final rename fails.
+TEST(Safetensors, WritingOverADirectoryIsRefusedAndLeavesNothing) {
   std::string dir = tempDir(), path = dir + "/target";
   ASSERT_FALSE(llvm::sys::fs::create_directory(path));
   ASSERT_FALSE(llvm::sys::fs::create_directory(path + "/inside"));
@@ -251,8 +250,30 @@ TEST(Safetensors, FailedRenameRemovesTheTemporaryFile) {
   llvm::Error e = writeSafetensors(path, in);
   ASSERT_TRUE(bool(e));
   std::string msg = llvm::toString(std::move(e));
-  EXPECT_EQ(msg.rfind(path + ": cannot rename ", 0), 0u) << msg;
+  EXPECT_EQ(msg, path + ": cannot write it: Is a directory");
   EXPECT_EQ(listDir(dir), std::vector<std::string>{"target"});
+  EXPECT_EQ(listDir(path), std::vector<std::string>{"inside"});
+  removeDir(dir);
+}
+
+TEST(Safetensors, WritingThroughASymbolicLinkKeepsTheLink) {
+  std::string dir = tempDir(), file = dir + "/file", link = dir + "/link";
+  ASSERT_FALSE(llvm::sys::fs::create_link(file, link));
+  TensorMap in;
+  in["x"] = Tensor::fromValues(DType::F32, {2}, {1, 2});
+  // A dangling link first: its target is created. Then an existing one:
+  // its target is replaced.
+  ASSERT_FALSE(bool(writeSafetensors(link, in)));
+  for (int pass = 0; pass < 2; ++pass) {
+    llvm::sys::fs::file_status st;
+    ASSERT_FALSE(llvm::sys::fs::status(link, st, /*Follow=*/false));
+    EXPECT_EQ(st.type(), llvm::sys::fs::file_type::symlink_file);
+    auto back = readSafetensors(file);
+    ASSERT_TRUE(bool(back)) << llvm::toString(back.takeError());
+    EXPECT_EQ((*back)["x"].at(1), pass == 0 ? 2 : 4);
+    in["x"] = Tensor::fromValues(DType::F32, {2}, {3, 4});
+    ASSERT_FALSE(bool(writeSafetensors(link, in)));
+  }
   removeDir(dir);
 }
 
