@@ -3,6 +3,7 @@
 #include "runtime/ThreadPool.h"
 #include <algorithm>
 #include <sched.h>
+#include <system_error>
 
 using namespace kiln;
 
@@ -16,8 +17,15 @@ unsigned ThreadPool::hardwareThreads() {
 ThreadPool::ThreadPool(unsigned threads) {
   if (threads == 0)
     threads = hardwareThreads();
-  for (unsigned i = 1; i < threads; ++i)
-    workers_.emplace_back([this, i] { work(i); });
+  // If the system runs out of threads, the pool keeps those it started:
+  // results do not depend on the count, only the speed does.
+  for (unsigned i = 1; i < threads; ++i) {
+    try {
+      workers_.emplace_back([this, i] { work(i); });
+    } catch (const std::system_error &) {
+      break;
+    }
+  }
 }
 
 ThreadPool::~ThreadPool() {

@@ -9,6 +9,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "tools/Flags.h"
+#include "runtime/ThreadPool.h"
 #include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Config/llvm-config.h"
@@ -434,6 +435,17 @@ llvm::Error checkDumpFlags() {
   return llvm::Error::success();
 }
 
+/// --threads beyond what any machine needs (it would only start threads
+/// that wait): refused before any is started.
+static llvm::Error checkThreads() {
+  constexpr unsigned kMaxThreads = 1024;
+  if (threads > kMaxThreads)
+    return makeError("--threads must be at most " + llvm::Twine(kMaxThreads) +
+                     " (0: all " + llvm::Twine(ThreadPool::hardwareThreads()) +
+                     " cores), got " + llvm::Twine(threads));
+  return llvm::Error::success();
+}
+
 /// Whether paths a and b name one file: the same file if both exist, else
 /// the same absolute path once dots are removed.
 static bool sameFile(llvm::StringRef a, llvm::StringRef b) {
@@ -493,6 +505,8 @@ llvm::Error checkGradFlags() {
   if (auto e = checkOutputs({{&outputFile}},
                             {{nullptr}, {&paramsFile}, {&inputsFile}}))
     return e;
+  if (auto e = checkThreads())
+    return e;
   if (auto e = checkTargetFlags())
     return e;
   if (backend == Backend::Interp)
@@ -527,6 +541,8 @@ llvm::Error checkTrainFlags() {
   if (auto e = checkOutputs({{&checkpoint}, {&metricsFile}, {&plotFile}},
                             {{nullptr}, {&initFile}}))
     return e;
+  if (auto e = checkThreads())
+    return e;
   if (backend == Backend::Interp)
     return refuse({&threads}, "it sets the compiled code of --backend=jit");
   return llvm::Error::success();
@@ -535,6 +551,8 @@ llvm::Error checkTrainFlags() {
 llvm::Error checkEvalFlags() {
   if (checkpoint.empty())
     return makeError("eval needs --checkpoint PATH");
+  if (auto e = checkThreads())
+    return e;
   if (backend == Backend::Interp)
     return refuse({&threads}, "it sets the compiled code of --backend=jit");
   return llvm::Error::success();
