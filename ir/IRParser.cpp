@@ -59,6 +59,10 @@ private:
   Lexer lexer;
   Token tok;
   llvm::StringMap<Node *> values;
+  /// The value whose definition is being parsed, which it may not read.
+  std::string defining;
+  /// The graphs parsed so far, by name.
+  llvm::StringMap<llvm::SMLoc> graphNames;
   llvm::SMLoc stmtStart;
   /// Nesting depth of fused bodies being parsed.
   unsigned bodyDepth = 0;
@@ -95,6 +99,10 @@ std::unique_ptr<Graph> IRParser::parseGraph() {
     return nullptr;
   }
   g->name = tok.text.str();
+  if (!graphNames.try_emplace(g->name, tok.loc()).second) {
+    diags.error(tok.loc(), "graph '@" + g->name + "' is defined twice");
+    return nullptr;
+  }
   advance();
   if (!expect(Tok::LBrace, "to open the graph"))
     return nullptr;
@@ -126,12 +134,15 @@ Node *IRParser::parseValueRef() {
   auto it = values.find(name);
   if (it == values.end())
     diags.error(at, "use of undefined value '%" + name + "'");
+  else if (!it->second && name == defining)
+    diags.error(at, "value '%" + name + "' is used in its own definition");
   // A value whose definition failed maps to null: already reported.
   return it == values.end() ? nullptr : it->second;
 }
 
 bool IRParser::parseStatement(Graph &g) {
   stmtStart = tok.loc();
+  defining.clear();
   if (tok.is(Tok::Percent))
     return parseNode(g);
   llvm::SMLoc at = tok.loc();
@@ -233,6 +244,7 @@ bool IRParser::parseNode(Graph &g) {
     return false;
   }
   values[name] = nullptr; // until the definition succeeds
+  defining = name;
   if (!expect(Tok::Equal, "after the value name"))
     return false;
   if (!tok.is(Tok::Ident)) {
@@ -263,6 +275,11 @@ bool IRParser::parseNode(Graph &g) {
         return false;
       }
       std::string attrName = tok.text.str();
+      if (llvm::any_of(attrs,
+                       [&](const Attr &a) { return a.name == attrName; })) {
+        diags.error(tok.loc(), "attribute '" + attrName + "' is given twice");
+        return false;
+      }
       advance();
       if (!expect(Tok::Equal, "after the attribute name"))
         return false;
