@@ -192,10 +192,19 @@ static int runCheck() {
   if (!l)
     return 1;
   warnUnusedDefines(l->module, *defs);
-  if (!l->diags->hadError())
+  if (l->diags->hadError())
+    return 1;
+  // --model checks that model, which must exist; without it, every model.
+  if (!modelName.empty()) {
+    const FuncDecl *f = selectModel(*l);
+    if (!f)
+      return 1;
+    lower(*l, *f, *defs, /*trainMode=*/true);
+  } else {
     for (const FuncDecl &f : l->module.funcs)
-      if (f.isModel && (modelName.empty() || f.name == modelName))
+      if (f.isModel)
         lower(*l, f, *defs, /*trainMode=*/true);
+  }
   return l->diags->hadError() ? 1 : 0;
 }
 
