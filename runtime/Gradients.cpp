@@ -253,7 +253,10 @@ kiln::checkGradients(const Graph &training, const TensorMap &gradients,
           continue;
         }
       }
-      c.worst = std::max(c.worst, err);
+      // A NaN (a NaN gradient, or a difference of NaN losses) is the worst
+      // error there is, and stays so: std::max would drop it.
+      if (!std::isnan(c.worst) && !(err <= c.worst))
+        c.worst = err;
       ++c.checked;
     }
     out.push_back(c);

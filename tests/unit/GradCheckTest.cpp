@@ -11,6 +11,7 @@
 #include "runtime/Gradients.h"
 #include "runtime/Interpreter.h"
 #include "llvm/Support/MemoryBuffer.h"
+#include <cmath>
 #include <gtest/gtest.h>
 #include <random>
 
@@ -264,6 +265,22 @@ TEST(GradCheck, ASmoothObjectiveHasNoKinks) {
   EXPECT_EQ((*checks)[0].kinks, 0);
   EXPECT_EQ((*checks)[0].checked, 4);
   EXPECT_NEAR((*checks)[0].worst, 0.01 / 0.51, 1e-6);
+}
+
+TEST(GradCheck, ANaNGradientFailsWhereverItIs) {
+  // One NaN among good elements, first or last: the worst error is NaN, and
+  // the tensor does not pass.
+  for (int at : {0, 3}) {
+    test::Source src(sumOf("gelu"));
+    KinkCase k = atKinks(src);
+    ASSERT_TRUE(k.training) << src.errors;
+    k.grads["x"].data<float>()[at] = NAN;
+    GradCheckOptions opts;
+    auto checks = checkGradients(*k.training, k.grads, k.leaves, opts);
+    ASSERT_TRUE(bool(checks)) << llvm::toString(checks.takeError());
+    EXPECT_TRUE(std::isnan((*checks)[0].worst)) << "NaN at " << at;
+    EXPECT_FALSE((*checks)[0].passed(opts)) << "NaN at " << at;
+  }
 }
 
 } // namespace
