@@ -100,8 +100,13 @@ Node *Elaborator::constant(double v, llvm::ArrayRef<int64_t> shape,
                            llvm::SMLoc loc) {
   if (graph.nodes.size() >= kMaxNodes)
     return emit(Op::Constant, {}, {}, loc); // reports the limit
-  // Rounded to f32, a larger magnitude would silently become infinite.
-  if (!(std::fabs(v) <= double(std::numeric_limits<float>::max()))) {
+  // A magnitude that rounds to infinity in f32 (FLT_MAX and up to half an
+  // ulp above it round to FLT_MAX), or no number at all.
+  if (std::isnan(v)) {
+    diags.error(loc, "the number is not a number (NaN)");
+    return nullptr;
+  }
+  if (!(std::fabs(v) < 0x1.ffffffp127)) {
     auto g9 = [](double x) {
       std::string s;
       llvm::raw_string_ostream(s) << llvm::format("%.9g", x);

@@ -9,6 +9,7 @@
 #include "ir/OpRules.h"
 #include "support/Lexer.h"
 #include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringSet.h"
 #include <cmath>
 #include <limits>
 
@@ -61,8 +62,8 @@ private:
   llvm::StringMap<Node *> values;
   /// The value whose definition is being parsed, which it may not read.
   std::string defining;
-  /// The graphs parsed so far, by name.
-  llvm::StringMap<llvm::SMLoc> graphNames;
+  /// The names of the graphs parsed so far.
+  llvm::StringSet<> graphNames;
   llvm::SMLoc stmtStart;
   /// Nesting depth of fused bodies being parsed.
   unsigned bodyDepth = 0;
@@ -99,7 +100,7 @@ std::unique_ptr<Graph> IRParser::parseGraph() {
     return nullptr;
   }
   g->name = tok.text.str();
-  if (!graphNames.try_emplace(g->name, tok.loc()).second) {
+  if (!graphNames.insert(g->name).second) {
     diags.error(tok.loc(), "graph '@" + g->name + "' is defined twice");
     return nullptr;
   }
@@ -313,6 +314,7 @@ bool IRParser::parseNode(Graph &g) {
     body->name = g.name;
     llvm::StringMap<Node *> outer = std::move(values);
     llvm::SMLoc outerStart = stmtStart;
+    std::string outerDefining = defining;
     values.clear();
     ++bodyDepth;
     bool ok = true;
@@ -324,6 +326,7 @@ bool IRParser::parseNode(Graph &g) {
     --bodyDepth;
     values = std::move(outer);
     stmtStart = outerStart;
+    defining = outerDefining;
     if (!expect(Tok::RBrace, "to close the body") || !ok)
       return false;
     if (*op != Op::Fused) {

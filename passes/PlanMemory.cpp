@@ -20,6 +20,7 @@
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/STLExtras.h"
+#include <cassert>
 #include <map>
 
 using namespace kiln;
@@ -287,8 +288,11 @@ BufferPlan kiln::planMemory(const Graph &g) {
                       !(productOp->info().flags & Reduction) &&
                       productDepth(*productOp) > kGemmKBlock;
     auto claim = [&](int64_t k, int64_t slot, bool inPlace) {
-      if (k == product || (overResult && !inPlace && plan.productOf[i] < 0))
+      if (k == product || (overResult && !inPlace && plan.productOf[i] < 0)) {
+        // The verifier gives every result the product's f32 shape.
+        assert(bodyResults(*n.body)[k]->type == productOp->type);
         plan.productOf[i] = slot;
+      }
     };
     if (productOp && plan.slotOf[i] >= 0)
       claim(0, plan.slotOf[i], inPlaceOf[i] >= 0);

@@ -208,6 +208,57 @@ static std::error_code lastError() {
   return std::error_code(errno, std::generic_category());
 }
 
+/// The descriptor `path` names if it is one the process inherited
+/// (/dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N), else -1.
+static int inheritedDescriptor(llvm::StringRef path) {
+  if (path == "/dev/stdout")
+    return 1;
+  if (path == "/dev/stderr")
+    return 2;
+  int fd = -1;
+  if ((path.consume_front("/dev/fd/") ||
+       path.consume_front("/proc/self/fd/")) &&
+      !path.getAsInteger(10, fd) && fd >= 0)
+    return fd;
+  return -1;
+}
+
+static bool isInheritedDescriptor(llvm::StringRef path) {
+  return inheritedDescriptor(path) >= 0;
+}
+
+llvm::Expected<std::string> kiln::outputTarget(llvm::StringRef path) {
+  // Follows the chain of symbolic links, as the kernel does (at most 40).
+  llvm::SmallString<128> at(path);
+  for (int hops = 0; hops < 40; ++hops) {
+    llvm::sys::fs::file_status st;
+    if (llvm::sys::fs::status(at, st, /*Follow=*/false) ||
+        st.type() != llvm::sys::fs::file_type::symlink_file) {
+      // A file, or nothing yet: that is the target, made absolute.
+      llvm::SmallString<128> real;
+      if (!llvm::sys::fs::real_path(at, real))
+        return std::string(real);
+      llvm::sys::fs::make_absolute(at);
+      llvm::sys::path::remove_dots(at, /*remove_dot_dot=*/true);
+      return std::string(at);
+    }
+    char link[4096];
+    ssize_t n = ::readlink(at.c_str(), link, sizeof(link));
+    if (n <= 0 || size_t(n) == sizeof(link))
+      return makeError(path + ": cannot read the symbolic link " + at + ": " +
+                       lastError().message());
+    llvm::StringRef to(link, n);
+    if (llvm::sys::path::is_relative(to)) {
+      llvm::SmallString<128> dir = llvm::sys::path::parent_path(at);
+      llvm::sys::path::append(dir, to);
+      at = dir;
+    } else {
+      at = to;
+    }
+  }
+  return makeError(path + ": too many levels of symbolic links (a loop?)");
+}
+
 /// Writes into the existing special file `path` (a device such as /dev/null,
 /// a pipe), which no rename may replace: every write, the flush and the
 /// close are checked.
@@ -217,7 +268,23 @@ writeInPlace(llvm::StringRef path,
   auto fail = [&](const llvm::Twine &what, std::error_code ec) {
     return makeError(path + ": " + what + ": " + ec.message());
   };
-  int fd = ::open(path.str().c_str(), O_WRONLY | O_CLOEXEC);
+  // A descriptor the process inherited (/dev/stdout, /dev/fd/N,
+  // /proc/self/fd/N) is written through a copy, so that a shell's
+  // redirection keeps its offset and appends; reopening it would write a
+  // redirected file from its start.
+  int fd = -1;
+  int inherited = inheritedDescriptor(path);
+  if (inherited >= 0) {
+    fd = ::fcntl(inherited, F_DUPFD_CLOEXEC, 0);
+  } else {
+    // A pipe nobody reads would block the open forever: refuse it.
+    fd = ::open(path.str().c_str(),
+                O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0 && errno == ENXIO)
+      return makeError(path + ": no process reads the pipe");
+    if (fd >= 0)
+      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  }
   if (fd < 0)
     return fail("cannot open it for writing", lastError());
   {
@@ -245,29 +312,19 @@ kiln::writeFileAtomically(llvm::StringRef path,
   // Only a regular file (or none yet) is replaced by a rename; a symbolic
   // link's target is, so that the link stays.
   llvm::sys::fs::file_status st;
-  llvm::SmallString<128> target(path);
+  if (isInheritedDescriptor(path))
+    return writeInPlace(path, write);
   if (!llvm::sys::fs::status(path, st, /*Follow=*/true)) {
     if (llvm::sys::fs::is_directory(st))
       return fail("cannot write it",
                   std::make_error_code(std::errc::is_a_directory));
     if (!llvm::sys::fs::is_regular_file(st))
       return writeInPlace(path, write);
-    if (auto ec = llvm::sys::fs::real_path(path, target))
-      return fail("cannot resolve it", ec);
-  } else if (!llvm::sys::fs::status(path, st, /*Follow=*/false) &&
-             st.type() == llvm::sys::fs::file_type::symlink_file) {
-    // A dangling link: the file it names is created.
-    char link[4096];
-    ssize_t n = ::readlink(path.str().c_str(), link, sizeof(link));
-    if (n <= 0 || size_t(n) == sizeof(link))
-      return fail("cannot read the symbolic link", lastError());
-    target.assign(link, link + n);
-    if (llvm::sys::path::is_relative(target)) {
-      llvm::SmallString<128> dir = llvm::sys::path::parent_path(path);
-      llvm::sys::path::append(dir, target);
-      target = dir;
-    }
   }
+  auto resolved = outputTarget(path);
+  if (!resolved)
+    return resolved.takeError();
+  llvm::SmallString<128> target(*resolved);
   int fd = -1;
   llvm::SmallString<128> tmp;
   if (auto ec =

@@ -45,13 +45,19 @@ llvm::Error writeSafetensors(llvm::StringRef path, const TensorMap &tensors);
 llvm::Error writeSafetensors(llvm::StringRef path, const TensorMap &tensors,
                              const Metadata &metadata);
 
+/// The file a write to `path` replaces: path itself, or the file its chain
+/// of symbolic links names (which may not exist yet), as an absolute path.
+/// A loop of links is an error.
+llvm::Expected<std::string> outputTarget(llvm::StringRef path);
+
 /// Replaces `path` with what `write` produces, so that a crash leaves either
 /// the old file or the new one: writes a temporary file in the same
 /// directory, fsyncs it, renames it over `path` (over a symbolic link's
 /// target, so the link stays) and fsyncs the directory. On failure the
 /// temporary file is removed and the error names `path`. A path that is a
-/// special file (/dev/null, a pipe) is written directly, never replaced; a
-/// directory is an error. Every write, flush and close is checked.
+/// special file (/dev/null, a pipe, which must have a reader) or names an
+/// inherited descriptor (/dev/stdout) is written directly, never replaced;
+/// a directory is an error. Every write, flush and close is checked.
 llvm::Error
 writeFileAtomically(llvm::StringRef path,
                     llvm::function_ref<void(llvm::raw_ostream &)> write);

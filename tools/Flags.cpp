@@ -9,6 +9,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "tools/Flags.h"
+#include "runtime/Safetensors.h"
 #include "runtime/ThreadPool.h"
 #include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/ADT/StringExtras.h"
@@ -446,31 +447,42 @@ static llvm::Error checkThreads() {
   return llvm::Error::success();
 }
 
-/// Whether paths a and b name one file: the same file if both exist, else
-/// the same absolute path once dots are removed.
+/// Whether paths a and b name one regular file (existing or to be made):
+/// `-` (standard input) and special files such as /dev/null, which many
+/// streams may share, never do.
 static bool sameFile(llvm::StringRef a, llvm::StringRef b) {
-  bool same = false;
-  if (!llvm::sys::fs::equivalent(a, b, same))
-    return same;
-  auto canonical = [](llvm::StringRef p) {
-    llvm::SmallString<256> s(p);
-    llvm::sys::fs::make_absolute(s);
-    llvm::sys::path::remove_dots(s, /*remove_dot_dot=*/true);
-    return std::string(s);
-  };
-  return canonical(a) == canonical(b);
+  if (a == "-" || b == "-")
+    return false;
+  llvm::sys::fs::file_status sa, sb;
+  bool hasA = !llvm::sys::fs::status(a, sa),
+       hasB = !llvm::sys::fs::status(b, sb);
+  if ((hasA && !llvm::sys::fs::is_regular_file(sa)) ||
+      (hasB && !llvm::sys::fs::is_regular_file(sb)))
+    return false;
+  if (hasA && hasB)
+    return llvm::sys::fs::equivalent(sa, sb);
+  // One is still to be written: the files their links lead to.
+  auto ta = outputTarget(a), tb = outputTarget(b);
+  if (!ta || !tb) {
+    llvm::consumeError(ta.takeError());
+    llvm::consumeError(tb.takeError());
+    return false; // the write reports the loop
+  }
+  return *ta == *tb;
 }
 
-/// A file the command names: its flag ("" for the model file) and path.
+/// A file the command names: what names it (a flag, the model file, the
+/// train block's data) and its path.
 struct NamedFile {
-  const cl::opt<std::string> *flag;
-  std::string describe() const {
-    return flag ? flagName(*flag) + " (" + flag->getValue() + ")"
-                : "the model file (" + inputFile.getValue() + ")";
-  }
-  const std::string &path() const {
-    return flag ? flag->getValue() : inputFile.getValue();
-  }
+  std::string what, path_;
+  /// A flag's file; null: the model file.
+  NamedFile(const cl::opt<std::string> *flag)
+      : what(flag ? flagName(*flag) : "the model file"),
+        path_(flag ? flag->getValue() : inputFile.getValue()) {}
+  NamedFile(std::string what, std::string path)
+      : what(std::move(what)), path_(std::move(path)) {}
+  std::string describe() const { return what + " (" + path_ + ")"; }
+  const std::string &path() const { return path_; }
 };
 
 /// An error if an output names the same file as an input or as another
@@ -546,6 +558,14 @@ llvm::Error checkTrainFlags() {
   if (backend == Backend::Interp)
     return refuse({&threads}, "it sets the compiled code of --backend=jit");
   return llvm::Error::success();
+}
+
+llvm::Error checkTrainOutputs(const DataSource &data) {
+  std::vector<NamedFile> inputs;
+  for (const std::string *p : {&data.images, &data.labels, &data.testImages,
+                               &data.testLabels, &data.path, &data.test})
+    inputs.emplace_back("the train block's data", *p);
+  return checkOutputs({{&checkpoint}, {&metricsFile}, {&plotFile}}, inputs);
 }
 
 llvm::Error checkEvalFlags() {

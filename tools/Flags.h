@@ -9,6 +9,7 @@
 #ifndef KILN_TOOLS_FLAGS_H
 #define KILN_TOOLS_FLAGS_H
 
+#include "frontend/Train.h"
 #include "passes/Passes.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/Error.h"
@@ -66,6 +67,8 @@ llvm::Error checkDumpFlags();
 llvm::Error checkGradFlags();
 llvm::Error checkInitFlags();
 llvm::Error checkTrainFlags();
+/// train's outputs against its train block's data files: none may be one.
+llvm::Error checkTrainOutputs(const DataSource &data);
 llvm::Error checkEvalFlags();
 
 /// An error if a flag that needs graph passes was given where none run;

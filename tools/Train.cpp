@@ -420,8 +420,8 @@ llvm::Error Trainer::trainStep(const std::vector<int64_t> &order, int64_t b,
   double loss = s.step(st.index).objective();
   // Formatted only on the error paths, off the per-step path.
   auto where = [&] {
-    return llvm::formatv("step {0} (epoch {1}, batch {2} of {3})", t,
-                         epoch + 1, b + 1, batchesPerEpoch())
+    return llvm::formatv("step {0} (epoch {1}, batch {2} of {3})", t, epoch + 1,
+                         b + 1, batchesPerEpoch())
         .str();
   };
   if (!std::isfinite(loss))
@@ -644,6 +644,8 @@ int runKFold(const ModelSource &m, RunData &all, JIT *jit,
 
 int kiln::runTrainCommand(ModelSource &m) {
   TrainConfig &c = m.config;
+  if (auto e = flags::checkTrainOutputs(c.data))
+    return fail(llvm::toString(std::move(e)));
   if (kfold.getNumOccurrences() && c.split > 0)
     return fail(m.dataLocation + "--kfold splits the training data itself; "
                                  "the train block's 'split' does not apply");

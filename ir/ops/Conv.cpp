@@ -149,9 +149,9 @@ llvm::Expected<TensorType> shapePool(const Node &n) {
   auto win = windowOf(n, *size);
   if (!win)
     return win.takeError();
-  if (*size < 1 || win->pad * 2 > *size)
+  if (win->pad * 2 > *size)
     return makeError("'" + n.info().mnemonic +
-                     "' needs size >= 1 and pad at most half the size");
+                     "' needs pad at most half the size");
   auto h = outExtent(n, x.shape[2], *win);
   if (!h)
     return h.takeError();

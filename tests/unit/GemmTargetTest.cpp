@@ -125,6 +125,10 @@ TEST_P(GemmWidth, MatchesFloat64ReferenceForEveryTransposeAndEdgeSize) {
         ASSERT_EQ(tiled.count[i].load(), 1) << what << " element " << i;
       EXPECT_LE(worstGemmError(m, n, k, ta, tb, false, a, b, tiled.value), 1e-6)
           << what << ", null C";
+      // Not accumulating, C got the same sums in the same order.
+      if (!accumulate)
+        for (int64_t i = 0; i < m * n; ++i)
+          ASSERT_EQ(tiled.value[i], c[i]) << what << " element " << i;
     }
 }
 
