@@ -208,6 +208,18 @@ static std::error_code lastError() {
   return std::error_code(errno, std::generic_category());
 }
 
+/// Runs `write` into descriptor fd (left open) and flushes it: the first
+/// error of any write, or none.
+static std::error_code
+writeTo(int fd, llvm::function_ref<void(llvm::raw_ostream &)> write) {
+  llvm::raw_fd_ostream os(fd, /*shouldClose=*/false);
+  write(os);
+  os.flush();
+  std::error_code ec = os.error();
+  os.clear_error(); // Else its destructor aborts.
+  return ec;
+}
+
 /// The descriptor `path` names if it is one the process inherited
 /// (/dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N), else -1.
 static int inheritedDescriptor(llvm::StringRef path) {
@@ -287,16 +299,9 @@ writeInPlace(llvm::StringRef path,
   }
   if (fd < 0)
     return fail("cannot open it for writing", lastError());
-  {
-    llvm::raw_fd_ostream os(fd, /*shouldClose=*/false);
-    write(os);
-    os.flush();
-    if (os.has_error()) {
-      std::error_code ec = os.error();
-      os.clear_error(); // Else its destructor aborts.
-      ::close(fd);
-      return fail("write failed", ec);
-    }
+  if (std::error_code ec = writeTo(fd, write)) {
+    ::close(fd);
+    return fail("write failed", ec);
   }
   if (::close(fd) != 0)
     return fail("close failed", lastError());
@@ -337,16 +342,8 @@ kiln::writeFileAtomically(llvm::StringRef path,
     llvm::sys::fs::remove(tmp);
     return fail(what, ec);
   };
-  {
-    llvm::raw_fd_ostream os(fd, /*shouldClose=*/false);
-    write(os);
-    os.flush();
-    if (os.has_error()) {
-      std::error_code ec = os.error();
-      os.clear_error(); // Else its destructor aborts.
-      return abandon("write failed", ec);
-    }
-  }
+  if (std::error_code ec = writeTo(fd, write))
+    return abandon("write failed", ec);
   if (::fsync(fd) != 0)
     return abandon("fsync failed", lastError());
   int closing = fd;
