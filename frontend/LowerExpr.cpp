@@ -227,7 +227,7 @@ Val Elaborator::evalIndex(const Expr &e) {
     }
     begin.push_back(parts[0]), end.push_back(parts[1]),
         step.push_back(parts[2]);
-    kept.push_back((parts[1] - parts[0] + parts[2] - 1) / parts[2]);
+    kept.push_back((parts[1] - parts[0] - 1) / parts[2] + 1); // any step
     identity &= parts[0] == 0 && parts[1] == dim && parts[2] == 1;
   }
   if (identity)

@@ -132,6 +132,10 @@ llvm::Expected<Node *> Graph::add(Op op, llvm::ArrayRef<Node *> operands,
   auto type = opRules(op).shape(*node);
   if (!type)
     return type.takeError();
+  // Every result, whatever its rule computed: dimensions >= 1 and at most
+  // kMaxElements elements (Types.h), so later arithmetic cannot overflow.
+  if (auto e = checkShape(*node, type->shape))
+    return std::move(e);
   node->type = *type;
   nodes.push_back(std::move(node));
   return nodes.back().get();

@@ -4,6 +4,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "ir/Tensor.h"
+#include "support/Files.h"
 #include <unistd.h>
 
 using namespace kiln;
@@ -67,15 +68,14 @@ Tensor Tensor::cast(DType to) const {
 }
 
 llvm::Error kiln::checkMemory(uint64_t bytes, const llvm::Twine &what) {
-  long pages = sysconf(_SC_PHYS_PAGES), pageSize = sysconf(_SC_PAGE_SIZE);
-  uint64_t physical = pages > 0 && pageSize > 0
-                          ? uint64_t(pages) * uint64_t(pageSize)
-                          : UINT64_MAX;
-  if (bytes <= physical)
+  MemoryLimit limit = availableMemory();
+  if (bytes <= limit.bytes)
     return llvm::Error::success();
-  auto gib = [](uint64_t b) { return std::to_string(b >> 30); };
+  std::string room =
+      limit.source == "this machine's memory"
+          ? "this machine's " + byteSize(limit.bytes) + " of memory"
+          : "the " + byteSize(limit.bytes) + " left under " + limit.source;
   return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                 what + " needs " + gib(bytes) +
-                                     " GiB, more than this machine's " +
-                                     gib(physical) + " GiB of memory");
+                                 what + " needs " + byteSize(bytes) +
+                                     ", more than " + room);
 }

@@ -68,7 +68,8 @@ template <typename T> bool Tensor::matches() const {
   return false;
 }
 
-/// An error unless `bytes` fit in this machine's physical memory; `what`
+/// An error unless `bytes` fit in the memory this process may use
+/// (availableMemory: physical memory, RLIMIT_AS, the cgroup's limit); `what`
 /// names what needs them.
 llvm::Error checkMemory(uint64_t bytes, const llvm::Twine &what);
 

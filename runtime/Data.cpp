@@ -11,6 +11,7 @@
 //===----------------------------------------------------------------------===//
 #include "runtime/Data.h"
 #include "ir/Graph.h"
+#include "support/Files.h"
 #include "llvm/ADT/ScopeExit.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Support/FileSystem.h"
@@ -98,18 +99,6 @@ static llvm::Expected<std::string> gunzip(llvm::StringRef in,
   return out;
 }
 
-/// The bytes of a file, inflated if they start with gzip's magic 1f 8b.
-static llvm::Expected<std::string> readMaybeGzip(llvm::StringRef path) {
-  auto buf = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
-                                         /*RequiresNullTerminator=*/false);
-  if (!buf)
-    return makeError(path + ": " + buf.getError().message());
-  llvm::StringRef bytes = (*buf)->getBuffer();
-  if (isGzip(bytes))
-    return gunzip(bytes, path);
-  return bytes.str();
-}
-
 //===----------------------------------------------------------------------===//
 // IDX
 //===----------------------------------------------------------------------===//
@@ -123,8 +112,13 @@ struct IdxFile {
 };
 } // namespace
 
-static llvm::Expected<IdxFile> parseIdx(llvm::StringRef bytes,
-                                        llvm::StringRef path, bool isLabels) {
+static llvm::Expected<Dataset> datasetOf(const IdxFile &img,
+                                         llvm::StringRef imagesPath,
+                                         const IdxFile &lab,
+                                         llvm::StringRef labelsPath);
+
+static llvm::Expected<IdxFile>
+parseIdxFile(llvm::StringRef bytes, llvm::StringRef path, bool isLabels) {
   auto bad = [&](const llvm::Twine &why) {
     return makeError(path + ": " + why);
   };
@@ -179,18 +173,46 @@ static llvm::Expected<IdxFile> parseIdx(llvm::StringRef bytes,
 
 llvm::Expected<Dataset> kiln::readIdx(llvm::StringRef imagesPath,
                                       llvm::StringRef labelsPath) {
-  auto imageBytes = readMaybeGzip(imagesPath);
-  if (!imageBytes)
-    return imageBytes.takeError();
-  auto images = parseIdx(*imageBytes, imagesPath, /*isLabels=*/false);
+  auto images = readDataFile(imagesPath);
   if (!images)
     return images.takeError();
-  auto labelBytes = readMaybeGzip(labelsPath);
-  if (!labelBytes)
-    return labelBytes.takeError();
-  auto labels = parseIdx(*labelBytes, labelsPath, /*isLabels=*/true);
+  auto labels = readDataFile(labelsPath);
   if (!labels)
     return labels.takeError();
+  return parseIdx((*images)->getBuffer(), imagesPath, (*labels)->getBuffer(),
+                  labelsPath);
+}
+
+llvm::Expected<Dataset> kiln::parseIdx(llvm::StringRef imageBytes,
+                                       llvm::StringRef imagesPath,
+                                       llvm::StringRef labelBytes,
+                                       llvm::StringRef labelsPath) {
+  std::string inflated[2];
+  for (int i = 0; i < 2; ++i) {
+    llvm::StringRef &bytes = i == 0 ? imageBytes : labelBytes;
+    if (!isGzip(bytes))
+      continue;
+    auto out = gunzip(bytes, i == 0 ? imagesPath : labelsPath);
+    if (!out)
+      return out.takeError();
+    inflated[i] = std::move(*out);
+    bytes = inflated[i];
+  }
+  auto images = parseIdxFile(imageBytes, imagesPath, /*isLabels=*/false);
+  if (!images)
+    return images.takeError();
+  auto labels = parseIdxFile(labelBytes, labelsPath, /*isLabels=*/true);
+  if (!labels)
+    return labels.takeError();
+  return datasetOf(*images, imagesPath, *labels, labelsPath);
+}
+
+/// Checked image and label files as a dataset.
+static llvm::Expected<Dataset> datasetOf(const IdxFile &img,
+                                         llvm::StringRef imagesPath,
+                                         const IdxFile &lab,
+                                         llvm::StringRef labelsPath) {
+  const IdxFile *images = &img, *labels = &lab;
   if (images->dims[0] != labels->dims[0])
     return makeError(imagesPath + " has " + llvm::Twine(images->dims[0]) +
                      " images but " + labelsPath + " has " +
@@ -350,11 +372,16 @@ static std::optional<int32_t> parseLabel(llvm::StringRef field,
 
 llvm::Expected<Dataset> kiln::readCsv(llvm::StringRef path,
                                       llvm::StringRef labelColumn) {
-  auto buf = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
-                                         /*RequiresNullTerminator=*/false);
+  auto buf = readDataFile(path);
   if (!buf)
-    return makeError(path + ": " + buf.getError().message());
-  llvm::StringRef rest = (*buf)->getBuffer();
+    return buf.takeError();
+  return parseCsv((*buf)->getBuffer(), path, labelColumn);
+}
+
+llvm::Expected<Dataset> kiln::parseCsv(llvm::StringRef bytes,
+                                       llvm::StringRef path,
+                                       llvm::StringRef labelColumn) {
+  llvm::StringRef rest = bytes;
   rest.consume_front("\xEF\xBB\xBF"); // a UTF-8 byte order mark
   unsigned lineNo = 0;
   auto at = [&](const llvm::Twine &why) {

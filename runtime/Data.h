@@ -50,10 +50,20 @@ llvm::Expected<DataSplits> loadFashionMnist(llvm::StringRef dir,
 llvm::Expected<Dataset> readIdx(llvm::StringRef imagesPath,
                                 llvm::StringRef labelsPath);
 
+/// The same from the files' bytes (each gzipped or not); the paths only
+/// name them in errors.
+llvm::Expected<Dataset> parseIdx(llvm::StringRef imageBytes,
+                                 llvm::StringRef imagesPath,
+                                 llvm::StringRef labelBytes,
+                                 llvm::StringRef labelsPath);
+
 /// A CSV file with a header row; `labelColumn` names the column of integer
 /// class labels (>= 0), every other column is a float feature.
 llvm::Expected<Dataset> readCsv(llvm::StringRef path,
                                 llvm::StringRef labelColumn);
+/// The same from a file's bytes; `path` only names it in errors.
+llvm::Expected<Dataset> parseCsv(llvm::StringRef bytes, llvm::StringRef path,
+                                 llvm::StringRef labelColumn);
 
 } // namespace kiln
 

@@ -9,6 +9,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/Metrics.h"
+#include "support/Files.h"
 #include "ir/Graph.h"
 #include "runtime/Safetensors.h"
 #include "llvm/ADT/STLExtras.h"
@@ -52,9 +53,9 @@ llvm::Error kiln::writeMetricsCsv(llvm::StringRef path,
 
 llvm::Expected<std::vector<EpochMetrics>>
 kiln::readMetricsCsv(llvm::StringRef path) {
-  auto buf = llvm::MemoryBuffer::getFile(path, /*IsText=*/true);
+  auto buf = readDataFile(path);
   if (!buf)
-    return makeError(path + ": " + buf.getError().message());
+    return buf.takeError();
   auto bad = [&](size_t line, const llvm::Twine &why) {
     return makeError(path + ":" + llvm::Twine(line) + ": " + why);
   };

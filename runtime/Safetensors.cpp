@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 #include "runtime/Safetensors.h"
 #include "ir/Graph.h"
+#include "support/Files.h"
 #include "llvm/Support/ConvertUTF.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -18,6 +19,8 @@
 #include <cstring>
 #include <fcntl.h>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <tuple>
 #include <unistd.h>
 
 using namespace kiln;
@@ -60,12 +63,38 @@ parseFile(llvm::StringRef bytes, llvm::StringRef path, Metadata *metadata) {
     return bad("header length " + llvm::Twine(headerLen) +
                " does not fit a file of " + llvm::Twine(bytes.size()) +
                " bytes");
-  json header = json::parse(bytes.substr(8, headerLen), nullptr,
+  // JSON allows a key twice and nlohmann keeps the last; a file that
+  // names a tensor twice is ambiguous, so the parser callback refuses it.
+  std::vector<std::set<std::string>> keysAt;
+  std::string duplicate;
+  auto noDuplicates = [&](int depth, json::parse_event_t event, json &value) {
+    if (event == json::parse_event_t::object_start)
+      keysAt.resize(size_t(depth) + 1);
+    if (event == json::parse_event_t::object_end &&
+        size_t(depth) < keysAt.size())
+      keysAt[depth].clear();
+    if (event == json::parse_event_t::key && duplicate.empty() &&
+        size_t(depth) <= keysAt.size() && depth > 0 &&
+        !keysAt[depth - 1].insert(value.get<std::string>()).second)
+      duplicate = value.get<std::string>();
+    return true;
+  };
+  json header = json::parse(bytes.substr(8, headerLen), noDuplicates,
                             /*allow_exceptions=*/false);
   if (header.is_discarded() || !header.is_object())
     return bad("the header is not a JSON object");
+  if (!duplicate.empty())
+    return bad("the header names '" + duplicate + "' twice");
   llvm::StringRef data = bytes.substr(8 + headerLen);
   TensorMap out;
+  struct Span {
+    uint64_t begin, end;
+    std::string name;
+    bool operator<(const Span &o) const {
+      return std::tie(begin, end) < std::tie(o.begin, o.end);
+    }
+  };
+  std::vector<Span> spans;
   for (auto &item : header.items()) {
     const std::string &name = item.key();
     const json &entry = item.value();
@@ -125,10 +154,30 @@ parseFile(llvm::StringRef bytes, llvm::StringRef path, Metadata *metadata) {
                       " bytes but data_offsets "
                       "span " +
                       llvm::Twine(end - begin));
+    spans.push_back({begin, end, name});
     Tensor t(*dtype, shape);
-    std::memcpy(t.raw(), data.data() + begin, want);
+    if (want) // an empty tensor has no storage to copy to
+      std::memcpy(t.raw(), data.data() + begin, want);
     out.emplace(name, std::move(t));
   }
+  // As the format's reference reader does: the tensors' bytes tile the data
+  // section, so no two share bytes and none are left over.
+  llvm::sort(spans);
+  uint64_t covered = 0;
+  for (const Span &sp : spans) {
+    if (sp.begin < covered)
+      return bad("tensor '" + sp.name + "': data_offsets [" +
+                 llvm::Twine(sp.begin) + ", " + llvm::Twine(sp.end) +
+                 "] overlap another tensor's data");
+    if (sp.begin > covered)
+      return bad("bytes [" + llvm::Twine(covered) + ", " +
+                 llvm::Twine(sp.begin) +
+                 ") of the data section belong to no tensor");
+    covered = sp.end;
+  }
+  if (covered != data.size())
+    return bad(llvm::Twine(data.size() - covered) +
+               " bytes after the last tensor's data");
   return out;
 }
 
@@ -138,25 +187,28 @@ llvm::Expected<TensorMap> kiln::parseSafetensors(llvm::StringRef bytes,
 }
 
 llvm::Expected<TensorMap> kiln::readSafetensors(llvm::StringRef path) {
-  auto buf = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
-                                         /*RequiresNullTerminator=*/false);
+  auto buf = readDataFile(path);
   if (!buf)
-    return makeError(path + ": " + buf.getError().message());
+    return buf.takeError();
   return parseSafetensors((*buf)->getBuffer(), path);
 }
 
 llvm::Expected<SafetensorsFile>
-kiln::readSafetensorsFile(llvm::StringRef path) {
-  auto buf = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
-                                         /*RequiresNullTerminator=*/false);
-  if (!buf)
-    return makeError(path + ": " + buf.getError().message());
+kiln::parseSafetensorsFile(llvm::StringRef bytes, llvm::StringRef path) {
   SafetensorsFile file;
-  auto tensors = parseFile((*buf)->getBuffer(), path, &file.metadata);
+  auto tensors = parseFile(bytes, path, &file.metadata);
   if (!tensors)
     return tensors.takeError();
   file.tensors = std::move(*tensors);
   return file;
+}
+
+llvm::Expected<SafetensorsFile>
+kiln::readSafetensorsFile(llvm::StringRef path) {
+  auto buf = readDataFile(path);
+  if (!buf)
+    return buf.takeError();
+  return parseSafetensorsFile((*buf)->getBuffer(), path);
 }
 
 llvm::Error kiln::writeSafetensors(llvm::StringRef path,

@@ -39,6 +39,9 @@ llvm::Expected<TensorMap> parseSafetensors(llvm::StringRef bytes,
 /// Reads tensors and the "__metadata__" strings (a non-string metadata value
 /// is an error naming the file).
 llvm::Expected<SafetensorsFile> readSafetensorsFile(llvm::StringRef path);
+/// The same from a whole file's bytes; `path` only names it in errors.
+llvm::Expected<SafetensorsFile> parseSafetensorsFile(llvm::StringRef bytes,
+                                                     llvm::StringRef path);
 /// Writes tensors (sorted by name) to a file, atomically and durably.
 llvm::Error writeSafetensors(llvm::StringRef path, const TensorMap &tensors);
 /// Writes tensors and, when not empty, `metadata` as "__metadata__".

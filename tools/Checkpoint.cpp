@@ -225,11 +225,19 @@ llvm::Error kiln::train::checkResume(llvm::StringRef path, const ModelSource &m,
   auto file = readCheckpoint(path);
   if (!file)
     return file.takeError();
-  MetadataReader meta(path, file->metadata);
+  return readProgress(path, file->metadata, m.config.batch, resume,
+                      batchesPerEpoch, p, step);
+}
+
+llvm::Error
+kiln::train::readProgress(llvm::StringRef path, const Metadata &metadata,
+                          int64_t ourBatch, llvm::ArrayRef<std::string> resume,
+                          int64_t batchesPerEpoch, Progress &p, int64_t &step) {
+  MetadataReader meta(path, metadata);
   auto batch = meta.integer("batch", 1, INT64_MAX);
   if (!batch)
     return batch.takeError();
-  if (*batch != m.config.batch)
+  if (*batch != ourBatch)
     return makeError(path + ": the checkpoint was trained with batch " +
                      llvm::Twine(*batch) + "; resume with --batch " +
                      llvm::Twine(*batch));

@@ -60,6 +60,12 @@ llvm::Error checkResume(llvm::StringRef path, const ModelSource &m,
                         llvm::ArrayRef<std::string> settings,
                         int64_t batchesPerEpoch, Progress &p, int64_t &step);
 
+/// checkResume's work on a checkpoint's metadata, read from `path`, for a
+/// run with batch size `batch`.
+llvm::Error readProgress(llvm::StringRef path, const Metadata &metadata,
+                         int64_t batch, llvm::ArrayRef<std::string> settings,
+                         int64_t batchesPerEpoch, Progress &p, int64_t &step);
+
 } // namespace kiln::train
 
 #endif

@@ -16,11 +16,17 @@
 #include "llvm/Config/llvm-config.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Path.h"
+#include "llvm/Support/WithColor.h"
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/TargetParser/Host.h"
 #include <cmath>
 
 using namespace kiln;
+
+int kiln::fail(const llvm::Twine &msg) {
+  llvm::WithColor::error(llvm::errs(), "kiln") << msg << "\n";
+  return 1;
+}
 
 #ifndef KILN_VERSION
 #define KILN_VERSION "unknown"

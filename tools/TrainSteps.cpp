@@ -9,6 +9,7 @@
 #include "passes/Pipeline.h"
 #include "runtime/Batches.h"
 #include "tools/Flags.h"
+#include "support/Files.h"
 #include "llvm/Support/MemoryBuffer.h"
 
 using namespace kiln;
@@ -20,9 +21,11 @@ namespace {
 
 /// The first line of a file, for comparing CSV headers.
 std::string headerOf(llvm::StringRef path) {
-  auto buf = llvm::MemoryBuffer::getFile(path, /*IsText=*/true);
-  if (!buf)
+  auto buf = readDataFile(path);
+  if (!buf) {
+    llvm::consumeError(buf.takeError());
     return "";
+  }
   return (*buf)->getBuffer().split('\n').first.rtrim("\r").str();
 }
 

@@ -21,6 +21,7 @@
 #include "passes/Passes.h"
 #include "passes/Pipeline.h"
 #include "runtime/Gradients.h"
+#include "support/Files.h"
 #include "tools/Flags.h"
 #include "tools/Train.h"
 #include "llvm/ADT/StringExtras.h"
@@ -34,11 +35,6 @@
 
 using namespace kiln;
 using namespace kiln::flags;
-
-int kiln::fail(const llvm::Twine &msg) {
-  llvm::WithColor::error(llvm::errs(), "kiln") << msg << "\n";
-  return 1;
-}
 
 /// Parses -D NAME=VALUE bindings; a name bound twice is an error.
 static llvm::Expected<llvm::StringMap<int64_t>> parseDefines() {
@@ -71,9 +67,9 @@ struct Loaded {
 } // namespace
 
 static std::unique_ptr<Loaded> loadModel(llvm::StringRef path) {
-  auto buf = llvm::MemoryBuffer::getFileOrSTDIN(path, /*IsText=*/true);
+  auto buf = readInput(path, kMaxSourceBytes, "a model file");
   if (!buf) {
-    fail("cannot read '" + path + "': " + buf.getError().message());
+    fail("cannot read " + llvm::toString(buf.takeError()));
     return nullptr;
   }
   auto l = std::make_unique<Loaded>();
@@ -373,9 +369,9 @@ static int runDump() {
 }
 
 static int runOpt() {
-  auto buf = llvm::MemoryBuffer::getFileOrSTDIN(inputFile, /*IsText=*/true);
+  auto buf = readInput(inputFile, kMaxSourceBytes, "an IR file");
   if (!buf)
-    return fail("cannot read '" + inputFile + "': " + buf.getError().message());
+    return fail("cannot read " + llvm::toString(buf.takeError()));
   llvm::SourceMgr sm;
   unsigned id = sm.AddNewSourceBuffer(std::move(*buf), llvm::SMLoc());
   Diagnostics diags(sm);

@@ -36,6 +36,12 @@ llvm::Expected<Window> windowOf(const Node &n, int64_t size) {
     return bad("stride", *stride, ">= 1");
   if (*pad < 0)
     return bad("pad", *pad, ">= 0");
+  // Larger windows or pads give no shape within kMaxElements, and bounding
+  // them keeps outExtent's arithmetic inside int64.
+  if (size > kMaxElements)
+    return bad("size", size, "<= 2^40");
+  if (*pad > kMaxElements)
+    return bad("pad", *pad, "<= 2^40");
   return Window{size, *stride, *pad};
 }
 
@@ -191,16 +197,33 @@ void evalPool(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
 
 // unfold2d {size, stride, pad, value}: x [N, C, H, W] -> [N, C*K*K, OH*OW],
 // padding with `value` (0 for convolution, -inf for max pooling).
+// Any pad: convolution's may exceed half the kernel (PyTorch allows it).
 llvm::Expected<TensorType> shapeUnfold(const Node &n) {
-  auto pooled = shapePool(n);
-  if (!pooled)
-    return pooled.takeError();
+  const TensorType &x = n.operands[0]->type;
+  if (auto e = expectFloat(n, 0))
+    return std::move(e);
+  if (auto e = expectRank(n, 0, 4))
+    return std::move(e);
+  auto size = n.getInt("size");
+  if (!size)
+    return size.takeError();
   if (auto v = n.getFloat("value"); !v)
     return v.takeError();
-  const Shape &x = n.operands[0]->type.shape;
-  int64_t k = n.intAttr("size");
-  return TensorType{pooled->dtype,
-                    {x[0], x[1] * k * k, pooled->shape[2] * pooled->shape[3]}};
+  auto win = windowOf(n, *size);
+  if (!win)
+    return win.takeError();
+  auto h = outExtent(n, x.shape[2], *win);
+  if (!h)
+    return h.takeError();
+  auto w = outExtent(n, x.shape[3], *win);
+  if (!w)
+    return w.takeError();
+  auto rows = numElements({x.shape[1], *size, *size});
+  auto cols = numElements({*h, *w});
+  if (!rows || !cols)
+    return makeError("'unfold2d' of " + x.str() + " with size " +
+                     llvm::Twine(*size) + " has too many elements");
+  return TensorType{x.dtype, {x.shape[0], *rows, *cols}};
 }
 
 template <typename T>
@@ -231,7 +254,9 @@ llvm::Expected<TensorType> shapeFold(const Node &n) {
   auto win = windowOf(n, *size);
   if (!win)
     return win.takeError();
-  if (hw->size() != 2 || *size < 1 || c.shape[1] % (*size * *size))
+  auto window = numElements({*size, *size});
+  if (hw->size() != 2 || !window || c.shape[1] % *window ||
+      llvm::any_of(*hw, [](int64_t d) { return d < 1 || d > kMaxElements; }))
     return makeError("fold2d of " + c.str() +
                      " needs shape [H, W] and rows "
                      "divisible by size^2");
@@ -241,11 +266,13 @@ llvm::Expected<TensorType> shapeFold(const Node &n) {
   auto ow = outExtent(n, (*hw)[1], *win);
   if (!ow)
     return ow.takeError();
-  if (*oh * *ow != c.shape[2])
-    return makeError("fold2d of " + c.str() + " to " + shapeStr(*hw) +
-                     " needs " + llvm::Twine(*oh * *ow) + " columns");
-  return TensorType{
-      c.dtype, {c.shape[0], c.shape[1] / (*size * *size), (*hw)[0], (*hw)[1]}};
+  auto columns = numElements({*oh, *ow});
+  if (!columns || *columns != c.shape[2])
+    return makeError(
+        "fold2d of " + c.str() + " to " + shapeStr(*hw) + " needs " +
+        (columns ? llvm::Twine(*columns) : llvm::Twine("more")) + " columns");
+  return TensorType{c.dtype,
+                    {c.shape[0], c.shape[1] / *window, (*hw)[0], (*hw)[1]}};
 }
 
 template <typename T>

@@ -93,7 +93,7 @@ llvm::Expected<TensorType> shapeSlice(const Node &n) {
       return makeError("slice " + llvm::Twine(b) + ":" + llvm::Twine(e) + ":" +
                        llvm::Twine(s) + " of axis " + llvm::Twine(i) + " of " +
                        a.str() + " is empty or out of range");
-    t.shape.push_back((e - b + s - 1) / s);
+    t.shape.push_back((e - b - 1) / s + 1); // no overflow for any step
   }
   return t;
 }
@@ -117,7 +117,9 @@ llvm::Expected<TensorType> shapeConcat(const Node &n) {
     if (!ok)
       return makeError("cannot concatenate " + n.operands[0]->type.str() +
                        " and " + o.str() + " along axis " + llvm::Twine(*axis));
-    t.shape[*axis] += o.shape[*axis];
+    if (__builtin_add_overflow(t.shape[*axis], o.shape[*axis], &t.shape[*axis]))
+      return makeError("'concat' of " + llvm::Twine(n.operands.size()) +
+                       " operands overflows along axis " + llvm::Twine(*axis));
   }
   return t;
 }
@@ -161,8 +163,10 @@ llvm::Expected<TensorType> shapePad(const Node &n) {
     if (lo < 0 || hi < 0 || in < 0)
       return makeError("pad amounts must be at least 0");
     int64_t d = a.shape[i], size = 0;
-    if (__builtin_mul_overflow(d - 1, in + 1, &size) ||
-        __builtin_add_overflow(size, 1 + lo + hi, &size))
+    if (__builtin_mul_overflow(d - 1, in, &size) ||
+        __builtin_add_overflow(size, d, &size) ||
+        __builtin_add_overflow(size, lo, &size) ||
+        __builtin_add_overflow(size, hi, &size))
       return makeError("pad of " + a.str() + " overflows");
     t.shape.push_back(size);
   }

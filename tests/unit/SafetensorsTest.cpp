@@ -139,6 +139,44 @@ TEST(Safetensors, MalformedFilesAreErrorsNamingTheFile) {
             "");
 }
 
+// The reference reader's rule: the tensors' bytes tile the data section.
+// Kiln refused none of these before (found by kiln-fuzz and issue 14).
+TEST(Safetensors, TensorsTileTheDataSectionExactly) {
+  auto err = [](const std::string &header, const std::string &data) {
+    std::string e = parseError(fileBytes(header, data));
+    return e.substr(std::min(e.size(), std::string("bad.safetensors: "
+                                                   "malformed safetensors "
+                                                   "file: ")
+                                           .size()));
+  };
+  EXPECT_EQ(err(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                "abcdefgh"),
+            "tensor 'b': data_offsets [4, 8] overlap another tensor's data");
+  EXPECT_EQ(err(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                "abcdefgh"),
+            "bytes [0, 4) of the data section belong to no tensor");
+  EXPECT_EQ(err(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+                "abcdefgh"),
+            "4 bytes after the last tensor's data");
+  EXPECT_EQ(err(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                R"("a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                "abcdefgh"),
+            "the header names 'a' twice");
+  EXPECT_EQ(err(R"({"__metadata__":{"k":"1","k":"2"}})", ""),
+            "the header names 'k' twice");
+  // A key may repeat in different objects, and a tensor may be empty.
+  auto ok = parseSafetensors(
+      fileBytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                R"("e":{"dtype":"I64","shape":[0,3],"data_offsets":[4,4]}})",
+                "abcd"),
+      "ok.safetensors");
+  ASSERT_TRUE(bool(ok)) << llvm::toString(ok.takeError());
+  ASSERT_EQ(ok->size(), 2u);
+  EXPECT_EQ(ok->at("e").numel(), 0);
+  EXPECT_EQ(ok->at("e").shape(), llvm::ArrayRef<int64_t>({0, 3}));
+}
+
 TEST(Safetensors, MissingFileNamesIt) {
   auto r = readSafetensors("/nonexistent/params.safetensors");
   ASSERT_FALSE(bool(r));
