@@ -44,6 +44,9 @@ struct Expr {
   std::vector<ExprPtr> args;
   std::vector<std::pair<std::string, ExprPtr>> kwargs;
   std::vector<llvm::SMLoc> kwargLocs;
+  /// Levels of the tree this expression roots (1 for a leaf); the parser
+  /// keeps it at most kMaxExprDepth, which bounds every recursive walk.
+  unsigned depth = 1;
 };
 
 /// `f32[N, 784]`, `int` or `float`.

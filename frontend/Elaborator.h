@@ -127,6 +127,10 @@ private:
   const Module &module;
   std::deque<Frame> frames; ///< A deque: references survive calls.
   std::vector<const FuncDecl *> callStack;
+  /// The graph's leaves by name (declareLeaf looks each one up).
+  LeafIndex leafIndex;
+  /// Loop iterations run so far in this model, over all loops.
+  int64_t unrolled = 0;
   bool reportedTooLarge = false;
 };
 

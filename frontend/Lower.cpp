@@ -230,7 +230,7 @@ std::string Elaborator::qualify(llvm::StringRef name) const {
 Node *Elaborator::declareLeaf(Op kind, llvm::StringRef fullName,
                               const TensorType &type, llvm::ArrayRef<Attr> init,
                               llvm::SMLoc loc) {
-  if (Node *existing = graph.findLeaf(kind, fullName)) {
+  if (Node *existing = leafIndex.find(kind, fullName)) {
     // The same name again means the same parameters: weight sharing.
     if (existing->type != type) {
       diags.error(loc, "'" + fullName + "' is shared, but declared here as " +
@@ -240,8 +240,8 @@ Node *Elaborator::declareLeaf(Op kind, llvm::StringRef fullName,
     }
     return existing;
   }
-  if (graph.findLeaf(kind == Op::Param ? Op::State : Op::Param, fullName) ||
-      graph.findLeaf(Op::Input, fullName)) {
+  if (leafIndex.find(kind == Op::Param ? Op::State : Op::Param, fullName) ||
+      leafIndex.find(Op::Input, fullName)) {
     diags.error(loc, "the name '" + fullName + "' is already taken");
     return nullptr;
   }
@@ -252,6 +252,7 @@ Node *Elaborator::declareLeaf(Op kind, llvm::StringRef fullName,
     diags.error(loc, llvm::toString(n.takeError()));
     return nullptr;
   }
+  leafIndex.add(*n);
   return *n;
 }
 
@@ -342,6 +343,7 @@ bool Elaborator::lowerModel(const FuncDecl &model,
       diags.error(a.loc, llvm::toString(n.takeError()));
       continue;
     }
+    leafIndex.add(*n);
     frames.back().vars[a.name] = Val::tensor(*n);
   }
   if (diags.errorCount() == errorsBefore)
@@ -514,6 +516,15 @@ void Elaborator::execStmt(const Stmt &s) {
     if (auto it = frame.vars.find(s.name); it != frame.vars.end())
       shadowed = it->second;
     for (int64_t t = lo.i; t < hi.i; ++t) {
+      // Nested loops multiply: the budget is on all iterations together.
+      if (++unrolled > kMaxUnrolled) {
+        diags.error(s.loc,
+                    "the model's loops unroll to more than " +
+                        llvm::Twine(kMaxUnrolled) +
+                        " iterations in all, nested loops multiplied",
+                    llvm::SMRange(s.value->range.Start, s.end->range.End));
+        break;
+      }
       frames.back().vars[s.name] = Val::integer(t);
       unsigned before = diags.errorCount();
       execBlock(s.body);

@@ -20,6 +20,10 @@ namespace kiln {
 /// Unroll limits: one loop, and the whole graph.
 constexpr int64_t kMaxLoopTrips = 100000;
 constexpr size_t kMaxNodes = 1 << 22;
+/// Loop iterations in all, over every loop of a model, nested or not.
+constexpr int64_t kMaxUnrolled = 1000000;
+/// How deep layer calls may nest (the model counts as the first).
+constexpr size_t kMaxCallDepth = 256;
 
 struct LowerOptions {
   /// Dimension bindings (-D N=4, or a train block's batch).

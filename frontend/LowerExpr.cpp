@@ -379,6 +379,14 @@ Val Elaborator::callLayer(const FuncDecl &f, const Expr &call,
                                 f.name + "'); layers cannot recurse");
     return Val::error();
   }
+  // Each call elaborates its body on the stack: the depth is bounded.
+  if (callStack.size() > kMaxCallDepth) {
+    diags.error(call.opLoc,
+                "layer calls nest more than " + llvm::Twine(kMaxCallDepth) +
+                    " deep ('" + callStack[0]->name + "' -> '" +
+                    callStack[1]->name + "' -> ... -> '" + f.name + "')");
+    return Val::error();
+  }
   Frame callee;
   callee.func = &f;
   Frame &caller = frames.back();

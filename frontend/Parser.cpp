@@ -103,9 +103,26 @@ private:
     e->opLoc = start;
     return e;
   }
+  /// Closes e's source range; null (after reporting once) if e makes the
+  /// tree deeper than kMaxExprDepth.
   ExprPtr finish(ExprPtr e) {
     e->range.End = prevEnd;
-    return e;
+    for (const ExprPtr &a : e->args)
+      if (a)
+        e->depth = std::max(e->depth, a->depth + 1);
+    for (auto &kv : e->kwargs)
+      if (kv.second)
+        e->depth = std::max(e->depth, kv.second->depth + 1);
+    if (e->depth <= kMaxExprDepth)
+      return e;
+    if (!reportedDepth)
+      diags.error(e->opLoc,
+                  "this expression is more than " +
+                      llvm::Twine(kMaxExprDepth) +
+                      " operations deep; split it with 'let'",
+                  e->range);
+    reportedDepth = true;
+    return nullptr;
   }
 
   Diagnostics &diags;

@@ -17,6 +17,9 @@ namespace kiln {
 
 /// The deepest expression or block nesting accepted.
 constexpr unsigned kMaxNesting = 256;
+/// How deep one expression's tree may be: a chain `x + x + ... + x` of
+/// this many terms nests as deep as this many parentheses would.
+constexpr unsigned kMaxExprDepth = 1000;
 
 /// Parses buffer `bufferId`; errors go to `diags`.
 Module parseModule(unsigned bufferId, Diagnostics &diags);

@@ -149,6 +149,40 @@ std::vector<Node *> Graph::leaves(Op kind) const {
   return out;
 }
 
+/// The slot of a leaf kind in LeafIndex::byName, or -1.
+static int leafSlot(Op kind) {
+  switch (kind) {
+  case Op::Input:
+    return 0;
+  case Op::Param:
+    return 1;
+  case Op::State:
+    return 2;
+  default:
+    return -1;
+  }
+}
+
+LeafIndex::LeafIndex(const Graph &g) {
+  for (const auto &n : g.nodes)
+    if (leafSlot(n->op) >= 0)
+      add(n.get());
+}
+
+Node *LeafIndex::find(Op kind, llvm::StringRef name) const {
+  int slot = leafSlot(kind);
+  return slot < 0 ? nullptr : byName[slot].lookup(name);
+}
+
+void LeafIndex::add(Node *leaf) {
+  int slot = leafSlot(leaf->op);
+  if (slot < 0)
+    return;
+  if (auto *v = leaf->findAttr("name"))
+    if (auto *s = std::get_if<std::string>(v))
+      byName[slot].try_emplace(*s, leaf);
+}
+
 Node *Graph::findLeaf(Op kind, llvm::StringRef name) const {
   for (auto &n : nodes)
     if (n->op == kind)

@@ -14,6 +14,7 @@
 #include "ir/Types.h"
 #include "support/Location.h"
 #include "llvm/ADT/SmallVector.h"
+#include "llvm/ADT/StringMap.h"
 #include "llvm/Support/Error.h"
 #include <memory>
 #include <string>
@@ -146,6 +147,23 @@ public:
   std::vector<Node *> leaves(Op kind) const;
   /// The leaf (input, param or state) with this name, or null.
   Node *findLeaf(Op kind, llvm::StringRef name) const;
+};
+
+/// Leaves (inputs, params, states) by kind and name, for many lookups:
+/// built in one pass over a graph, then kept up to date with add() by
+/// whoever adds leaves. Graph::findLeaf is a linear search, which a loop
+/// over every parameter must not repeat.
+class LeafIndex {
+public:
+  LeafIndex() = default;
+  explicit LeafIndex(const Graph &g);
+  /// The leaf of this kind and name, or null.
+  Node *find(Op kind, llvm::StringRef name) const;
+  /// Records a leaf (the first of a kind and name stays).
+  void add(Node *leaf);
+
+private:
+  llvm::StringMap<Node *> byName[3]; // input, param, state
 };
 
 /// A deep copy of g: its nodes (fused bodies included), roots, updates and

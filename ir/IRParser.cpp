@@ -65,6 +65,9 @@ private:
   /// The names of the graphs parsed so far.
   llvm::StringSet<> graphNames;
   llvm::SMLoc stmtStart;
+  /// The graph's leaves, and the names its gradient and update lines gave.
+  LeafIndex leaves;
+  llvm::StringSet<> gradientNames, updateNames;
   /// Nesting depth of fused bodies being parsed.
   unsigned bodyDepth = 0;
 };
@@ -93,6 +96,9 @@ std::unique_ptr<Graph> IRParser::parseGraph() {
   advance();
   auto g = std::make_unique<Graph>();
   values.clear();
+  leaves = LeafIndex();
+  gradientNames.clear();
+  updateNames.clear();
   if (!expect(Tok::At, "before the graph's name"))
     return nullptr;
   if (!tok.is(Tok::Ident)) {
@@ -198,11 +204,11 @@ bool IRParser::parseStatement(Graph &g) {
     Node *v = parseValueRef();
     if (!v)
       return false;
-    Node *leaf = isUpdate ? g.findLeaf(Op::State, name) : nullptr;
+    Node *leaf = isUpdate ? leaves.find(Op::State, name) : nullptr;
     if (!leaf)
-      leaf = g.findLeaf(Op::Param, name);
+      leaf = leaves.find(Op::Param, name);
     if (!leaf && !isUpdate)
-      leaf = g.findLeaf(Op::Input, name);
+      leaf = leaves.find(Op::Input, name);
     if (!leaf) {
       diags.error(
           nameLoc,
@@ -210,9 +216,7 @@ bool IRParser::parseStatement(Graph &g) {
                    : "gradient of unknown parameter or input '" + name + "'");
       return false;
     }
-    auto &list = isUpdate ? g.updates : g.gradients;
-    if (llvm::any_of(list,
-                     [&](const StateUpdate &u) { return u.name == name; })) {
+    if (!(isUpdate ? updateNames : gradientNames).insert(name).second) {
       diags.error(nameLoc, (isUpdate ? "'" + name + "' is updated twice"
                                      : "'" + name + "' has two gradients"));
       return false;
@@ -346,6 +350,8 @@ bool IRParser::parseNode(Graph &g) {
     diags.error(opLoc, llvm::toString(node.takeError()));
     return false;
   }
+  if (bodyDepth == 0)
+    leaves.add(*node);
   if ((*node)->type != *type) {
     diags.error(typeLoc, "declared type " + type->str() +
                              " does not match the inferred type " +

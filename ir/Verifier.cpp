@@ -62,10 +62,11 @@ llvm::Error kiln::verifyGraph(const Graph &g, bool isBody) {
   // A step updates state (batch norm's statistics, optimizer state) and,
   // with an optimizer, parameters; each at most once.
   llvm::StringSet<> updated;
+  LeafIndex leaves(g);
   for (const StateUpdate &u : g.updates) {
-    Node *s = g.findLeaf(Op::State, u.name);
+    Node *s = leaves.find(Op::State, u.name);
     if (!s)
-      s = g.findLeaf(Op::Param, u.name);
+      s = leaves.find(Op::Param, u.name);
     if (!s)
       fail(nullptr, "update of unknown state or parameter '" + u.name + "'");
     else if (!ids.count(u.value) || u.value->type != s->type)
@@ -75,9 +76,9 @@ llvm::Error kiln::verifyGraph(const Graph &g, bool isBody) {
       fail(nullptr, "'" + u.name + "' is updated twice");
   }
   for (const NamedGradient &gr : g.gradients) {
-    Node *leaf = g.findLeaf(Op::Param, gr.name);
+    Node *leaf = leaves.find(Op::Param, gr.name);
     if (!leaf)
-      leaf = g.findLeaf(Op::Input, gr.name);
+      leaf = leaves.find(Op::Input, gr.name);
     if (!leaf)
       fail(nullptr, "gradient of unknown parameter or input '" + gr.name + "'");
     else if (!ids.count(gr.value) || gr.value->type != leaf->type)

@@ -16,6 +16,7 @@
 #include "passes/Passes.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringSet.h"
 
 using namespace kiln;
 
@@ -77,13 +78,15 @@ llvm::Expected<bool> kiln::runOptimizer(Graph &g, const PassParams &params) {
   llvm::StringMap<Node *> grads;
   for (const NamedGradient &gr : g.gradients)
     grads[gr.name] = gr.value;
+  llvm::StringSet<> updated;
+  for (const StateUpdate &u : g.updates)
+    updated.insert(u.name);
   for (Node *p : ps) {
     std::string name = p->stringAttr("name");
     if (!grads.count(name))
       return makeError("pass 'optimizer': parameter '" + name +
                        "' has no gradient; run autodiff first");
-    if (llvm::any_of(g.updates,
-                     [&](const StateUpdate &u) { return u.name == name; }))
+    if (updated.contains(name))
       return makeError("pass 'optimizer': parameter '" + name +
                        "' is already updated");
   }

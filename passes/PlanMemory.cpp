@@ -162,10 +162,11 @@ inPlaceLeaves(const Graph &g,
   for (const Node *r : g.rootValues())
     if (int64_t l = bufferOf[index.lookup(r)]; l >= 0)
       readAtEnd.insert(l);
+  LeafIndex leaves(g);
   for (const StateUpdate &u : g.updates) {
-    const Node *leaf = g.findLeaf(Op::Param, u.name);
+    const Node *leaf = leaves.find(Op::Param, u.name);
     if (!leaf)
-      leaf = g.findLeaf(Op::State, u.name);
+      leaf = leaves.find(Op::State, u.name);
     int64_t l = index.lookup(leaf), v = index.lookup(u.value);
     if (storage[l] != Storage::Leaf || readAtEnd.contains(l))
       continue;
@@ -342,10 +343,11 @@ BufferPlan kiln::planMemory(const Graph &g) {
   // Updates: a value held in an updated leaf's buffer is staged first.
   llvm::DenseSet<int64_t> updatedSlots;
   std::vector<std::pair<int64_t, int64_t>> updates; // value slot, leaf slot
+  LeafIndex leaves(g);
   for (const StateUpdate &u : g.updates) {
-    const Node *leaf = g.findLeaf(Op::Param, u.name);
+    const Node *leaf = leaves.find(Op::Param, u.name);
     if (!leaf)
-      leaf = g.findLeaf(Op::State, u.name);
+      leaf = leaves.find(Op::State, u.name);
     int64_t to = plan.slotOf[index[leaf]];
     updates.push_back({slotRead(u.value), to});
     updatedSlots.insert(to);

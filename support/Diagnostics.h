@@ -3,7 +3,9 @@
 // Every error in a model file or a textual IR file prints as
 // `FILE:LINE:COL: error: MESSAGE`, then the source line and a caret, through
 // llvm::SourceMgr. Errors are counted so a run can report several and exit
-// non-zero; past a limit they are dropped so garbage input cannot flood.
+// non-zero; past a limit they are dropped, with a note saying so, so that
+// garbage input cannot flood. The echoed line is made safe for a terminal
+// and cut to the part around the caret (Diagnostics.cpp).
 //
 //===----------------------------------------------------------------------===//
 #ifndef KILN_SUPPORT_DIAGNOSTICS_H
@@ -38,6 +40,10 @@ public:
   llvm::SourceMgr &sourceMgr() { return sm; }
 
 private:
+  /// Formats one message into a buffer and writes it at once.
+  void print(llvm::SMLoc loc, llvm::SourceMgr::DiagKind kind,
+             const llvm::Twine &msg, llvm::ArrayRef<llvm::SMRange> ranges);
+
   llvm::SourceMgr &sm;
   llvm::raw_ostream &os;
   unsigned errors = 0;
