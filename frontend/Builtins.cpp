@@ -127,12 +127,19 @@ Val reshape(Args &a) {
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == -1 && inferred < 0) {
       inferred = i;
-    } else if (shape[i] < 1 ||
-               __builtin_mul_overflow(known, shape[i], &known)) {
+    } else if (shape[i] < 1) {
       a.el.diags.error(a.ranges[1].Start,
                        "reshape to " + shapeStr(shape) +
                            ": dimensions must be positive "
                            "(one may be -1)",
+                       a.ranges[1]);
+      return Val::error();
+    } else if (__builtin_mul_overflow(known, shape[i], &known) ||
+               known > kMaxElements) {
+      a.el.diags.error(a.ranges[1].Start,
+                       "reshape to " + shapeStr(shape) +
+                           ": the dimensions multiply to more than 2^40 "
+                           "elements",
                        a.ranges[1]);
       return Val::error();
     }

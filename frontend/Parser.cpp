@@ -117,8 +117,7 @@ private:
       return e;
     if (!reportedDepth)
       diags.error(e->opLoc,
-                  "this expression is more than " +
-                      llvm::Twine(kMaxExprDepth) +
+                  "this expression is more than " + llvm::Twine(kMaxExprDepth) +
                       " operations deep; split it with 'let'",
                   e->range);
     reportedDepth = true;

@@ -51,6 +51,15 @@ private:
   Diagnostics &diags;
 };
 
+/// Why `e` is no number of a train block: it computes, or it is something
+/// else altogether.
+static std::string whyNotANumber(const Expr &e) {
+  if (e.kind == ExprKind::Binary || e.kind == ExprKind::Call ||
+      e.kind == ExprKind::Unary)
+    return " written out (a train block does no arithmetic)";
+  return "";
+}
+
 std::optional<double> Checker::number(const Expr &e) {
   if (e.kind == ExprKind::Int || e.kind == ExprKind::Float)
     return e.floatValue;
@@ -242,7 +251,8 @@ std::optional<double> Checker::fraction(const TrainSetting &s, double lo,
   if (!ok) {
     diags.error(e.range.Start,
                 "'" + s.key + "' must be a number in [" +
-                    llvm::formatv("{0}, {1}", lo, hi) + (closed ? "]" : ")"),
+                    llvm::formatv("{0}, {1}", lo, hi) + (closed ? "]" : ")") +
+                    (v ? "" : whyNotANumber(e)),
                 e.range);
     return std::nullopt;
   }
@@ -272,7 +282,8 @@ bool Checker::optimizer(const TrainSetting &s, TrainConfig &c) {
     auto x = number(v);
     if (!x) {
       diags.error(v.range.Start,
-                  "'" + llvm::Twine(info->args[i].name) + "' must be a number",
+                  "'" + llvm::Twine(info->args[i].name) + "' must be a number" +
+                      whyNotANumber(v),
                   v.range);
       return false;
     }

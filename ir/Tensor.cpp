@@ -5,6 +5,9 @@
 //===----------------------------------------------------------------------===//
 #include "ir/Tensor.h"
 #include "support/Files.h"
+#include <cmath>
+#include <cstdio>
+#include <limits>
 #include <unistd.h>
 
 using namespace kiln;
@@ -65,6 +68,42 @@ Tensor Tensor::cast(DType to) const {
   for (int64_t i = 0; i < numel_; ++i)
     v[i] = at(i);
   return fromValues(to, shape_, v);
+}
+
+std::string Tensor::valueStr(int64_t i) const {
+  switch (dtype_) {
+  case DType::I32:
+    return std::to_string(data<int32_t>()[i]);
+  case DType::I64:
+    return std::to_string(data<int64_t>()[i]);
+  default: {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.9g", at(i));
+    return buf;
+  }
+  }
+}
+
+std::optional<int64_t> Tensor::firstOutOfRange(DType to) const {
+  if (to == dtype_ || to == DType::F64 ||
+      (to == DType::I64 && dtype_ == DType::I32))
+    return std::nullopt;
+  for (int64_t i = 0; i < numel_; ++i) {
+    double v = at(i);
+    bool fits = true;
+    if (dtype_ == DType::I64 && (to == DType::I32))
+      fits = data<int64_t>()[i] >= INT32_MIN && data<int64_t>()[i] <= INT32_MAX;
+    else if (to == DType::I32 || to == DType::I64)
+      fits = std::isfinite(v) && v == std::trunc(v) &&
+             v >= (to == DType::I32 ? double(INT32_MIN) : -0x1p63) &&
+             v < (to == DType::I32 ? double(INT32_MAX) + 1 : 0x1p63);
+    else // to F32
+      fits = !std::isfinite(v) ||
+             std::fabs(v) <= double(std::numeric_limits<float>::max());
+    if (!fits)
+      return i;
+  }
+  return std::nullopt;
 }
 
 llvm::Error kiln::checkMemory(uint64_t bytes, const llvm::Twine &what) {

@@ -44,6 +44,12 @@ public:
   double at(int64_t i) const;
   /// A copy converted to another dtype.
   Tensor cast(DType to) const;
+  /// The index of the first element that `to` cannot hold (an integer
+  /// outside its range, a finite float beyond f32's), or nullopt if cast(to)
+  /// keeps every value.
+  std::optional<int64_t> firstOutOfRange(DType to) const;
+  /// Element i as text, exactly for integers ("1099511627776").
+  std::string valueStr(int64_t i) const;
   /// Fills from a list of values (converted to the dtype).
   static Tensor fromValues(DType dtype, llvm::ArrayRef<int64_t> shape,
                            llvm::ArrayRef<double> values);

@@ -52,6 +52,10 @@ kiln::bindLeaves(const Graph &g, const TensorMap &params,
       return makeError(llvm::Twine(file) + " tensor '" + name + "' must be " +
                        (isFloat(n.type.dtype) ? "F32 or F64" : "I32 or I64") +
                        ", but is " + dtypeName(t.dtype()));
+    if (auto i = t.firstOutOfRange(n.type.dtype))
+      return makeError(llvm::Twine(file) + " tensor '" + name + "' holds " +
+                       t.valueStr(*i) + " at index " + llvm::Twine(*i) +
+                       ", which " + dtypeName(n.type.dtype) + " cannot hold");
     out[name] = t;
   }
   return out;

@@ -332,6 +332,8 @@ writeInPlace(llvm::StringRef path,
   auto fail = [&](const llvm::Twine &what, std::error_code ec) {
     return makeError(path + ": " + what + ": " + ec.message());
   };
+  if (path.empty())
+    return makeError("an empty path names no file to write");
   // A descriptor the process inherited (/dev/stdout, /dev/fd/N,
   // /proc/self/fd/N) is written through a copy, so that a shell's
   // redirection keeps its offset and appends; reopening it would write a

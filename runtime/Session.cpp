@@ -101,6 +101,14 @@ llvm::Error Session::load(const TensorMap &tensors, bool partial) {
   if (!problems.empty())
     return makeError(llvm::join(problems, "; "));
   for (auto &[name, t] : tensors)
+    if (Entry *e = find(name))
+      if (auto i = t.firstOutOfRange(e->type.dtype))
+        problems.push_back("'" + name + "' holds " + t.valueStr(*i) +
+                           " at index " + std::to_string(*i) + ", which " +
+                           dtypeName(e->type.dtype).str() + " cannot hold");
+  if (!problems.empty())
+    return makeError(llvm::join(problems, "; "));
+  for (auto &[name, t] : tensors)
     if (Entry *e = find(name)) {
       Tensor c = t.cast(e->type.dtype);
       std::memcpy(e->buffer.data(), c.raw(), c.nbytes());

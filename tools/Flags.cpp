@@ -11,6 +11,7 @@
 #include "tools/Flags.h"
 #include "runtime/Safetensors.h"
 #include "runtime/ThreadPool.h"
+#include "support/Diagnostics.h"
 #include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Config/llvm-config.h"
@@ -23,8 +24,54 @@
 
 using namespace kiln;
 
+static llvm::SourceMgr *errorSources = nullptr;
+
+void kiln::setErrorSources(llvm::SourceMgr *sm) { errorSources = sm; }
+
+/// Where `text` names a position `FILE:LINE:COL: ` in a buffer of sm: the
+/// position, and the text without it.
+static std::optional<std::pair<llvm::SMLoc, std::string>>
+locate(llvm::SourceMgr &sm, llvm::StringRef text) {
+  for (unsigned id = 1; id <= sm.getNumBuffers(); ++id) {
+    llvm::StringRef file = sm.getMemoryBuffer(id)->getBufferIdentifier();
+    size_t at = file.empty() ? llvm::StringRef::npos : text.find(file);
+    if (at == llvm::StringRef::npos)
+      continue;
+    llvm::StringRef rest = text.substr(at + file.size());
+    unsigned line, col;
+    if (!rest.consume_front(":") || rest.consumeInteger(10, line) ||
+        !rest.consume_front(":") || rest.consumeInteger(10, col) ||
+        !rest.consume_front(": "))
+      continue;
+    llvm::SMLoc loc = sm.FindLocForLineAndColumn(id, line, col);
+    if (loc.isValid())
+      return std::pair{loc, (text.substr(0, at) + rest).str()};
+  }
+  return std::nullopt;
+}
+
 int kiln::fail(const llvm::Twine &msg) {
-  llvm::WithColor::error(llvm::errs(), "kiln") << msg << "\n";
+  std::string text = msg.str();
+  // The first line is the error; later ones may be located notes
+  // ("FILE:LINE:COL: note: ...").
+  llvm::SmallVector<llvm::StringRef, 4> lines;
+  llvm::StringRef(text).split(lines, '\n');
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (errorSources)
+      if (auto where = locate(*errorSources, lines[i])) {
+        Diagnostics d(*errorSources);
+        llvm::StringRef rest = where->second;
+        if (i > 0 && rest.consume_front("note: "))
+          d.note(where->first, rest);
+        else
+          d.error(where->first, rest);
+        continue;
+      }
+    if (i == 0)
+      llvm::WithColor::error(llvm::errs(), "kiln") << lines[i] << "\n";
+    else
+      llvm::errs() << lines[i] << "\n";
+  }
   return 1;
 }
 
@@ -484,11 +531,14 @@ struct NamedFile {
   /// A flag's file; null: the model file.
   NamedFile(const cl::opt<std::string> *flag)
       : what(flag ? flagName(*flag) : "the model file"),
-        path_(flag ? flag->getValue() : inputFile.getValue()) {}
+        path_(flag ? flag->getValue() : inputFile.getValue()),
+        empty(flag && flag->getNumOccurrences() && path_.empty()) {}
   NamedFile(std::string what, std::string path)
       : what(std::move(what)), path_(std::move(path)) {}
   std::string describe() const { return what + " (" + path_ + ")"; }
   const std::string &path() const { return path_; }
+  /// Given, as an empty string (`-o ""`).
+  bool empty = false;
 };
 
 /// An error if an output names the same file as an input or as another
@@ -497,6 +547,10 @@ struct NamedFile {
 static llvm::Error checkOutputs(llvm::ArrayRef<NamedFile> outputs,
                                 llvm::ArrayRef<NamedFile> inputs) {
   auto given = [](const NamedFile &f) { return !f.path().empty(); };
+  for (llvm::ArrayRef<NamedFile> files : {outputs, inputs})
+    for (const NamedFile &f : files)
+      if (f.empty)
+        return makeError(f.what + ": an empty path names no file");
   for (size_t i = 0; i < outputs.size(); ++i) {
     const NamedFile &o = outputs[i];
     if (!given(o))
@@ -517,12 +571,12 @@ static llvm::Error checkOutputs(llvm::ArrayRef<NamedFile> outputs,
 }
 
 llvm::Error checkGradFlags() {
-  if (paramsFile.empty() || inputsFile.empty())
-    return makeError(
-        "grad needs --params P.safetensors and --inputs I.safetensors");
   if (auto e = checkOutputs({{&outputFile}},
                             {{nullptr}, {&paramsFile}, {&inputsFile}}))
     return e;
+  if (paramsFile.empty() || inputsFile.empty())
+    return makeError(
+        "grad needs --params P.safetensors and --inputs I.safetensors");
   if (auto e = checkThreads())
     return e;
   if (auto e = checkTargetFlags())

@@ -13,6 +13,7 @@
 #include "passes/Passes.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/Error.h"
+#include "llvm/Support/SourceMgr.h"
 #include <string>
 #include <vector>
 
@@ -20,8 +21,15 @@ namespace kiln {
 
 namespace cl = llvm::cl;
 
-/// Prints `kiln: error: MSG` and returns the exit code 1.
+/// Prints `kiln: error: MSG` and returns the exit code 1. A message that
+/// names a place in a file of the sources set by setErrorSources
+/// (`FILE:LINE:COL: ...`, as run-time errors do) prints as a compile-time
+/// error does: that prefix, then the source line and a caret.
 int fail(const llvm::Twine &msg);
+
+/// The source files fail() shows lines of; null: none. The owner clears it
+/// before the SourceMgr goes.
+void setErrorSources(llvm::SourceMgr *sm);
 
 namespace flags {
 

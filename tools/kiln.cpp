@@ -47,8 +47,12 @@ static llvm::Expected<llvm::StringMap<int64_t>> parseDefines() {
     if (!nameOk || !d.contains('='))
       return makeError("-D '" + d + "': expected NAME=VALUE, as in -D N=4");
     int64_t v;
-    if (value.getAsInteger(10, v) || v < 1)
-      return makeError("-D " + d + ": the value must be a positive integer");
+    if (value.getAsInteger(10, v) || v < 1) {
+      bool digits = !value.empty() && llvm::all_of(value, llvm::isDigit);
+      return makeError("-D " + d + ": the value " +
+                       (digits ? "is out of range (at most 2^63 - 1)"
+                               : "must be a positive integer"));
+    }
     if (!dims.try_emplace(name, v).second)
       return makeError("-D binds " + name + " twice (" + name + "=" +
                        llvm::Twine(dims[name]) + " and " + d + ")");
@@ -63,6 +67,9 @@ struct Loaded {
   std::unique_ptr<Diagnostics> diags;
   Module module;
   std::vector<TrainConfig> trains;
+  /// Run-time errors that name a place in the model show its line.
+  Loaded() { setErrorSources(&sm); }
+  ~Loaded() { setErrorSources(nullptr); }
 };
 } // namespace
 
@@ -187,9 +194,10 @@ static int runCheck() {
   auto l = loadModel(inputFile);
   if (!l)
     return 1;
-  warnUnusedDefines(l->module, *defs);
+  // After errors the module may lack what the bindings name: no warning.
   if (l->diags->hadError())
     return 1;
+  warnUnusedDefines(l->module, *defs);
   // --model checks that model, which must exist; without it, every model.
   if (!modelName.empty()) {
     const FuncDecl *f = selectModel(*l);
@@ -573,6 +581,10 @@ static std::unique_ptr<ModelSource> openTraining(Opened &o) {
     }
     return g && !file->diags->hadError() ? std::move(g) : nullptr;
   };
+  // The model must lower before anything runs: its errors are then the
+  // only ones printed, and nothing says "training" first.
+  if (!m->lower(m->config.batch, /*train=*/true))
+    return nullptr;
   auto [line, col] = file->sm.getLineAndColumn(t->dataLoc);
   m->dataLocation =
       (inputFile + ":" + llvm::Twine(line) + ":" + llvm::Twine(col) + ": ")
