@@ -2,11 +2,13 @@
 # Builds Kiln and runs every test: GoogleTest unit tests and lit/FileCheck
 # tests, through ctest, first in the Release build (build/), then in the
 # checking build (build-sanitize/: AddressSanitizer, UndefinedBehaviorSanitizer
-# and assertions). scripts/setup.sh installs the dependencies.
+# and assertions), then the fuzz targets of that build for 30 s each
+# (tests/fuzz/run.sh). scripts/setup.sh installs the dependencies.
 #
-#   scripts/test.sh              both suites
+#   scripts/test.sh              all three suites
 #   scripts/test.sh --release    the Release suite only
 #   scripts/test.sh --sanitize   the sanitizer suite only
+#   scripts/test.sh --fuzz [S]   the fuzz suite only, S seconds a target
 #   scripts/test.sh --accuracy   the slow model-accuracy suite only (about
 #                                15 minutes: trains the models on the real
 #                                Fashion-MNIST; not part of the default run)
@@ -15,13 +17,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-suites=(release sanitize)
+suites=(release sanitize fuzz)
+fuzzSeconds=30
 case "${1:-}" in
   "") ;;
   --release) suites=(release) ;;
   --sanitize) suites=(sanitize) ;;
+  --fuzz) suites=(fuzz); fuzzSeconds=${2:-30} ;;
   --accuracy) suites=(accuracy) ;;
-  *) echo "usage: scripts/test.sh [--release | --sanitize | --accuracy]" >&2
+  *) echo "usage: scripts/test.sh [--release | --sanitize | --fuzz [SECONDS] | --accuracy]" >&2
      exit 2 ;;
 esac
 
@@ -71,6 +75,15 @@ sanitize() {
   echo "test.sh: sanitizer suite: build $((built - start)) s, unit tests" \
        "$((unit - built)) s, lit tests $((SECONDS - unit)) s"
   return $failed
+}
+
+# Each libFuzzer target of kiln-fuzz, two at a time on two cores, after
+# replaying the inputs of crashes fixed before (tests/fuzz/regressions).
+fuzz() {
+  local start=$SECONDS
+  build build-sanitize -DKILN_SANITIZE=ON
+  bash tests/fuzz/run.sh build-sanitize "$fuzzSeconds"
+  echo "test.sh: fuzz suite: $((SECONDS - start)) s"
 }
 
 accuracy() {
