@@ -44,8 +44,10 @@ llvm::Error kiln::makeError(const llvm::Twine &msg) {
 
 const AttrValue *Node::findAttr(llvm::StringRef name) const {
   for (const Attr &a : attrs)
-    if (a.name == name)
+    if (a.name == name) {
+      a.read = true;
       return &a.value;
+    }
   return nullptr;
 }
 

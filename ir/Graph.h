@@ -71,6 +71,9 @@ using AttrValue =
 struct Attr {
   std::string name;
   AttrValue value;
+  /// Set when findAttr returns it: the IR parser refuses an attribute that
+  /// the op's shape rule, which checks every attribute an op has, never read.
+  mutable bool read = false;
 };
 
 class Graph;

@@ -350,6 +350,14 @@ bool IRParser::parseNode(Graph &g) {
     diags.error(opLoc, llvm::toString(node.takeError()));
     return false;
   }
+  // Every attribute an op has is checked by its shape rule; one the rule
+  // never read is not the op's (a misspelt name, say).
+  for (const Attr &a : (*node)->attrs)
+    if (!a.read) {
+      diags.error(opLoc, "'" + (*node)->info().mnemonic +
+                             "' has no attribute '" + a.name + "'");
+      return false;
+    }
   if (bodyDepth == 0)
     leaves.add(*node);
   if ((*node)->type != *type) {
