@@ -142,8 +142,11 @@ void evalConv2d(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
   }
 }
 
-// max_pool2d, avg_pool2d {size, stride, pad}: x [N, C, H, W].
-llvm::Expected<TensorType> shapePool(const Node &n) {
+/// The output extents [OH, OW] of a window op on a float x [N, C, H, W]
+/// with attributes {size, stride, pad}; pooling's pad is at most half the
+/// size, as in PyTorch.
+llvm::Expected<std::pair<int64_t, int64_t>> windowExtents(const Node &n,
+                                                          bool pooling) {
   const TensorType &x = n.operands[0]->type;
   if (auto e = expectFloat(n, 0))
     return std::move(e);
@@ -155,7 +158,7 @@ llvm::Expected<TensorType> shapePool(const Node &n) {
   auto win = windowOf(n, *size);
   if (!win)
     return win.takeError();
-  if (win->pad * 2 > *size)
+  if (pooling && win->pad * 2 > *size)
     return makeError("'" + n.info().mnemonic +
                      "' needs pad at most half the size");
   auto h = outExtent(n, x.shape[2], *win);
@@ -164,7 +167,16 @@ llvm::Expected<TensorType> shapePool(const Node &n) {
   auto w = outExtent(n, x.shape[3], *win);
   if (!w)
     return w.takeError();
-  return TensorType{x.dtype, {x.shape[0], x.shape[1], *h, *w}};
+  return std::pair{*h, *w};
+}
+
+// max_pool2d, avg_pool2d {size, stride, pad}: x [N, C, H, W].
+llvm::Expected<TensorType> shapePool(const Node &n) {
+  auto hw = windowExtents(n, /*pooling=*/true);
+  if (!hw)
+    return hw.takeError();
+  const TensorType &x = n.operands[0]->type;
+  return TensorType{x.dtype, {x.shape[0], x.shape[1], hw->first, hw->second}};
 }
 
 template <typename T>
@@ -199,30 +211,18 @@ void evalPool(const Node &n, llvm::ArrayRef<const Tensor *> in, Tensor &out,
 // padding with `value` (0 for convolution, -inf for max pooling).
 // Any pad: convolution's may exceed half the kernel (PyTorch allows it).
 llvm::Expected<TensorType> shapeUnfold(const Node &n) {
-  const TensorType &x = n.operands[0]->type;
-  if (auto e = expectFloat(n, 0))
-    return std::move(e);
-  if (auto e = expectRank(n, 0, 4))
-    return std::move(e);
-  auto size = n.getInt("size");
-  if (!size)
-    return size.takeError();
+  auto hw = windowExtents(n, /*pooling=*/false);
+  if (!hw)
+    return hw.takeError();
   if (auto v = n.getFloat("value"); !v)
     return v.takeError();
-  auto win = windowOf(n, *size);
-  if (!win)
-    return win.takeError();
-  auto h = outExtent(n, x.shape[2], *win);
-  if (!h)
-    return h.takeError();
-  auto w = outExtent(n, x.shape[3], *win);
-  if (!w)
-    return w.takeError();
-  auto rows = numElements({x.shape[1], *size, *size});
-  auto cols = numElements({*h, *w});
+  const TensorType &x = n.operands[0]->type;
+  int64_t size = n.intAttr("size");
+  auto rows = numElements({x.shape[1], size, size});
+  auto cols = numElements({hw->first, hw->second});
   if (!rows || !cols)
     return makeError("'unfold2d' of " + x.str() + " with size " +
-                     llvm::Twine(*size) + " has too many elements");
+                     llvm::Twine(size) + " has too many elements");
   return TensorType{x.dtype, {x.shape[0], *rows, *cols}};
 }
 
