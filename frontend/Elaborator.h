@@ -132,6 +132,11 @@ private:
   /// Loop iterations run so far in this model, over all loops.
   int64_t unrolled = 0;
   bool reportedTooLarge = false;
+
+public:
+  /// LowerOptions' limits.
+  size_t maxNodes = kMaxNodes;
+  int64_t maxUnrolled = kMaxUnrolled;
 };
 
 /// The closest of `candidates` to `name`, if close enough to suggest.

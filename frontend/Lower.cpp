@@ -81,10 +81,10 @@ Node *Elaborator::emit(Op op, llvm::ArrayRef<Node *> operands,
                        llvm::ArrayRef<Attr> attrs, llvm::SMLoc loc) {
   if (llvm::is_contained(operands, nullptr))
     return nullptr;
-  if (graph.nodes.size() >= kMaxNodes) {
+  if (graph.nodes.size() >= maxNodes) {
     if (!reportedTooLarge)
       diags.error(loc, "the model unrolls to more than " +
-                           llvm::Twine(kMaxNodes) + " ops");
+                           llvm::Twine(maxNodes) + " ops");
     reportedTooLarge = true;
     return nullptr;
   }
@@ -98,7 +98,7 @@ Node *Elaborator::emit(Op op, llvm::ArrayRef<Node *> operands,
 
 Node *Elaborator::constant(double v, llvm::ArrayRef<int64_t> shape,
                            llvm::SMLoc loc) {
-  if (graph.nodes.size() >= kMaxNodes)
+  if (graph.nodes.size() >= maxNodes)
     return emit(Op::Constant, {}, {}, loc); // reports the limit
   // A magnitude that rounds to infinity in f32 (FLT_MAX and up to half an
   // ulp above it round to FLT_MAX), or no number at all.
@@ -517,10 +517,10 @@ void Elaborator::execStmt(const Stmt &s) {
       shadowed = it->second;
     for (int64_t t = lo.i; t < hi.i; ++t) {
       // Nested loops multiply: the budget is on all iterations together.
-      if (++unrolled > kMaxUnrolled) {
+      if (++unrolled > maxUnrolled) {
         diags.error(s.loc,
                     "the model's loops unroll to more than " +
-                        llvm::Twine(kMaxUnrolled) +
+                        llvm::Twine(maxUnrolled) +
                         " iterations in all, nested loops multiplied",
                     llvm::SMRange(s.value->range.Start, s.end->range.End));
         break;

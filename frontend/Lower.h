@@ -30,6 +30,10 @@ struct LowerOptions {
   llvm::StringMap<int64_t> dims;
   /// Lower dropout and batch_norm for training (else for evaluation).
   bool trainMode = true;
+  /// The limits on ops and on loop iterations in all (the fuzz target sets
+  /// lower ones, so that its inputs stay fast under the sanitizers).
+  size_t maxNodes = kMaxNodes;
+  int64_t maxUnrolled = kMaxUnrolled;
 };
 
 /// Module-level checks: duplicate or shadowing definitions.

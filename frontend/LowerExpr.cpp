@@ -417,6 +417,8 @@ std::unique_ptr<Graph> kiln::lowerModel(const Module &m, const FuncDecl &model,
                                         Diagnostics &diags) {
   auto g = std::make_unique<Graph>();
   Elaborator el(m, diags, *g, opts.trainMode);
+  el.maxNodes = opts.maxNodes;
+  el.maxUnrolled = opts.maxUnrolled;
   if (!el.lowerModel(model, opts.dims))
     return nullptr;
   return g;
