@@ -132,6 +132,9 @@ private:
   /// Loop iterations run so far in this model, over all loops.
   int64_t unrolled = 0;
   bool reportedTooLarge = false;
+  /// eval calls on the stack now.
+  unsigned evalDepth = 0;
+  bool reportedTooDeep = false;
 
 public:
   /// LowerOptions' limits.

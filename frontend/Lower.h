@@ -22,6 +22,10 @@ constexpr int64_t kMaxLoopTrips = 100000;
 constexpr size_t kMaxNodes = 1 << 22;
 /// Loop iterations in all, over every loop of a model, nested or not.
 constexpr int64_t kMaxUnrolled = 1000000;
+/// How deep expressions and layer calls may nest together, and the stack
+/// elaboration runs on.
+constexpr unsigned kMaxEvalDepth = 4000;
+constexpr unsigned kElaborationStack = 64u << 20;
 /// How deep layer calls may nest (the model counts as the first).
 constexpr size_t kMaxCallDepth = 256;
 

@@ -6,8 +6,10 @@
 //===----------------------------------------------------------------------===//
 #include "frontend/Elaborator.h"
 #include "ir/Initializers.h"
+#include "llvm/ADT/ScopeExit.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/Support/thread.h"
 #include <cmath>
 
 using namespace kiln;
@@ -66,6 +68,18 @@ Val Elaborator::evalName(const Expr &e) {
 }
 
 Val Elaborator::eval(const Expr &e, llvm::StringRef instance) {
+  // Expression depth and call depth are bounded each; their product is
+  // bounded here, where every nested expression and call passes.
+  if (evalDepth >= kMaxEvalDepth) {
+    if (!reportedTooDeep)
+      diags.error(e.range.Start, "expressions and layer calls nest more than " +
+                                     llvm::Twine(kMaxEvalDepth) +
+                                     " levels deep in all");
+    reportedTooDeep = true;
+    return Val::error();
+  }
+  ++evalDepth;
+  auto leave = llvm::make_scope_exit([&] { --evalDepth; });
   Val v;
   switch (e.kind) {
   case ExprKind::Name:
@@ -419,7 +433,14 @@ std::unique_ptr<Graph> kiln::lowerModel(const Module &m, const FuncDecl &model,
   Elaborator el(m, diags, *g, opts.trainMode);
   el.maxNodes = opts.maxNodes;
   el.maxUnrolled = opts.maxUnrolled;
-  if (!el.lowerModel(model, opts.dims))
+  // Elaboration recurses as deep as the limits allow, which a default
+  // 8 MiB stack (less under ASan's redzones) does not always hold: it runs
+  // on a thread with a stack of its own.
+  bool ok = false;
+  llvm::thread worker(std::optional<unsigned>(kElaborationStack),
+                      [&] { ok = el.lowerModel(model, opts.dims); });
+  worker.join();
+  if (!ok)
     return nullptr;
   return g;
 }

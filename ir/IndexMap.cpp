@@ -30,7 +30,9 @@ std::optional<StridedMap> kiln::stridedMapOf(const Node &n) {
     auto begin = n.intsAttr("begin"), step = n.intsAttr("step");
     for (size_t i = 0; i < in.size(); ++i) {
       m.base += begin[i] * inStrides[i];
-      m.strides.push_back(step[i] * inStrides[i]);
+      // An axis of one element has no stride to take; on longer ones the
+      // step is below the input's extent, so the product fits.
+      m.strides.push_back(m.shape[i] == 1 ? 0 : step[i] * inStrides[i]);
     }
     return m;
   }

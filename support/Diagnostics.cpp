@@ -21,9 +21,17 @@ static constexpr unsigned kMaxEchoColumns = 160;
 /// The longest message printed (it may quote the source).
 static constexpr unsigned kMaxMessageBytes = 1000;
 
-/// `line` with every byte that is a control character (but tab), DEL, a C1
-/// control or not part of valid UTF-8 replaced by '?'; byte offsets stay.
-static std::string printable(llvm::StringRef line) {
+/// U+202A-U+202E and U+2066-U+2069, which reorder what a terminal shows
+/// ("Trojan Source").
+static bool isBidiControl(llvm::StringRef ch) {
+  if (ch.size() != 3 || uint8_t(ch[0]) != 0xe2)
+    return false;
+  auto b1 = uint8_t(ch[1]), b2 = uint8_t(ch[2]);
+  return (b1 == 0x80 && b2 >= 0xaa && b2 <= 0xae) ||
+         (b1 == 0x81 && b2 >= 0xa6 && b2 <= 0xa9);
+}
+
+std::string kiln::printable(llvm::StringRef line) {
   std::string out;
   out.reserve(line.size());
   for (size_t i = 0; i < line.size();) {
@@ -36,7 +44,8 @@ static std::string printable(llvm::StringRef line) {
     unsigned len = llvm::getNumBytesForUTF8(c);
     auto *p = reinterpret_cast<const llvm::UTF8 *>(line.data() + i);
     bool ok = i + len <= line.size() && llvm::isLegalUTF8Sequence(p, p + len) &&
-              !(c == 0xc2 && uint8_t(line[i + 1]) < 0xa0); // C1 controls
+              !(c == 0xc2 && uint8_t(line[i + 1]) < 0xa0) && // C1 controls
+              !isBidiControl(line.substr(i, len));
     if (ok) {
       out.append(line.data() + i, len);
       i += len;
@@ -95,13 +104,59 @@ void Diagnostics::print(llvm::SMLoc loc, llvm::SourceMgr::DiagKind kind,
   }
   // A message quotes names and strings from the source, which may be long
   // or hostile too.
-  std::string message = printable(d.getMessage());
-  if (message.size() > kMaxMessageBytes)
-    message = message.substr(0, kMaxMessageBytes) + "...";
-  llvm::SMDiagnostic windowed(sm, d.getLoc(), d.getFilename(), d.getLineNo(),
-                              col, kind, message, shown, spans);
-  windowed.print(nullptr, s, os.has_colors(), /*ShowKindLabel=*/true,
-                 /*ShowLocation=*/false);
+  llvm::StringRef raw = d.getMessage();
+  std::string message;
+  if (raw.size() > kMaxMessageBytes) {
+    size_t cut = kMaxMessageBytes; // at a character's first byte
+    while (cut > 0 && (uint8_t(raw[cut]) & 0xc0) == 0x80)
+      --cut;
+    message = printable(raw.take_front(cut)) + "...";
+  } else {
+    message = printable(raw);
+  }
+  // The kind and message through SMDiagnostic (for its colours); the line
+  // and caret here, since SMDiagnostic::print leaves out the caret of any
+  // line that is not ASCII. Columns count characters, and tabs stop every
+  // 8 columns, as in SMDiagnostic.
+  llvm::SMDiagnostic header(sm, d.getLoc(), d.getFilename(), -1, -1, kind,
+                            message, "", {});
+  header.print(nullptr, s, os.has_colors(), /*ShowKindLabel=*/true,
+               /*ShowLocation=*/false);
+  if (d.getLineNo() != -1 && col >= 0) {
+    // A caret inside a character points at its first byte.
+    while (col > 0 && size_t(col) < shown.size() &&
+           (uint8_t(shown[col]) & 0xc0) == 0x80)
+      --col;
+    std::string text, marks;
+    auto mark = [&](size_t byte) {
+      if (size_t(col) == byte)
+        return '^';
+      for (auto [b, e] : spans)
+        if (byte >= b && byte < e)
+          return '~';
+      return ' ';
+    };
+    for (size_t i = 0; i <= shown.size(); ++i) {
+      if (i < shown.size() && (uint8_t(shown[i]) & 0xc0) == 0x80) {
+        text += shown[i]; // a continuation byte: no column of its own
+        continue;
+      }
+      char m = mark(i);
+      if (i < shown.size() && shown[i] == '\t') {
+        do {
+          text += ' ';
+          marks += m;
+        } while (marks.size() % 8);
+      } else {
+        if (i < shown.size())
+          text += shown[i];
+        marks += m;
+      }
+    }
+    s << text << '\n';
+    llvm::WithColor(s, llvm::raw_ostream::GREEN, /*Bold=*/true)
+        << llvm::StringRef(marks).rtrim() << '\n';
+  }
   s.flush();
   os << text;
 }

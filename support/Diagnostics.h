@@ -17,6 +17,11 @@
 
 namespace kiln {
 
+/// `text` with every control character (but tab), DEL, C1 control, bidi
+/// control and byte that is not part of valid UTF-8 replaced by '?': safe to
+/// show on a terminal. Byte offsets of what stays are kept.
+std::string printable(llvm::StringRef text);
+
 class Diagnostics {
 public:
   static constexpr unsigned kMaxErrors = 20;

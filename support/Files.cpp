@@ -43,7 +43,7 @@ kiln::readInput(llvm::StringRef path, uint64_t limit, llvm::StringRef what,
                 uint64_t streamLimit) {
   if (path.empty())
     return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                   "an empty path names no file");
+                                   "'': an empty path names no file");
   bool stdinput = path == "-";
   int fd = stdinput ? 0 : ::open(path.str().c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)

@@ -1,5 +1,4 @@
-//===- Files.h - Reading inputs with a bound, and the memory we may use -*- C++
-//-*-===//
+//===- Files.h - Bounded reads, and the memory we may use ------*- C++ -*-===//
 //
 // Every file Kiln reads comes from a user, and some paths never end:
 // /dev/zero, /dev/urandom, a pipe that keeps writing. readInput reads at

@@ -8,6 +8,7 @@
 #include "support/Lexer.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSwitch.h"
+#include "llvm/Support/ConvertUTF.h"
 #include <cerrno>
 #include <cstdlib>
 
@@ -251,6 +252,21 @@ Token Lexer::next() {
       return make(Tok::DotDot, start);
     }
     break;
+  }
+  // A character beyond ASCII is one error, not one per byte.
+  if (uint8_t(c) >= 0x80) {
+    unsigned len = llvm::getNumBytesForUTF8(uint8_t(c));
+    auto *p = reinterpret_cast<const llvm::UTF8 *>(start);
+    if (len > 1 && size_t(end - start) >= len &&
+        llvm::isLegalUTF8Sequence(p, p + len)) {
+      cur = start + len;
+      Token t = make(Tok::Error, start);
+      diags.error(t.loc(),
+                  "unexpected character '" + printable(t.text) +
+                      "'; names and operators are ASCII",
+                  t.range());
+      return t;
+    }
   }
   Token t = make(Tok::Error, start);
   std::string shown = llvm::isPrint(c)

@@ -67,10 +67,12 @@ int kiln::fail(const llvm::Twine &msg) {
           d.error(where->first, rest);
         continue;
       }
+    // Names and strings from files and flags may hold escape sequences.
     if (i == 0)
-      llvm::WithColor::error(llvm::errs(), "kiln") << lines[i] << "\n";
+      llvm::WithColor::error(llvm::errs(), "kiln")
+          << printable(lines[i]) << "\n";
     else
-      llvm::errs() << lines[i] << "\n";
+      llvm::errs() << printable(lines[i]) << "\n";
   }
   return 1;
 }

@@ -48,7 +48,11 @@ static llvm::Expected<llvm::StringMap<int64_t>> parseDefines() {
       return makeError("-D '" + d + "': expected NAME=VALUE, as in -D N=4");
     int64_t v;
     if (value.getAsInteger(10, v) || v < 1) {
-      bool digits = !value.empty() && llvm::all_of(value, llvm::isDigit);
+      // All digits and still no int64: too large. Else (0, -3, 4x): not
+      // a positive integer.
+      bool digits = !value.empty() && llvm::all_of(value, llvm::isDigit) &&
+                    llvm::any_of(value, [](char c) { return c != '0'; }) &&
+                    value.getAsInteger(10, v);
       return makeError("-D " + d + ": the value " +
                        (digits ? "is out of range (at most 2^63 - 1)"
                                : "must be a positive integer"));

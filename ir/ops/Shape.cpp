@@ -162,6 +162,9 @@ llvm::Expected<TensorType> shapePad(const Node &n) {
     int64_t lo = (*low)[i], hi = (*high)[i], in = (*interior)[i];
     if (lo < 0 || hi < 0 || in < 0)
       return makeError("pad amounts must be at least 0");
+    // Beyond 2^40 no amount gives a shape; bounded, `interior + 1` fits.
+    if (lo > kMaxElements || hi > kMaxElements || in > kMaxElements)
+      return makeError("pad of " + a.str() + " by more than 2^40");
     int64_t d = a.shape[i], size = 0;
     if (__builtin_mul_overflow(d - 1, in, &size) ||
         __builtin_add_overflow(size, d, &size) ||
@@ -218,7 +221,8 @@ void gradSlice(GradBuilder &b, Node &n, Node *g, Operands d) {
   for (size_t i = 0; i < in.size(); ++i) {
     int64_t last = begin[i] + (n.type.shape[i] - 1) * step[i];
     high.push_back(in[i] - 1 - last);
-    interior.push_back(step[i] - 1);
+    // One element read: no gaps between elements, whatever the step.
+    interior.push_back(n.type.shape[i] == 1 ? 0 : step[i] - 1);
   }
   d[0] = b.op(Op::Pad, {g},
               {{"low", begin}, {"high", high}, {"interior", interior}});

@@ -211,9 +211,9 @@ int fuzzSafetensors(llvm::StringRef bytes) {
   return 0;
 }
 
-/// First byte 'C': a CSV file whose label column is "label". Otherwise four
-/// bytes of little-endian length of the image file, then the image file,
-/// then the label file.
+/// First byte 'C': a CSV file whose label column is "label". Any other
+/// first byte (seeds.py writes 'I'): four bytes of little-endian length of
+/// the image file, then the image file, then the label file.
 int fuzzData(llvm::StringRef bytes) {
   if (bytes.empty())
     return 0;

@@ -42,12 +42,13 @@ for t in "${targets[@]}"; do
 done
 
 run() {
-  local t=$1
+  local t=$1 status=0
   mkdir -p "$out/$t/corpus"
   "$fuzz" --target="$t" -max_total_time="$seconds" -timeout=10 \
     -rss_limit_mb=4096 -max_len=16384 -print_final_stats=1 \
     -artifact_prefix="$out/$t/" "$out/$t/corpus" "$out/seeds/$t" \
-    > "$out/$t.log" 2>&1
+    > "$out/$t.log" 2>&1 || status=$?
+  echo "$status" > "$out/$t.status"
 }
 
 jobs=$(nproc)
@@ -63,9 +64,12 @@ wait || true
 
 for t in "${targets[@]}"; do
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/$t.log" | tail -1)
-  if grep -qE '^==[0-9]+==ERROR|^SUMMARY: |kiln-fuzz: |Test unit written' "$out/$t.log"; then
+  # A target that was killed (by the OOM killer, say) prints no stats.
+  if [ "$(cat "$out/$t.status" 2>/dev/null)" != 0 ] || [ -z "$runs" ] ||
+     grep -qE '^==[0-9]+==ERROR|^SUMMARY: |kiln-fuzz: |Test unit written' "$out/$t.log"; then
     echo "fuzz: $t FAILED after ${runs:-?} runs; its input is in $out/$t/:" >&2
     grep -E 'ERROR|SUMMARY|kiln-fuzz: |Test unit written|#0 |#1 |#2 |#3 ' "$out/$t.log" | head -30 >&2
+    tail -5 "$out/$t.log" >&2
     failed=1
   else
     echo "fuzz: $t: ${runs:-?} runs in ${seconds} s, no crash"

@@ -5,8 +5,8 @@
   ir           every .kir file of tests/
   safetensors  small files of each dtype, and a checkpoint's metadata
   data         IDX pairs (plain and gzipped) and CSV files, in kiln-fuzz's
-               framing: 'C' + a CSV file, or a little-endian u32 length,
-               the image file and the label file
+               framing: 'C' + a CSV file, or 'I', a little-endian u32
+               length, the image file and the label file
 
   seeds.py SOURCE_DIR OUT
 """
@@ -84,7 +84,7 @@ def idx(dims, body):
 
 
 def frame(images, labels):
-    return struct.pack("<I", len(images)) + images + labels
+    return b"I" + struct.pack("<I", len(images)) + images + labels
 
 
 images = idx([3, 2, 2], bytes(range(12)))
