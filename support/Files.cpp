@@ -113,26 +113,37 @@ kiln::readDataFile(llvm::StringRef path) {
                    std::min(memory, kMaxStreamBytes));
 }
 
+/// A file of /proc or /sys, which stat says is empty (MemoryBuffer::getFile
+/// would read nothing): read to its end; null if it cannot be read.
+static std::unique_ptr<llvm::MemoryBuffer> readSmall(const std::string &path) {
+  auto buf = readInput(path, 1 << 20, "a system file");
+  if (!buf) {
+    llvm::consumeError(buf.takeError());
+    return nullptr;
+  }
+  return std::move(*buf);
+}
+
 /// The number in a one-line file such as memory.max; nullopt for "max", a
 /// missing file or anything else.
 static std::optional<uint64_t> readNumber(const std::string &path) {
-  auto buf = llvm::MemoryBuffer::getFile(path, /*IsText=*/true);
+  auto buf = readSmall(path);
   if (!buf)
     return std::nullopt;
   uint64_t v;
-  if (llvm::StringRef((*buf)->getBuffer()).trim().getAsInteger(10, v))
+  if (llvm::StringRef(buf->getBuffer()).trim().getAsInteger(10, v))
     return std::nullopt;
   return v;
 }
 
 /// The least room any cgroup from the process's own to the root leaves.
 static std::optional<uint64_t> cgroupRoom() {
-  auto self = llvm::MemoryBuffer::getFile("/proc/self/cgroup", /*IsText=*/true);
+  auto self = readSmall("/proc/self/cgroup");
   if (!self)
     return std::nullopt;
   std::optional<uint64_t> room;
   llvm::SmallVector<llvm::StringRef, 8> lines;
-  llvm::StringRef((*self)->getBuffer()).split(lines, '\n', -1, false);
+  llvm::StringRef(self->getBuffer()).split(lines, '\n', -1, false);
   for (llvm::StringRef line : lines) {
     // "0::/path" (v2), or "N:memory:/path" (v1).
     auto [id, rest] = line.split(':');
@@ -175,10 +186,9 @@ MemoryLimit kiln::availableMemory() {
   if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
     // Address space already mapped (code, libraries, stacks) counts too.
     uint64_t mapped = 0;
-    if (auto statm = llvm::MemoryBuffer::getFile("/proc/self/statm",
-                                                 /*IsText=*/true)) {
+    if (auto statm = readSmall("/proc/self/statm")) {
       uint64_t vmPages;
-      if (!llvm::StringRef((*statm)->getBuffer())
+      if (!llvm::StringRef(statm->getBuffer())
                .split(' ')
                .first.getAsInteger(10, vmPages))
         mapped = vmPages * uint64_t(pageSize > 0 ? pageSize : 4096);
