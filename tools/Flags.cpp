@@ -9,6 +9,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "tools/Flags.h"
+#include "runtime/Gradients.h"
 #include "runtime/Safetensors.h"
 #include "runtime/ThreadPool.h"
 #include "support/Diagnostics.h"
@@ -145,6 +146,12 @@ cl::opt<bool>
               cl::desc("Compare the backend's gradients with float64 central "
                        "differences"),
               cl::cat(kilnCategory), cl::sub(gradCmd));
+cl::opt<int64_t>
+    gradSamples("grad-samples",
+                cl::desc("Elements --check-grad compares per tensor, at "
+                         "random (all of a smaller tensor; default 24)"),
+                cl::value_desc("K"), cl::init(GradCheckOptions().samples),
+                cl::cat(kilnCategory), cl::sub(gradCmd));
 cl::opt<uint64_t> seed("seed",
                        cl::desc("Random seed (train: overrides the train "
                                 "block's)"),
@@ -579,6 +586,12 @@ llvm::Error checkGradFlags() {
   if (paramsFile.empty() || inputsFile.empty())
     return makeError(
         "grad needs --params P.safetensors and --inputs I.safetensors");
+  if (gradSamples.getNumOccurrences()) {
+    if (!checkGrad)
+      return makeError("--grad-samples applies only with --check-grad");
+    if (gradSamples < 1)
+      return makeError("--grad-samples must be at least 1");
+  }
   if (auto e = checkThreads())
     return e;
   if (auto e = checkTargetFlags())

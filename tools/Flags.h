@@ -41,7 +41,7 @@ extern cl::opt<std::string> inputFile, modelName, paramsFile, inputsFile,
 extern cl::list<std::string> defines, wrt;
 extern cl::opt<bool> checkGrad, stats, timePasses, resume, shuffle,
     checkNumerics, remarks;
-extern cl::opt<int64_t> epochs, batch, maxSteps, kfold;
+extern cl::opt<int64_t> epochs, batch, maxSteps, kfold, gradSamples;
 extern cl::opt<double> lr;
 extern cl::opt<std::string> checkpoint, metricsFile, plotFile, initFile;
 extern cl::opt<uint64_t> seed;

@@ -437,6 +437,7 @@ jitGradients(Graph &training, const llvm::StringMap<Tensor> &leaves) {
 static int reportGradientCheck(const Graph &training, const TensorMap &grads,
                                const llvm::StringMap<Tensor> &leaves) {
   GradCheckOptions opts; // the bound for float32 gradients
+  opts.samples = gradSamples;
   auto checks = checkGradients(training, grads, leaves, opts);
   if (!checks)
     return fail(llvm::toString(checks.takeError()));

@@ -46,6 +46,16 @@ namespace {
   std::abort();
 }
 
+/// `bytes` as the one buffer of a SourceMgr, named as kiln names a file.
+struct Source {
+  llvm::SourceMgr sm;
+  unsigned id;
+  Source(llvm::StringRef bytes, llvm::StringRef name)
+      : id(sm.AddNewSourceBuffer(
+            llvm::MemoryBuffer::getMemBufferCopy(bytes, name), llvm::SMLoc())) {
+  }
+};
+
 /// Runs `steps` on g; a pass that leaves an invalid graph is a bug, any
 /// other error is an answer.
 void runChecked(Graph &g, llvm::ArrayRef<PipelineStep> steps) {
@@ -66,13 +76,11 @@ void checkGraph(const Graph &g, llvm::StringRef where) {
   std::string text;
   llvm::raw_string_ostream os(text);
   printGraph(g, os);
-  llvm::SourceMgr sm;
-  unsigned id = sm.AddNewSourceBuffer(
-      llvm::MemoryBuffer::getMemBufferCopy(text, "printed.kir"), llvm::SMLoc());
+  Source src(text, "printed.kir");
   std::string errors;
   llvm::raw_string_ostream es(errors);
-  Diagnostics diags(sm, es);
-  auto back = parseIR(id, diags);
+  Diagnostics diags(src.sm, es);
+  auto back = parseIR(src.id, diags);
   if (diags.hadError() || back.size() != 1)
     bug(where + ": the printed graph does not parse back",
         errors + "\n" + text);
@@ -92,11 +100,9 @@ void collectDims(const Expr &e, std::vector<std::string> &out) {
 }
 
 int fuzzFrontend(llvm::StringRef bytes) {
-  llvm::SourceMgr sm;
-  unsigned id = sm.AddNewSourceBuffer(
-      llvm::MemoryBuffer::getMemBufferCopy(bytes, "fuzz.kiln"), llvm::SMLoc());
-  Diagnostics diags(sm, llvm::nulls());
-  Module m = parseModule(id, diags);
+  Source src(bytes, "fuzz.kiln");
+  Diagnostics diags(src.sm, llvm::nulls());
+  Module m = parseModule(src.id, diags);
   checkModule(m, diags);
   std::vector<TrainConfig> trains = checkTrainBlocks(m, diags);
   if (diags.hadError())
@@ -124,7 +130,7 @@ int fuzzFrontend(llvm::StringRef bytes) {
     if (train && !f.formals.empty() && !f.formals[0].type.dims.empty() &&
         f.formals[0].type.dims[0]->kind == ExprKind::Name)
       opts.dims[f.formals[0].type.dims[0]->name] = train->batch;
-    Diagnostics modelDiags(sm, llvm::nulls());
+    Diagnostics modelDiags(src.sm, llvm::nulls());
     auto g = lowerModel(m, f, opts, modelDiags);
     if (!g || modelDiags.hadError())
       continue;
@@ -144,11 +150,9 @@ int fuzzFrontend(llvm::StringRef bytes) {
 }
 
 int fuzzIR(llvm::StringRef bytes) {
-  llvm::SourceMgr sm;
-  unsigned id = sm.AddNewSourceBuffer(
-      llvm::MemoryBuffer::getMemBufferCopy(bytes, "fuzz.kir"), llvm::SMLoc());
-  Diagnostics diags(sm, llvm::nulls());
-  auto graphs = parseIR(id, diags);
+  Source src(bytes, "fuzz.kir");
+  Diagnostics diags(src.sm, llvm::nulls());
+  auto graphs = parseIR(src.id, diags);
   if (diags.hadError())
     return 0;
   for (auto &parsed : graphs) {

@@ -16,3 +16,10 @@ config.substitutions.append(
 config.substitutions.append(("%models", os.path.join(config.kiln_src_root, "models")))
 config.substitutions.append(
     ("%make_idx", "python3 " + os.path.join(config.test_source_root, "Inputs", "make_idx.py")))
+# Elements --check-grad compares per tensor in the tests that check every
+# model (grad/all-models.test). The float64 reference interpreter runs the
+# model twice per element, which under the sanitizers takes most of the
+# suite's time; there the check samples fewer elements of each tensor, and
+# still checks every tensor of every model.
+config.substitutions.append(
+    ("%grad_samples", "4" if config.kiln_sanitize in ("ON", "1", "TRUE") else "24"))
