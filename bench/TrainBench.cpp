@@ -222,6 +222,54 @@ void compileStep(benchmark::State &state, const std::string &model) {
   state.counters["nodes"] = double(s.graph->nodes.size());
 }
 
+/// The kernel pipeline (fusion) on the training graph of a chain of N
+/// two-by-two layers `relu(x @ w)`, each with its own weight: a graph of
+/// some 9N nodes whose 3N products each take an epilogue. Run with
+/// several N, Google Benchmark fits the time's order (`BigO`): a pass whose
+/// work grows faster than its graph shows as N^2 here.
+void kernelPipelineChain(benchmark::State &state) {
+  int64_t layers = state.range(0);
+  std::string text = "layer d(x: f32[2,2]) {\n"
+                     "  param w: f32[2,2] = ones()\n"
+                     "  return relu(x @ w)\n"
+                     "}\n"
+                     "model chain(x: f32[2,2]) {\n"
+                     "  let a0 = d(x)\n";
+  for (int64_t i = 1; i < layers; ++i)
+    text += "  let a" + std::to_string(i) + " = d(a" + std::to_string(i - 1) +
+            ")\n";
+  text += "  minimize sum(a" + std::to_string(layers - 1) + ")\n}\n";
+  llvm::SourceMgr sm;
+  unsigned id = sm.AddNewSourceBuffer(
+      llvm::MemoryBuffer::getMemBufferCopy(text, "chain.kiln"), llvm::SMLoc());
+  Diagnostics diags(sm);
+  Module m = parseModule(id, diags);
+  auto training = lowerModel(m, *m.findFunc("chain"), {}, diags);
+  auto steps = trainingPipeline();
+  auto kernels = kernelPipeline();
+  if (!training || !steps || !kernels) {
+    state.SkipWithError("the chain model does not build");
+    return;
+  }
+  if (auto e = runPasses(*training, *steps, {}, llvm::nulls())) {
+    state.SkipWithError(llvm::toString(std::move(e)).c_str());
+    return;
+  }
+  for (auto _ : state) {
+    std::unique_ptr<Graph> g = cloneGraph(*training);
+    auto start = std::chrono::steady_clock::now();
+    if (auto e = runPasses(*g, *kernels, {}, llvm::nulls())) {
+      state.SkipWithError(llvm::toString(std::move(e)).c_str());
+      return;
+    }
+    state.SetIterationTime(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count());
+  }
+  state.counters["nodes"] = double(training->nodes.size());
+  state.SetComplexityN(layers);
+}
+
 void sessionMlp(benchmark::State &s) { session(s, "mlp", true); }
 void sessionCnn(benchmark::State &s) { session(s, "cnn", true); }
 void forwardBackwardMlp(benchmark::State &s) { session(s, "mlp", false); }
@@ -247,6 +295,15 @@ BENCHMARK_CAPTURE(compileStep, rnn100, "bench/models/rnn100")
     ->Arg(2)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
+BENCHMARK(kernelPipelineChain)
+    ->ArgName("layers")
+    ->Arg(500)
+    ->Arg(1000)
+    ->Arg(2000)
+    ->Arg(4000)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Complexity();
 BENCHMARK(sessionMlp)
     ->ArgName("threads")
     ->Arg(1)

@@ -62,8 +62,7 @@ bool loadLibmvec() {
 std::string locationOf(const Node &n) {
   if (!n.loc.isKnown())
     return "";
-  return (n.loc.file + ":" + Twine(n.loc.line) + ":" + Twine(n.loc.col) + ": ")
-      .str();
+  return n.loc.str() + ": ";
 }
 
 } // namespace

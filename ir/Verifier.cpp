@@ -19,9 +19,7 @@ llvm::Error kiln::verifyGraph(const Graph &g, bool isBody) {
     if (n) {
       where = "%" + std::to_string(ids.lookup(n));
       if (n->loc.isKnown())
-        where += (" (" + n->loc.file + ":" + llvm::Twine(n->loc.line) + ":" +
-                  llvm::Twine(n->loc.col) + ")")
-                     .str();
+        where += " (" + n->loc.str() + ")";
       where += ": ";
     }
     all = llvm::joinErrors(std::move(all), makeError(where + msg));

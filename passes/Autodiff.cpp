@@ -121,6 +121,8 @@ llvm::Error kiln::differentiate(Graph &g,
                      " has no objective ('minimize') to differentiate");
   if (!g.gradients.empty())
     return makeError("graph @" + g.name + " already has gradients");
+  if (auto e = expectF32(g, "autodiff"))
+    return e;
   std::vector<Node *> wrt = g.leaves(Op::Param);
   for (const std::string &name : wrtInputs) {
     Node *in = g.findLeaf(Op::Input, name);
@@ -138,9 +140,10 @@ llvm::Error kiln::differentiate(Graph &g,
   return llvm::Error::success();
 }
 
-bool kiln::runAutodiff(Graph &g) {
+llvm::Expected<bool> kiln::runAutodiff(Graph &g) {
   if (!g.objective || !g.gradients.empty())
     return false;
-  llvm::cantFail(differentiate(g));
+  if (auto e = differentiate(g))
+    return std::move(e);
   return true;
 }

@@ -16,13 +16,15 @@ namespace kiln {
 
 /// Appends the gradient of `objective` (a float scalar) with respect to each
 /// node of `wrt`, returning them in order. A node the objective does not
-/// depend on gets a zero constant.
+/// depend on gets a zero constant. The graph must be f32 (the rules build
+/// f32 constants); differentiate checks it.
 std::vector<Node *> buildGradients(Graph &g, Node *objective,
                                    llvm::ArrayRef<Node *> wrt);
 
 /// Records g.gradients for every parameter and for the inputs named in
 /// `wrtInputs` (float inputs only). Errors: no objective, gradients already
-/// present, an unknown or integer input.
+/// present, an f64 value anywhere in g (expectF32), an unknown or integer
+/// input.
 llvm::Error differentiate(Graph &g, llvm::ArrayRef<std::string> wrtInputs = {});
 
 } // namespace kiln

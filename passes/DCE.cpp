@@ -13,10 +13,10 @@
 
 using namespace kiln;
 
-bool kiln::runDCE(Graph &g) {
+llvm::DenseSet<const Node *> kiln::liveNodes(const Graph &g) {
   llvm::DenseSet<const Node *> live;
-  for (Node **root : g.roots())
-    live.insert(*root);
+  for (const Node *root : g.rootValues())
+    live.insert(root);
   for (auto &n : g.nodes)
     if (n->op == Op::Input || n->op == Op::Param || n->op == Op::State)
       live.insert(n.get());
@@ -24,7 +24,11 @@ bool kiln::runDCE(Graph &g) {
     if (live.contains(it->get()))
       for (const Node *o : (*it)->operands)
         live.insert(o);
+  return live;
+}
+
+bool kiln::runDCE(Graph &g) {
   size_t before = g.nodes.size();
-  eraseNodesExcept(g, live);
+  eraseNodesExcept(g, liveNodes(g));
   return g.nodes.size() != before;
 }

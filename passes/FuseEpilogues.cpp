@@ -102,94 +102,139 @@ bool isProducer(const Node &n) {
 } // namespace
 
 bool kiln::runFuseEpilogues(Graph &g) {
-  bool changed = false;
-  for (bool again = true; again;) {
-    again = false;
-    const size_t N = g.nodes.size();
-    GraphUses uses(g);
-    auto &users = uses.users;
-    auto &rootUses = uses.rootUses;
-    auto onlyReader = [&](const Node *o, const Node *u) {
-      auto us = users.lookup(o);
-      return us.size() == 1 && us[0] == u && !rootUses.lookup(o);
-    };
-    for (size_t pi = 0; pi < N && !again; ++pi) {
-      Node &p = *g.nodes[pi];
-      if (!isProducer(p))
-        continue;
-      // 2. The prologue.
-      Node *pro = nullptr;
-      if (isReduction(p) && isElementwiseWork(*p.operands[0]) &&
-          onlyReader(p.operands[0], &p) &&
-          (!p.operands[0]->body || p.operands[0]->body->moreOutputs.empty()))
-        pro = p.operands[0];
-      // 3. The epilogue: the first user.
-      Node *c = nullptr;
-      auto us = users.lookup(&p);
-      if (!us.empty()) {
-        Node *u = us[0];
-        size_t k = llvm::find(u->operands, &p) - u->operands.begin();
-        if (isElementwiseWork(*u) && u->type == p.type &&
-            llvm::count(u->operands, &p) == 1 && readsAtElement(*u, k))
-          c = u;
-      }
-      if (!pro && !c)
-        continue;
-      bool exposeProduct = c && (us.size() > 1 || rootUses.lookup(&p));
-      // 4. Broadcasts only the epilogue reads.
-      llvm::SmallVector<size_t, 2> takes;
-      for (size_t k = 0; c && k < c->operands.size(); ++k) {
-        const Node *o = c->operands[k];
-        if (o->op == Op::Broadcast &&
-            (p.op == Op::Conv2d || o->operands[0]->type.rank() <= 2) &&
-            onlyReader(o, c) &&
-            llvm::count(c->operands, o) == 1 && readsAtElement(*c, k))
-          takes.push_back(k);
-      }
-      auto built = buildKernel(g, p, pro, c, takes, exposeProduct);
-      if (!built) {
-        // A body the kernel kinds do not allow: the ops stay as they are.
-        llvm::consumeError(built.takeError());
-        continue;
-      }
-      Node *f = built->release();
-      Node *product = nullptr;
-      std::unique_ptr<Node> productNode;
-      if (exposeProduct) {
-        product = cantFail(
-            g.add(Op::Result, {f},
-                  {{"index", int64_t(f->body->moreOutputs.size())}}, p.loc));
-        productNode.reset(g.nodes.back().release());
-        g.nodes.pop_back();
-      }
-      // f takes the place and uses of its epilogue (or of the producer),
-      // its product result the producer's.
-      Node *replaced = c ? c : &p;
-      std::vector<std::unique_ptr<Node>> order;
-      for (auto &np : g.nodes) {
-        if (np.get() == replaced) {
-          order.emplace_back(f);
-          if (productNode)
-            order.push_back(std::move(productNode));
-        }
-        order.push_back(std::move(np));
-      }
-      g.nodes = std::move(order);
-      for (auto &np : g.nodes)
-        for (Node *&o : np->operands)
-          if (o == replaced)
-            o = f;
-          else if (o == &p && product && np.get() != product)
-            o = product;
-      for (Node **r : g.roots())
-        if (*r == replaced)
-          *r = f;
-        else if (*r == &p && product)
-          *r = product;
-      // What f took is dead now.
-      runDCE(g);
-      changed = again = true;
+  // One sweep in graph order. A fused kernel's nodes stay in g.nodes until
+  // the end (DCE removes them) and map, in `into`, to the kernel that now
+  // reads in their place; readers lists are resolved through it when they
+  // are read. Operands are rewritten at once, and the kernels go into the
+  // node list at the end, so each fusion costs its own neighbourhood only.
+  GraphUses uses(g);
+  auto &users = uses.users;
+  // A reader that reaches no root keeps nothing apart.
+  auto live = liveNodes(g);
+  for (auto &entry : users)
+    llvm::erase_if(entry.second, [&](Node *u) { return !live.contains(u); });
+  auto &rootUses = uses.rootUses;
+  // Position keys in the final order: 2i for the node at i, and a kernel
+  // takes its replaced node's key, its product result the next.
+  llvm::DenseMap<const Node *, size_t> key;
+  for (auto &[n, i] : uses.index)
+    key[n] = 2 * i;
+  llvm::DenseMap<const Node *, Node *> into;
+  auto readers = [&](const Node *o) {
+    auto &us = users[o];
+    if (llvm::any_of(us, [&](Node *u) { return into.count(u); })) {
+      for (Node *&u : us)
+        while (Node *k = into.lookup(u))
+          u = k;
+      llvm::sort(us, [&](Node *a, Node *b) { return key[a] < key[b]; });
+      us.erase(std::unique(us.begin(), us.end()), us.end());
     }
+    return llvm::SmallVector<Node *, 4>(us.begin(), us.end());
+  };
+  auto onlyReader = [&](const Node *o, const Node *u) {
+    auto us = readers(o);
+    return us.size() == 1 && us[0] == u && !rootUses.lookup(o);
+  };
+  // The kernel (and product result) to place before each replaced node,
+  // and the roots that move.
+  llvm::DenseMap<const Node *,
+                 std::pair<std::unique_ptr<Node>, std::unique_ptr<Node>>>
+      placed;
+  llvm::DenseMap<const Node *, Node *> rootTo;
+  std::vector<Node *> sweep;
+  for (auto &n : g.nodes)
+    sweep.push_back(n.get());
+  for (Node *pn : sweep) {
+    Node &p = *pn;
+    if (!isProducer(p))
+      continue;
+    // 2. The prologue.
+    Node *pro = nullptr;
+    if (isReduction(p) && isElementwiseWork(*p.operands[0]) &&
+        onlyReader(p.operands[0], &p) &&
+        (!p.operands[0]->body || p.operands[0]->body->moreOutputs.empty()))
+      pro = p.operands[0];
+    // 3. The epilogue: the first user.
+    Node *c = nullptr;
+    auto us = readers(&p);
+    if (!us.empty()) {
+      Node *u = us[0];
+      size_t k = llvm::find(u->operands, &p) - u->operands.begin();
+      if (isElementwiseWork(*u) && u->type == p.type &&
+          llvm::count(u->operands, &p) == 1 && readsAtElement(*u, k))
+        c = u;
+    }
+    if (!pro && !c)
+      continue;
+    bool exposeProduct = c && (us.size() > 1 || rootUses.lookup(&p));
+    // 4. Broadcasts only the epilogue reads.
+    llvm::SmallVector<size_t, 2> takes;
+    for (size_t k = 0; c && k < c->operands.size(); ++k) {
+      const Node *o = c->operands[k];
+      if (o->op == Op::Broadcast &&
+          (p.op == Op::Conv2d || o->operands[0]->type.rank() <= 2) &&
+          onlyReader(o, c) && llvm::count(c->operands, o) == 1 &&
+          readsAtElement(*c, k))
+        takes.push_back(k);
+    }
+    auto built = buildKernel(g, p, pro, c, takes, exposeProduct);
+    if (!built) {
+      // A body the kernel kinds do not allow: the ops stay as they are.
+      llvm::consumeError(built.takeError());
+      continue;
+    }
+    Node *f = built->get();
+    Node *product = nullptr;
+    std::unique_ptr<Node> productNode;
+    if (exposeProduct) {
+      product = cantFail(
+          g.add(Op::Result, {f},
+                {{"index", int64_t(f->body->moreOutputs.size())}}, p.loc));
+      productNode.reset(g.nodes.back().release());
+      g.nodes.pop_back();
+    }
+    // f takes the place and readers of its epilogue (or of the producer),
+    // its product result the producer's other readers.
+    Node *replaced = c ? c : &p;
+    key[f] = key[replaced];
+    for (Node *u : readers(replaced))
+      std::replace(u->operands.begin(), u->operands.end(), replaced, f);
+    rootTo[replaced] = f;
+    rootUses[f] = rootUses.lookup(replaced);
+    if (product) {
+      key[product] = key[replaced] + 1;
+      for (Node *u : us)
+        if (u != c)
+          std::replace(u->operands.begin(), u->operands.end(), &p, product);
+      rootTo[&p] = product;
+      rootUses[product] = rootUses.lookup(&p);
+    }
+    // What f took is dead now; whatever read it reads f.
+    into[&p] = f;
+    if (c)
+      into[c] = f;
+    if (pro)
+      into[pro] = f;
+    for (size_t k : takes)
+      into[c->operands[k]] = f;
+    placed[replaced] = {std::move(*built), std::move(productNode)};
   }
-  return changed;
+  if (placed.empty())
+    return false;
+  std::vector<std::unique_ptr<Node>> order;
+  for (auto &np : g.nodes) {
+    auto it = placed.find(np.get());
+    if (it != placed.end()) {
+      order.push_back(std::move(it->second.first));
+      if (it->second.second)
+        order.push_back(std::move(it->second.second));
+    }
+    order.push_back(std::move(np));
+  }
+  g.nodes = std::move(order);
+  for (Node **r : g.roots())
+    if (Node *to = rootTo.lookup(*r))
+      *r = to;
+  runDCE(g);
+  return true;
 }

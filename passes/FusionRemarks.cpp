@@ -26,9 +26,7 @@ namespace {
 std::string where(const Node &n) {
   if (!n.loc.isKnown())
     return "";
-  return (" (" + n.loc.file + ":" + llvm::Twine(n.loc.line) + ":" +
-          llvm::Twine(n.loc.col) + ")")
-      .str();
+  return " (" + n.loc.str() + ")";
 }
 
 /// A kernel's name: its op, or "<kind> kernel" for a fused one, and its

@@ -33,6 +33,8 @@ llvm::Expected<bool> kiln::runMixTargets(Graph &g, const PassParams &params) {
                      " has no objective to mix");
   if (!g.gradients.empty())
     return makeError("pass 'mix-targets' must run before autodiff");
+  if (auto e = expectF32(g, "mix-targets"))
+    return std::move(e);
   for (const char *name : {"mixup.labels", "mixup.lambda"})
     if (g.findLeaf(Op::Input, name))
       return makeError("pass 'mix-targets': @" + g.name +

@@ -75,6 +75,8 @@ llvm::Expected<bool> kiln::runOptimizer(Graph &g, const PassParams &params) {
   std::vector<Node *> ps = g.leaves(Op::Param);
   if (ps.empty())
     return false;
+  if (auto e = expectF32(g, "optimizer"))
+    return std::move(e);
   llvm::StringMap<Node *> grads;
   for (const NamedGradient &gr : g.gradients)
     grads[gr.name] = gr.value;

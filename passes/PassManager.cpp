@@ -18,8 +18,9 @@
 using namespace kiln;
 
 static const PassInfo kPasses[] = {
-#define PASS(NAME, FN, DESC) {NAME, FN, nullptr, DESC},
-#define PASS_WITH_PARAMS(NAME, FN, DESC) {NAME, nullptr, FN, DESC},
+#define PASS(NAME, FN, DESC) {NAME, FN, nullptr, nullptr, DESC},
+#define FALLIBLE_PASS(NAME, FN, DESC) {NAME, nullptr, FN, nullptr, DESC},
+#define PASS_WITH_PARAMS(NAME, FN, DESC) {NAME, nullptr, nullptr, FN, DESC},
 #include "passes/Passes.def"
 };
 
@@ -167,13 +168,17 @@ kiln::parsePipeline(llvm::StringRef pipeline) {
     if (!p)
       return makeError("unknown pass '" + n +
                        "' (known passes: " + knownPasses() + ")");
+    if (!p->runWithParams && hasParams)
+      return makeError("pass '" + n + "' takes no options");
     if (p->run) {
-      if (hasParams)
-        return makeError("pass '" + n + "' takes no options");
       steps.push_back(
           {p->name.str(), [run = p->run](Graph &g) -> llvm::Expected<bool> {
              return run(g);
            }});
+      continue;
+    }
+    if (p->runFallible) {
+      steps.push_back({p->name.str(), p->runFallible});
       continue;
     }
     auto params = PassParams::parse(n, hasParams ? rest.trim().drop_back()
@@ -269,6 +274,25 @@ void kiln::replaceAllUses(Graph &g, Node *from, Node *to) {
   for (Node **root : g.roots())
     if (*root == from)
       *root = to;
+}
+
+llvm::Error kiln::expectF32(const Graph &g, llvm::StringRef pass) {
+  // Fused bodies compute f32 only (the verifier's rule).
+  auto it = llvm::find_if(g.nodes,
+                          [](auto &n) { return n->type.dtype == DType::F64; });
+  if (it == g.nodes.end())
+    return llvm::Error::success();
+  const Node *n = it->get();
+  std::string what = n->info().mnemonic.str();
+  if (n->findAttr("name"))
+    what += " '" + n->stringAttr("name") + "'";
+  else
+    what = "'" + what + "'";
+  if (n->loc.isKnown())
+    what += " (" + n->loc.str() + ")";
+  return makeError("pass '" + pass + "' works on f32 graphs, but in @" +
+                   g.name + " " + what + " is " + n->type.str() +
+                   " (f64 graphs run only in the interpreter)");
 }
 
 void kiln::eraseNodesExcept(Graph &g,

@@ -2,7 +2,8 @@
 //-*-===//
 //
 // A pass is `bool runX(Graph &)`, returning whether it changed the graph; a
-// pass with options (`name<key=value,...>`, as LLVM's --passes) is
+// pass that can refuse a graph is `Expected<bool> runX(Graph &)`, and a pass
+// with options (`name<key=value,...>`, as LLVM's --passes) is
 // `Expected<bool> runX(Graph &, const PassParams &)`. The pass manager runs
 // a comma-separated pipeline with the instrumentation every pass gets for
 // free.
@@ -49,13 +50,15 @@ private:
 };
 
 #define PASS(NAME, FN, DESC) bool FN(Graph &g);
+#define FALLIBLE_PASS(NAME, FN, DESC) llvm::Expected<bool> FN(Graph &g);
 #define PASS_WITH_PARAMS(NAME, FN, DESC)                                       \
   llvm::Expected<bool> FN(Graph &g, const PassParams &params);
 #include "passes/Passes.def"
 
 struct PassInfo {
   llvm::StringRef name;
-  bool (*run)(Graph &); ///< or null
+  bool (*run)(Graph &);                         ///< or null
+  llvm::Expected<bool> (*runFallible)(Graph &); ///< or null
   llvm::Expected<bool> (*runWithParams)(Graph &,
                                         const PassParams &); ///< or null
   llvm::StringRef description;
@@ -105,6 +108,13 @@ llvm::Error runPipeline(Graph &g, llvm::StringRef pipeline,
 /// Replaces every use of `from` (operands, objective, output, updates) by
 /// `to`.
 void replaceAllUses(Graph &g, Node *from, Node *to);
+/// Kiln differentiates and trains in float32 (the passes that build
+/// gradients, optimizer updates and the mixup objective make f32 nodes); an
+/// error from `pass` naming g's first f64 value, if it has one.
+llvm::Error expectF32(const Graph &g, llvm::StringRef pass);
+/// The nodes DCE keeps: the roots, the named leaves (inputs, params, state)
+/// and every node they read.
+llvm::DenseSet<const Node *> liveNodes(const Graph &g);
 /// Deletes nodes outside `keep`, preserving order.
 void eraseNodesExcept(Graph &g, const llvm::DenseSet<const Node *> &keep);
 

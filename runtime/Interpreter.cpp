@@ -57,9 +57,7 @@ kiln::interpret(const Graph &g, const llvm::StringMap<Tensor> &leaves,
     if (!ctx.error.empty()) {
       std::string where;
       if (n.loc.isKnown())
-        where = (n.loc.file + ":" + llvm::Twine(n.loc.line) + ":" +
-                 llvm::Twine(n.loc.col) + ": ")
-                    .str();
+        where = n.loc.str() + ": ";
       return makeError(where + ctx.error);
     }
   }

@@ -5,9 +5,14 @@
 //===----------------------------------------------------------------------===//
 #include "support/Location.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/ADT/Twine.h"
 #include <mutex>
 
 using namespace kiln;
+
+std::string Location::str() const {
+  return (file + ":" + llvm::Twine(line) + ":" + llvm::Twine(col)).str();
+}
 
 llvm::StringRef kiln::internFileName(llvm::StringRef name) {
   static std::mutex mu;

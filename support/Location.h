@@ -9,6 +9,7 @@
 #define KILN_SUPPORT_LOCATION_H
 
 #include "llvm/ADT/StringRef.h"
+#include <string>
 
 namespace kiln {
 
@@ -17,6 +18,8 @@ struct Location {
   llvm::StringRef file;
   unsigned line = 0, col = 0;
   bool isKnown() const { return line != 0; }
+  /// "file:line:col", as diagnostics print it.
+  std::string str() const;
 };
 
 /// Interns a file name for Location.

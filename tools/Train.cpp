@@ -58,9 +58,7 @@ struct RunPlan {
 std::string where(const Node &n) {
   if (!n.loc.isKnown())
     return "";
-  return (n.loc.file + ":" + llvm::Twine(n.loc.line) + ":" +
-          llvm::Twine(n.loc.col) + ": ")
-      .str();
+  return n.loc.str() + ": ";
 }
 
 bool allFinite(const void *data, const TensorType &type) {

@@ -172,7 +172,7 @@ int fuzzIR(llvm::StringRef bytes) {
       const PassInfo &p = passes[pick];
       std::string pipeline = p.name.str();
       if (p.name == "optimizer")
-        pipeline = "optimizer<kind=adam,lr=0.01>";
+        pipeline = "optimizer<kind=adam>";
       else if (p.name == "mix-targets")
         pipeline = "mix-targets<labels=y>";
       auto steps = parsePipeline(pipeline);
