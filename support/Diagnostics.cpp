@@ -122,7 +122,8 @@ void Diagnostics::print(llvm::SMLoc loc, llvm::SourceMgr::DiagKind kind,
                             message, "", {});
   header.print(nullptr, s, os.has_colors(), /*ShowKindLabel=*/true,
                /*ShowLocation=*/false);
-  if (d.getLineNo() != -1 && col >= 0) {
+  // An empty line (an empty file's) has nothing to point at.
+  if (d.getLineNo() != -1 && col >= 0 && !line.empty()) {
     // A caret inside a character points at its first byte.
     while (col > 0 && size_t(col) < shown.size() &&
            (uint8_t(shown[col]) & 0xc0) == 0x80)
