@@ -48,6 +48,11 @@ KernelBuilder::KernelBuilder(const Graph &g, const BufferPlan &plan,
   entry =
       Function::Create(FunctionType::get(eb->getVoidTy(), {ptr, ptr}, false),
                        Function::ExternalLinkage, kEntryName, *p0.m);
+  startEntryPiece();
+  body = &p0.b;
+}
+
+void KernelBuilder::startEntryPiece() {
   // The entry point only loads pointers and calls the kernels, the GEMM and
   // memcpy: optimising it gains nothing and LLVM's middle end is
   // superlinear on such long straight-line functions.
@@ -55,8 +60,23 @@ KernelBuilder::KernelBuilder(const Graph &g, const BufferPlan &plan,
   entry->addFnAttr(Attribute::NoInline);
   entry->getArg(0)->setName("bufs");
   entry->getArg(1)->setName("rt");
-  eb->SetInsertPoint(BasicBlock::Create(*p0.ctx, "entry", entry));
-  body = &p0.b;
+  eb->SetInsertPoint(BasicBlock::Create(eb->getContext(), "entry", entry));
+  args = nullptr;
+  argsSize = 0;
+  entryNodes = 0;
+}
+
+void KernelBuilder::beginNode() {
+  if (++entryNodes <= kNodesPerEntry)
+    return;
+  Function *next = Function::Create(
+      entry->getFunctionType(), Function::InternalLinkage,
+      kEntryName + Twine(".") + Twine(entryPieces++), *parts[0]->m);
+  eb->CreateCall(next, {entry->getArg(0), entry->getArg(1)});
+  eb->CreateRetVoid();
+  entry = next;
+  startEntryPiece();
+  entryNodes = 1;
 }
 
 KernelBuilder::~KernelBuilder() = default;

@@ -16,7 +16,11 @@
 //
 // The entry point `kiln_step(ptr bufs, ptr rt)` runs the launches in graph
 // order: it fills `args` from the slot table and calls the task over its
-// whole range, directly or through the runtime's parallel_for.
+// whole range, directly or through the runtime's parallel_for. A step of
+// more than kNodesPerEntry nodes runs them in pieces: each piece
+// (`kiln_step`, then `kiln_step.1`, ...) ends by calling the next, since
+// LLVM's register allocator is superlinear in one function's length (a
+// model of 10,000 layers spent most of its compile time there).
 //
 // Kernels are spread over one or more modules, each in its own LLVMContext,
 // so that they can be optimised and compiled on several threads; the entry
@@ -35,6 +39,9 @@
 #include <memory>
 
 namespace kiln {
+
+/// Nodes whose launches one function of the entry point holds.
+inline constexpr unsigned kNodesPerEntry = 1024;
 
 /// Elements per task chunk for simple per-element loops.
 inline constexpr int64_t kElementGrain = 1 << 15;
@@ -121,6 +128,9 @@ public:
 
   /// The IR builder of the entry point.
   llvm::IRBuilder<> &entryBuilder() { return *eb; }
+  /// Called before each node's launches: after kNodesPerEntry nodes, the
+  /// current piece of the entry point calls a new one and ends.
+  void beginNode();
   /// The pointer in slot s, loaded in the entry point.
   llvm::Value *entrySlot(int64_t s);
   /// entrySlot(s), or a null pointer if s is -1.
@@ -208,6 +218,8 @@ private:
   llvm::Function *closeKernel();
   /// Stores the pointers of `slots` into the args array.
   void fillArgs(llvm::ArrayRef<int64_t> slots);
+  /// Opens `entry`, a new piece of the entry point, for launches.
+  void startEntryPiece();
   std::string signature(const Node &n, unsigned numBuffers,
                         llvm::StringRef suffix, bool unique) const;
 
@@ -219,7 +231,8 @@ private:
   unsigned currentPart = 0, nextPart = 0;
   llvm::IRBuilder<> *body = nullptr;
   std::unique_ptr<llvm::IRBuilder<>> eb;
-  llvm::Function *entry = nullptr;
+  llvm::Function *entry = nullptr; ///< the entry point's current piece
+  unsigned entryNodes = 0, entryPieces = 1;
   /// The args array the entry point passes to tasks.
   llvm::AllocaInst *args = nullptr;
   unsigned argsSize = 0;

@@ -54,6 +54,7 @@ Expected<std::vector<ModulePart>> kiln::lowerToLLVM(const Graph &g,
     if (!lower)
       return makeError("internal error: no LLVM lowering for op '" +
                        n.info().mnemonic + "'");
+    kb.beginNode();
     lower(kb, n);
   }
   return kb.finish();
