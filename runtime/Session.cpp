@@ -20,10 +20,7 @@ AlignedBuffer::AlignedBuffer(const TensorType &type) {
 }
 
 Session::Entry *Session::find(llvm::StringRef name) {
-  for (auto &e : entries)
-    if (e->name == name)
-      return e.get();
-  return nullptr;
+  return byName.lookup(name);
 }
 
 llvm::Expected<size_t> Session::attach(std::unique_ptr<Step> step) {
@@ -42,6 +39,7 @@ llvm::Expected<size_t> Session::attach(std::unique_ptr<Step> step) {
       entries.push_back(std::make_unique<Entry>(
           Entry{l.name, l.kind, l.type, AlignedBuffer(l.type)}));
       e = entries.back().get();
+      byName[l.name] = e;
     } else if (e->type != l.type || e->kind != l.kind) {
       return makeError("'" + l.name + "' is " + opInfo(l.kind).mnemonic + " " +
                        l.type.str() + " in one step and " +

@@ -88,6 +88,7 @@ private:
   };
   std::vector<Attached> steps;
   std::vector<std::unique_ptr<Entry>> entries;
+  llvm::StringMap<Entry *> byName; ///< the entries by name
 };
 
 } // namespace kiln

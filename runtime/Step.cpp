@@ -16,10 +16,8 @@ using namespace kiln;
 Step::~Step() = default;
 
 int64_t Step::findLeaf(llvm::StringRef name) const {
-  for (size_t i = 0; i < leaves_.size(); ++i)
-    if (leaves_[i].name == name)
-      return int64_t(i);
-  return -1;
+  auto it = leafIndex_.find(name);
+  return it == leafIndex_.end() ? -1 : int64_t(it->second);
 }
 
 void Step::describe(const Graph &g) {
@@ -29,6 +27,7 @@ void Step::describe(const Graph &g) {
   for (const auto &n : g.nodes)
     if (n->info().flags & OpFlags::Leaf && n->op != Op::Constant) {
       std::string name = n->stringAttr("name");
+      leafIndex_.try_emplace(name, leaves_.size());
       leaves_.push_back({n->op, name, n->type, updated.contains(name)});
     }
   buffers_.assign(leaves_.size(), nullptr);

@@ -53,6 +53,7 @@ protected:
   void describe(const Graph &g);
   llvm::Error checkBound() const;
   std::vector<Leaf> leaves_;
+  llvm::StringMap<size_t> leafIndex_; ///< name -> index into leaves_
   std::vector<void *> buffers_;
   TensorType outputType_;
   bool hasOutput_ = false;
