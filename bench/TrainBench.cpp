@@ -223,22 +223,39 @@ void compileStep(benchmark::State &state, const std::string &model) {
 }
 
 /// The kernel pipeline (fusion) on the training graph of a chain of N
-/// two-by-two layers `relu(x @ w)`, each with its own weight: a graph of
-/// some 9N nodes whose 3N products each take an epilogue. Run with
-/// several N, Google Benchmark fits the time's order (`BigO`): a pass whose
-/// work grows faster than its graph shows as N^2 here.
-void kernelPipelineChain(benchmark::State &state) {
+/// steps: two-by-two layers `relu(x @ w)`, each with its own weight (some
+/// 9N nodes whose 3N products each take an epilogue), or, `shared`, the
+/// steps of an RNN `tanh(h @ wh + b)`, whose one bias every step's
+/// epilogue reads. Run with several N, Google Benchmark fits the time's
+/// order (`BigO`): a pass whose work grows faster than its graph shows as
+/// N^2 here.
+void kernelPipelineChain(benchmark::State &state, bool shared) {
   int64_t layers = state.range(0);
-  std::string text = "layer d(x: f32[2,2]) {\n"
-                     "  param w: f32[2,2] = ones()\n"
-                     "  return relu(x @ w)\n"
-                     "}\n"
-                     "model chain(x: f32[2,2]) {\n"
-                     "  let a0 = d(x)\n";
-  for (int64_t i = 1; i < layers; ++i)
-    text += "  let a" + std::to_string(i) + " = d(a" + std::to_string(i - 1) +
-            ")\n";
-  text += "  minimize sum(a" + std::to_string(layers - 1) + ")\n}\n";
+  std::string text;
+  if (shared) {
+    text = "model chain(x: f32[2,2]) {\n"
+           "  param wh: f32[2,2] = ones()\n"
+           "  param b: f32[2] = zeros()\n"
+           "  let h = x\n"
+           "  for t in 0.." +
+           std::to_string(layers) +
+           " {\n"
+           "    let h = tanh(h @ wh + b)\n"
+           "  }\n"
+           "  minimize sum(h)\n"
+           "}\n";
+  } else {
+    text = "layer d(x: f32[2,2]) {\n"
+           "  param w: f32[2,2] = ones()\n"
+           "  return relu(x @ w)\n"
+           "}\n"
+           "model chain(x: f32[2,2]) {\n"
+           "  let a0 = d(x)\n";
+    for (int64_t i = 1; i < layers; ++i)
+      text += "  let a" + std::to_string(i) + " = d(a" + std::to_string(i - 1) +
+              ")\n";
+    text += "  minimize sum(a" + std::to_string(layers - 1) + ")\n}\n";
+  }
   llvm::SourceMgr sm;
   unsigned id = sm.AddNewSourceBuffer(
       llvm::MemoryBuffer::getMemBufferCopy(text, "chain.kiln"), llvm::SMLoc());
@@ -295,8 +312,17 @@ BENCHMARK_CAPTURE(compileStep, rnn100, "bench/models/rnn100")
     ->Arg(2)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
-BENCHMARK(kernelPipelineChain)
-    ->ArgName("layers")
+BENCHMARK_CAPTURE(kernelPipelineChain, layers, false)
+    ->ArgName("steps")
+    ->Arg(500)
+    ->Arg(1000)
+    ->Arg(2000)
+    ->Arg(4000)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Complexity();
+BENCHMARK_CAPTURE(kernelPipelineChain, rnn, true)
+    ->ArgName("steps")
     ->Arg(500)
     ->Arg(1000)
     ->Arg(2000)

@@ -654,8 +654,7 @@ CompiledGraph::run(const StringMap<Tensor> &leaves, uint64_t seed,
 
 JITStep::JITStep(const CompiledGraph &compiled) : compiled(compiled) {
   for (const CompiledGraph::Leaf &l : compiled.leaves_)
-    leaves_.push_back({*opFromMnemonic(l.kind), l.name, l.type, l.updated});
-  buffers_.assign(leaves_.size(), nullptr);
+    addLeaf({*opFromMnemonic(l.kind), l.name, l.type, l.updated});
   if (compiled.outputRoot_ >= 0) {
     hasOutput_ = true;
     outputType_ = compiled.roots_[compiled.outputRoot_].type;

@@ -45,7 +45,7 @@ KernelBuilder::KernelBuilder(const Graph &g, const BufferPlan &plan,
   Part &p0 = *parts[0];
   eb = std::make_unique<IRBuilder<>>(*p0.ctx);
   Type *ptr = eb->getPtrTy();
-  entry =
+  step = entry =
       Function::Create(FunctionType::get(eb->getVoidTy(), {ptr, ptr}, false),
                        Function::ExternalLinkage, kEntryName, *p0.m);
   startEntryPiece();
@@ -69,11 +69,13 @@ void KernelBuilder::startEntryPiece() {
 void KernelBuilder::beginNode() {
   if (++entryNodes <= kNodesPerEntry)
     return;
+  if (entry != step)
+    eb->CreateRetVoid();
   Function *next = Function::Create(
-      entry->getFunctionType(), Function::InternalLinkage,
+      step->getFunctionType(), Function::InternalLinkage,
       kEntryName + Twine(".") + Twine(entryPieces++), *parts[0]->m);
-  eb->CreateCall(next, {entry->getArg(0), entry->getArg(1)});
-  eb->CreateRetVoid();
+  IRBuilder<>(&step->back())
+      .CreateCall(next, {step->getArg(0), step->getArg(1)});
   entry = next;
   startEntryPiece();
   entryNodes = 1;
@@ -309,6 +311,11 @@ void KernelBuilder::callMatMul(ArrayRef<Value *> mmArgs, Value *epilogue) {
 }
 
 Expected<std::vector<ModulePart>> KernelBuilder::finish() {
+  if (entry != step) {
+    eb->CreateRetVoid();
+    entry = step;
+    eb->SetInsertPoint(&step->back());
+  }
   // Each updated leaf receives its new value in the caller's buffer.
   for (const BufferPlan::Copy &c : plan_.endCopies)
     eb->CreateMemCpy(entrySlot(c.to), Align(4), entrySlot(c.from), Align(4),

@@ -17,10 +17,11 @@
 // The entry point `kiln_step(ptr bufs, ptr rt)` runs the launches in graph
 // order: it fills `args` from the slot table and calls the task over its
 // whole range, directly or through the runtime's parallel_for. A step of
-// more than kNodesPerEntry nodes runs them in pieces: each piece
-// (`kiln_step`, then `kiln_step.1`, ...) ends by calling the next, since
-// LLVM's register allocator is superlinear in one function's length (a
-// model of 10,000 layers spent most of its compile time there).
+// more than kNodesPerEntry nodes runs them in pieces, since LLVM's register
+// allocator is superlinear in one function's length (a model of 10,000
+// layers spent most of its compile time there): `kiln_step` launches the
+// first kNodesPerEntry nodes' kernels, then calls `kiln_step.1`,
+// `kiln_step.2`, ... in turn, each launching the next ones.
 //
 // Kernels are spread over one or more modules, each in its own LLVMContext,
 // so that they can be optimised and compiled on several threads; the entry
@@ -129,7 +130,7 @@ public:
   /// The IR builder of the entry point.
   llvm::IRBuilder<> &entryBuilder() { return *eb; }
   /// Called before each node's launches: after kNodesPerEntry nodes, the
-  /// current piece of the entry point calls a new one and ends.
+  /// current piece of the entry point ends and kiln_step calls a new one.
   void beginNode();
   /// The pointer in slot s, loaded in the entry point.
   llvm::Value *entrySlot(int64_t s);
@@ -231,6 +232,7 @@ private:
   unsigned currentPart = 0, nextPart = 0;
   llvm::IRBuilder<> *body = nullptr;
   std::unique_ptr<llvm::IRBuilder<>> eb;
+  llvm::Function *step = nullptr;  ///< kiln_step
   llvm::Function *entry = nullptr; ///< the entry point's current piece
   unsigned entryNodes = 0, entryPieces = 1;
   /// The args array the entry point passes to tasks.

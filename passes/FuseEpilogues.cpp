@@ -29,6 +29,8 @@
 #include "passes/KernelBody.h"
 #include "passes/Passes.h"
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/DenseSet.h"
+#include <queue>
 
 using namespace kiln;
 
@@ -102,7 +104,10 @@ bool isProducer(const Node &n) {
 } // namespace
 
 bool kiln::runFuseEpilogues(Graph &g) {
-  // One sweep in graph order. A fused kernel's nodes stay in g.nodes until
+  // Producers are visited in graph order, as a fixed point would meet them:
+  // a fusion changes the readers of the values its nodes read, so it
+  // re-queues the producers among those (an earlier one may now have an
+  // elementwise first reader). A fused kernel's nodes stay in g.nodes until
   // the end (DCE removes them) and map, in `into`, to the kernel that now
   // reads in their place; readers lists are resolved through it when they
   // are read. Operands are rewritten at once, and the kernels go into the
@@ -120,20 +125,32 @@ bool kiln::runFuseEpilogues(Graph &g) {
   for (auto &[n, i] : uses.index)
     key[n] = 2 * i;
   llvm::DenseMap<const Node *, Node *> into;
+  auto resolve = [&](Node *&u) {
+    while (Node *k = into.lookup(u))
+      u = k;
+  };
+  // o's readers in graph order, each once.
   auto readers = [&](const Node *o) {
     auto &us = users[o];
     if (llvm::any_of(us, [&](Node *u) { return into.count(u); })) {
-      for (Node *&u : us)
-        while (Node *k = into.lookup(u))
-          u = k;
+      llvm::for_each(us, resolve);
       llvm::sort(us, [&](Node *a, Node *b) { return key[a] < key[b]; });
-      us.erase(std::unique(us.begin(), us.end()), us.end());
+      us.erase(llvm::unique(us), us.end());
     }
     return llvm::SmallVector<Node *, 4>(us.begin(), us.end());
   };
+  // Stops at the first other reader, so a value many kernels read (a
+  // shared bias) costs nothing per fusion.
   auto onlyReader = [&](const Node *o, const Node *u) {
-    auto us = readers(o);
-    return us.size() == 1 && us[0] == u && !rootUses.lookup(o);
+    auto &us = users[o];
+    if (us.empty() || rootUses.lookup(o))
+      return false;
+    for (Node *&r : us) {
+      resolve(r);
+      if (r != u)
+        return false;
+    }
+    return true;
   };
   // The kernel (and product result) to place before each replaced node,
   // and the roots that move.
@@ -141,13 +158,20 @@ bool kiln::runFuseEpilogues(Graph &g) {
                  std::pair<std::unique_ptr<Node>, std::unique_ptr<Node>>>
       placed;
   llvm::DenseMap<const Node *, Node *> rootTo;
-  std::vector<Node *> sweep;
+  using Item = std::pair<size_t, Node *>;
+  std::priority_queue<Item, std::vector<Item>, std::greater<Item>> work;
+  llvm::DenseSet<const Node *> queued;
+  auto enqueue = [&](Node *n) {
+    if (isProducer(*n) && live.contains(n) && !into.count(n) &&
+        queued.insert(n).second)
+      work.push({key[n], n});
+  };
   for (auto &n : g.nodes)
-    sweep.push_back(n.get());
-  for (Node *pn : sweep) {
-    Node &p = *pn;
-    if (!isProducer(p))
-      continue;
+    enqueue(n.get());
+  while (!work.empty()) {
+    Node &p = *work.top().second;
+    work.pop();
+    queued.erase(&p);
     // 2. The prologue.
     Node *pro = nullptr;
     if (isReduction(p) && isElementwiseWork(*p.operands[0]) &&
@@ -209,14 +233,20 @@ bool kiln::runFuseEpilogues(Graph &g) {
       rootTo[&p] = product;
       rootUses[product] = rootUses.lookup(&p);
     }
-    // What f took is dead now; whatever read it reads f.
-    into[&p] = f;
+    // What f took is dead now; whatever read it reads f, and the producers
+    // it read have new readers.
+    llvm::SmallVector<Node *, 4> took{&p};
     if (c)
-      into[c] = f;
+      took.push_back(c);
     if (pro)
-      into[pro] = f;
+      took.push_back(pro);
     for (size_t k : takes)
-      into[c->operands[k]] = f;
+      took.push_back(c->operands[k]);
+    for (Node *t : took)
+      into[t] = f;
+    for (Node *t : took)
+      for (Node *o : t->operands)
+        enqueue(o);
     placed[replaced] = {std::move(*built), std::move(productNode)};
   }
   if (placed.empty())

@@ -282,17 +282,16 @@ llvm::Error kiln::expectF32(const Graph &g, llvm::StringRef pass) {
                           [](auto &n) { return n->type.dtype == DType::F64; });
   if (it == g.nodes.end())
     return llvm::Error::success();
+  // Named as the printer numbers it, with what identifies it in the source.
   const Node *n = it->get();
   std::string what = n->info().mnemonic.str();
   if (n->findAttr("name"))
     what += " '" + n->stringAttr("name") + "'";
-  else
-    what = "'" + what + "'";
   if (n->loc.isKnown())
-    what += " (" + n->loc.str() + ")";
-  return makeError("pass '" + pass + "' works on f32 graphs, but in @" +
-                   g.name + " " + what + " is " + n->type.str() +
-                   " (f64 graphs run only in the interpreter)");
+    what += ", " + n->loc.str();
+  return makeError("pass '" + pass + "' works on f32 graphs only, but %" +
+                   llvm::Twine(it - g.nodes.begin()) + " (" + what + ") of @" +
+                   g.name + " is " + n->type.str());
 }
 
 void kiln::eraseNodesExcept(Graph &g,

@@ -13,6 +13,7 @@
 #include "runtime/Gradients.h"
 #include "runtime/Init.h"
 #include "runtime/Interpreter.h"
+#include "llvm/ADT/DenseSet.h"
 #include <cmath>
 #include <cstring>
 #include <optional>
@@ -193,8 +194,13 @@ kiln::checkGradients(const Graph &training, const TensorMap &gradients,
       for (int64_t i = 0; i < x.numel(); ++i)
         picks.push_back(i);
     } else {
-      for (int64_t k = 0; k < opts.samples; ++k)
-        picks.push_back(int64_t(rng() % uint64_t(x.numel())));
+      // Distinct elements: a draw already taken is drawn again.
+      llvm::DenseSet<int64_t> taken;
+      while (int64_t(picks.size()) < opts.samples) {
+        int64_t i = int64_t(rng() % uint64_t(x.numel()));
+        if (taken.insert(i).second)
+          picks.push_back(i);
+      }
     }
     for (int64_t i : picks) {
       double an = a.at(i);

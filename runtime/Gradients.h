@@ -38,7 +38,8 @@ evaluateGradients(const Graph &training, const llvm::StringMap<Tensor> &leaves,
 inline constexpr double kFloat32GradTolerance = 1e-3;
 
 struct GradCheckOptions {
-  /// Elements compared per tensor (all of them if it is smaller).
+  /// Distinct elements compared per tensor (all of them if it is smaller),
+  /// the same ones on every run.
   int64_t samples = 24;
   /// The largest relative error that passes:
   /// |g - fd| / max(|g|, |fd|, 1e-4).

@@ -20,6 +20,12 @@ int64_t Step::findLeaf(llvm::StringRef name) const {
   return it == leafIndex_.end() ? -1 : int64_t(it->second);
 }
 
+void Step::addLeaf(Leaf l) {
+  leafIndex_.try_emplace(l.name, leaves_.size());
+  leaves_.push_back(std::move(l));
+  buffers_.push_back(nullptr);
+}
+
 void Step::describe(const Graph &g) {
   llvm::StringSet<> updated;
   for (const StateUpdate &u : g.updates)
@@ -27,10 +33,8 @@ void Step::describe(const Graph &g) {
   for (const auto &n : g.nodes)
     if (n->info().flags & OpFlags::Leaf && n->op != Op::Constant) {
       std::string name = n->stringAttr("name");
-      leafIndex_.try_emplace(name, leaves_.size());
-      leaves_.push_back({n->op, name, n->type, updated.contains(name)});
+      addLeaf({n->op, name, n->type, updated.contains(name)});
     }
-  buffers_.assign(leaves_.size(), nullptr);
   if (g.output) {
     hasOutput_ = true;
     outputType_ = g.output->type;

@@ -51,6 +51,8 @@ public:
 protected:
   /// Fills leaves_ and the output's type from g.
   void describe(const Graph &g);
+  /// Appends a leaf (unbound) and indexes its name for findLeaf.
+  void addLeaf(Leaf l);
   llvm::Error checkBound() const;
   std::vector<Leaf> leaves_;
   llvm::StringMap<size_t> leafIndex_; ///< name -> index into leaves_

@@ -146,12 +146,14 @@ cl::opt<bool>
               cl::desc("Compare the backend's gradients with float64 central "
                        "differences"),
               cl::cat(kilnCategory), cl::sub(gradCmd));
-cl::opt<int64_t>
-    gradSamples("grad-samples",
-                cl::desc("Elements --check-grad compares per tensor, at "
-                         "random (all of a smaller tensor; default 24)"),
-                cl::value_desc("K"), cl::init(GradCheckOptions().samples),
-                cl::cat(kilnCategory), cl::sub(gradCmd));
+static const std::string gradSamplesDesc =
+    "Distinct elements --check-grad compares per tensor, picked "
+    "deterministically (all of a smaller tensor; default " +
+    std::to_string(GradCheckOptions().samples) + ")";
+cl::opt<int64_t> gradSamples("grad-samples", cl::desc(gradSamplesDesc),
+                             cl::value_desc("K"),
+                             cl::init(GradCheckOptions().samples),
+                             cl::cat(kilnCategory), cl::sub(gradCmd));
 cl::opt<uint64_t> seed("seed",
                        cl::desc("Random seed (train: overrides the train "
                                 "block's)"),

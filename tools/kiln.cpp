@@ -368,8 +368,7 @@ static int runDump() {
                   " none");
     for (const FusionRemark &r : fusionRemarks(*g)) {
       if (r.loc.isKnown())
-        llvm::errs() << r.loc.file << ":" << r.loc.line << ":" << r.loc.col
-                     << ": ";
+        llvm::errs() << r.loc.str() << ": ";
       llvm::errs() << "remark: " << r.text << "\n";
     }
   }

@@ -22,4 +22,6 @@ config.substitutions.append(
 # suite's time; there the check samples fewer elements of each tensor, and
 # still checks every tensor of every model.
 config.substitutions.append(
-    ("%grad_samples", "4" if config.kiln_sanitize in ("ON", "1", "TRUE") else "24"))
+    ("%grad_samples",
+     "4" if config.kiln_sanitize.upper() in ("ON", "1", "TRUE", "YES", "Y")
+     else "24"))

@@ -36,22 +36,43 @@ const char *kSwap = R"(graph @swap {
 }
 )";
 
-class Steps : public ::testing::TestWithParam<bool> {};
+class Steps : public ::testing::TestWithParam<bool> {
+protected:
+  /// The step of g on the backend under test (the JIT's lives in `jit`).
+  std::unique_ptr<Step> makeStep(const Graph &g) {
+    if (!GetParam())
+      return std::make_unique<InterpStep>(g);
+    jit = llvm::cantFail(JIT::create());
+    auto compiled = jit->compile(g);
+    if (!compiled) {
+      ADD_FAILURE() << llvm::toString(compiled.takeError());
+      return nullptr;
+    }
+    return llvm::cantFail(JITStep::create(*compiled));
+  }
+  std::unique_ptr<JIT> jit;
+};
+
+TEST_P(Steps, FindLeafNamesEachLeafByItsIndex) {
+  test::Source src(kSwap);
+  auto g = test::parseGraph(src);
+  ASSERT_TRUE(g);
+  std::unique_ptr<Step> step = makeStep(*g);
+  ASSERT_TRUE(step);
+  llvm::ArrayRef<Step::Leaf> leaves = step->leaves();
+  ASSERT_EQ(leaves.size(), 4u);
+  for (size_t i = 0; i < leaves.size(); ++i)
+    EXPECT_EQ(step->findLeaf(leaves[i].name), int64_t(i)) << leaves[i].name;
+  EXPECT_EQ(step->findLeaf("w"), 3);
+  EXPECT_EQ(step->findLeaf("nope"), -1);
+}
 
 TEST_P(Steps, UpdateLeavesInPlaceEvenWhenTheySwap) {
   test::Source src(kSwap);
   auto g = test::parseGraph(src);
   ASSERT_TRUE(g);
-  std::unique_ptr<JIT> jit;
-  std::unique_ptr<Step> step;
-  if (GetParam()) {
-    jit = llvm::cantFail(JIT::create());
-    auto compiled = jit->compile(*g);
-    ASSERT_TRUE(bool(compiled)) << llvm::toString(compiled.takeError());
-    step = llvm::cantFail(JITStep::create(*compiled));
-  } else {
-    step = std::make_unique<InterpStep>(*g);
-  }
+  std::unique_ptr<Step> step = makeStep(*g);
+  ASSERT_TRUE(step);
   Session s;
   size_t i = llvm::cantFail(s.attach(std::move(step)));
   float *a = s.find("a")->buffer.as<float>(),
