@@ -287,6 +287,14 @@ void kernelPipelineChain(benchmark::State &state, bool shared) {
   state.SetComplexityN(layers);
 }
 
+/// 500 to 4000 steps, for the complexity fit.
+void chainSizes(benchmark::internal::Benchmark *b) {
+  b->ArgName("steps")->UseManualTime()->Unit(benchmark::kMillisecond);
+  for (int64_t n : {500, 1000, 2000, 4000})
+    b->Arg(n);
+  b->Complexity();
+}
+
 void sessionMlp(benchmark::State &s) { session(s, "mlp", true); }
 void sessionCnn(benchmark::State &s) { session(s, "cnn", true); }
 void forwardBackwardMlp(benchmark::State &s) { session(s, "mlp", false); }
@@ -312,24 +320,8 @@ BENCHMARK_CAPTURE(compileStep, rnn100, "bench/models/rnn100")
     ->Arg(2)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(kernelPipelineChain, layers, false)
-    ->ArgName("steps")
-    ->Arg(500)
-    ->Arg(1000)
-    ->Arg(2000)
-    ->Arg(4000)
-    ->UseManualTime()
-    ->Unit(benchmark::kMillisecond)
-    ->Complexity();
-BENCHMARK_CAPTURE(kernelPipelineChain, rnn, true)
-    ->ArgName("steps")
-    ->Arg(500)
-    ->Arg(1000)
-    ->Arg(2000)
-    ->Arg(4000)
-    ->UseManualTime()
-    ->Unit(benchmark::kMillisecond)
-    ->Complexity();
+BENCHMARK_CAPTURE(kernelPipelineChain, layers, false)->Apply(chainSizes);
+BENCHMARK_CAPTURE(kernelPipelineChain, rnn, true)->Apply(chainSizes);
 BENCHMARK(sessionMlp)
     ->ArgName("threads")
     ->Arg(1)
