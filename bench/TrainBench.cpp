@@ -13,10 +13,10 @@
 //
 //===----------------------------------------------------------------------===//
 #include "Peak.h"
+#include "Setup.h"
 #include "codegen/JIT.h"
 #include "frontend/Lower.h"
 #include "frontend/Parser.h"
-#include "frontend/Train.h"
 #include "passes/Pipeline.h"
 #include "runtime/Batches.h"
 #include "runtime/Gradients.h"
@@ -26,92 +26,11 @@
 #include <chrono>
 
 using namespace kiln;
+using namespace kiln::bench;
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-/// models/NAME.kiln's training step at its train block's batch size, with
-/// (or without) its optimizer.
-struct TrainSetup {
-  llvm::SourceMgr sm;
-  std::unique_ptr<Diagnostics> diags;
-  std::unique_ptr<Graph> graph;
-  TrainConfig config;
-  std::string error;
-
-  TrainSetup(const std::string &name, bool optimizer) {
-    std::string path = std::string(KILN_SOURCE_DIR) + "/" +
-                       (name.find('/') == std::string::npos ? "models/" : "") +
-                       name + ".kiln";
-    auto buf = llvm::MemoryBuffer::getFile(path);
-    if (!buf) {
-      error = "cannot read " + path;
-      return;
-    }
-    unsigned id = sm.AddNewSourceBuffer(std::move(*buf), llvm::SMLoc());
-    diags = std::make_unique<Diagnostics>(sm);
-    Module m = parseModule(id, *diags);
-    std::vector<TrainConfig> trains = checkTrainBlocks(m, *diags);
-    if (trains.empty()) {
-      error = "no train block";
-      return;
-    }
-    config = trains[0];
-    LowerOptions opts;
-    opts.dims["N"] = config.batch;
-    graph = lowerModel(m, *m.findFunc(config.model), opts, *diags);
-    if (!graph) {
-      error = "cannot lower " + name;
-      return;
-    }
-    TrainingOptions t;
-    if (optimizer)
-      t.optimizer = &config.optimizer;
-    t.dropGradients = true; // as kiln train
-    auto steps = trainingPipeline(t);
-    if (!steps) {
-      error = llvm::toString(steps.takeError());
-      return;
-    }
-    if (auto e = runPasses(*graph, *steps, {}, llvm::nulls()))
-      error = llvm::toString(std::move(e));
-  }
-};
-
-/// The floating-point operations of a step's matrix products: each matmul
-/// and convolution (as the GEMM it is), 2 per multiply-add.
-double gemmFlops(const Graph &g) {
-  double flops = 0;
-  for (auto &n : g.nodes) {
-    double out = double(*numElements(n->type.shape));
-    if (n->op == Op::MatMul)
-      flops += 2 * out * double(n->operands[0]->type.shape.back());
-    else if (n->op == Op::Conv2d) {
-      const Shape &w = n->operands[1]->type.shape;
-      flops += 2 * out * double(w[1] * w[2] * w[3]);
-    }
-  }
-  return flops;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-
-/// Random examples shaped like Fashion-MNIST's.
-Dataset syntheticData(int64_t n, int64_t size) {
-  Dataset d;
-  d.images = Tensor(DType::F32, {n, size});
-  d.labels = Tensor(DType::I32, {n});
-  Rng rng(1, RngStream::Shuffle, 0);
-  for (int64_t i = 0; i < n * size; ++i)
-    d.images.data<float>()[i] = float(rng.uniform());
-  for (int64_t i = 0; i < n; ++i)
-    d.labels.data<int32_t>()[i] = int32_t(rng.below(10));
-  return d;
-}
 
 void session(benchmark::State &state, const std::string &model,
              bool optimizer) {
@@ -147,19 +66,14 @@ void session(benchmark::State &state, const std::string &model,
       scalars.push_back(
           llvm::cantFail(session.inputIndex(i, optimizerInputName(n))));
   int64_t batch = s.config.batch;
-  int64_t size = *numElements(inputs[0]->type.shape) / batch;
-  Dataset data = syntheticData(10000, size);
-  std::vector<int64_t> order = shuffled(data.size(), 1, RngStream::Shuffle, 0);
-  std::vector<double> outside, inside;
+  BenchData data(*numElements(inputs[0]->type.shape) / batch);
+  std::vector<double> outside, inside, total, losses;
   int64_t at = 0;
   for (auto _ : state) {
     auto t0 = Clock::now();
-    if (at + batch > data.size())
-      at = 0;
-    gatherBatch(data, llvm::ArrayRef<int64_t>(&order[at], batch),
+    gatherBatch(data.data, data.next(at, batch),
                 static_cast<float *>(session.input(i, x)),
                 static_cast<int32_t *>(session.input(i, y)));
-    at += batch;
     int64_t t = session.stepCount + 1;
     std::vector<double> v =
         s.config.optimizer.scalars(s.config.optimizer.arg("lr"), t);
@@ -171,31 +85,44 @@ void session(benchmark::State &state, const std::string &model,
       state.SkipWithError(llvm::toString(std::move(e)).c_str());
       return;
     }
-    benchmark::DoNotOptimize(session.step(i).objective());
+    float loss = session.step(i).objective();
+    benchmark::DoNotOptimize(loss);
     auto t2 = Clock::now();
+    if (losses.size() < 2)
+      losses.push_back(loss);
     outside.push_back(std::chrono::duration<double>(t1 - t0).count());
     inside.push_back(std::chrono::duration<double>(t2 - t1).count());
+    total.push_back(std::chrono::duration<double>(t2 - t0).count());
   }
-  double in = median(inside), out = median(outside);
+  double in = median(inside), out = median(outside), all = median(total);
   state.counters["step_ms"] = 1e3 * in;
   state.counters["outside_ms"] = 1e3 * out;
   state.counters["outside_pct"] = in > 0 ? 100 * out / in : 0;
+  // The whole iteration, gather and scalars included: what LibTorch's step
+  // (TorchBench.cpp) times.
+  state.counters["total_ms"] = 1e3 * all;
+  state.counters["images_per_s"] = all > 0 ? double(batch) / all : 0;
+  // The objective of the first two steps, before and after one update: the
+  // same as LibTorch's when both do the same work.
+  for (size_t k = 0; k < losses.size(); ++k)
+    state.counters["loss" + std::to_string(k + 1)] = losses[k];
   // The step's GEMM work at the rate of the threads' FMA peak, over the
   // step's time: the share of the step that is arithmetic it must do.
   double flops = gemmFlops(*s.graph);
   state.counters["gemm_GFLOP"] = flops * 1e-9;
   state.counters["peak_pct"] =
-      in > 0 ? 100 * flops * 1e-9 / in /
-                   (bench::measuredPeak() * double(opts.threads))
-             : 0;
+      in > 0 ? 100 * flops * 1e-9 / in / bench::measuredPeak(opts.threads) : 0;
   state.SetItemsProcessed(state.iterations() * batch);
 }
 
 /// Compiling the training step (with its optimizer) in a fresh JIT: the
 /// manual time is the step's own compilation; the GEMM micro-kernels, which
-/// a JIT compiles once for all its steps, are the `gemm_ms` counter.
+/// a JIT compiles once for all its steps, are the `gemm_ms` counter, and
+/// the front end and training passes before it (once) `frontend_ms`.
 void compileStep(benchmark::State &state, const std::string &model) {
+  auto start = Clock::now();
   TrainSetup s(model, true);
+  double front = std::chrono::duration<double>(Clock::now() - start).count();
   if (!s.error.empty()) {
     state.SkipWithError(s.error.c_str());
     return;
@@ -219,6 +146,9 @@ void compileStep(benchmark::State &state, const std::string &model) {
     gemm.push_back(t.gemm);
   }
   state.counters["gemm_ms"] = 1e3 * median(gemm);
+  // Reading, lowering and the training passes, before the JIT: the rest of
+  // what `kiln train` does to compile a model.
+  state.counters["frontend_ms"] = 1e3 * front;
   state.counters["nodes"] = double(s.graph->nodes.size());
 }
 
@@ -299,46 +229,34 @@ void sessionMlp(benchmark::State &s) { session(s, "mlp", true); }
 void sessionCnn(benchmark::State &s) { session(s, "cnn", true); }
 void forwardBackwardMlp(benchmark::State &s) { session(s, "mlp", false); }
 void forwardBackwardCnn(benchmark::State &s) { session(s, "cnn", false); }
+void sessionResnet(benchmark::State &s) { session(s, "resnet", true); }
 
 } // namespace
 
 BENCHMARK_CAPTURE(compileStep, mlp, "mlp")
-    ->ArgName("threads")
-    ->Arg(1)
-    ->Arg(2)
+    ->Apply(threadCounts)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(compileStep, cnn, "cnn")
-    ->ArgName("threads")
-    ->Arg(1)
-    ->Arg(2)
+    ->Apply(threadCounts)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(compileStep, resnet, "resnet")
+    ->Apply(threadCounts)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(compileStep, rnn100, "bench/models/rnn100")
-    ->ArgName("threads")
-    ->Arg(1)
-    ->Arg(2)
+    ->Apply(threadCounts)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(kernelPipelineChain, layers, false)->Apply(chainSizes);
 BENCHMARK_CAPTURE(kernelPipelineChain, rnn, true)->Apply(chainSizes);
-BENCHMARK(sessionMlp)
-    ->ArgName("threads")
-    ->Arg(1)
-    ->Arg(2)
-    ->Unit(benchmark::kMillisecond);
+BENCHMARK(sessionMlp)->Apply(threadCounts)->Unit(benchmark::kMillisecond);
 BENCHMARK(forwardBackwardMlp)
-    ->ArgName("threads")
-    ->Arg(1)
-    ->Arg(2)
+    ->Apply(threadCounts)
     ->Unit(benchmark::kMillisecond);
-BENCHMARK(sessionCnn)
-    ->ArgName("threads")
-    ->Arg(1)
-    ->Arg(2)
-    ->Unit(benchmark::kMillisecond);
+BENCHMARK(sessionCnn)->Apply(threadCounts)->Unit(benchmark::kMillisecond);
 BENCHMARK(forwardBackwardCnn)
-    ->ArgName("threads")
-    ->Arg(1)
-    ->Arg(2)
+    ->Apply(threadCounts)
     ->Unit(benchmark::kMillisecond);
+BENCHMARK(sessionResnet)->Apply(threadCounts)->Unit(benchmark::kMillisecond);
