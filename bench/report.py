@@ -109,6 +109,17 @@ def git_commit():
     return out.stdout.strip() or "unknown"
 
 
+def host_cpu():
+    """The CPU LLVM compiles for, as `kiln --version` names it."""
+    try:
+        out = subprocess.run(["build/bin/kiln", "--version"],
+                             capture_output=True, text=True).stdout
+    except OSError:
+        return "unknown"
+    m = re.search(r"host CPU (\S+)", out)
+    return m.group(1) if m else "unknown"
+
+
 def threads_of(name):
     m = re.search(r"threads:(\d+)", name)
     return int(m.group(1)) if m else 1
@@ -284,6 +295,27 @@ def report(runs, args):
             met = "met" if statistics.median(total) < 1e3 * target else "missed"
         add(f"| {model} | {t} | {summary(front)} | {summary(step)} | "
             f"{summary(gemm)} | {summary(total)} | under {target} s, {met} |")
+    add("")
+
+    # Vector width.
+    add("### Vector width")
+    add("")
+    add("The forward and backward step (no optimizer) with loops and GEMM "
+        "at 256-bit and at 512-bit vectors (`trainingStep/*_jit/vwidth:W`, "
+        "`--vector-width`), median ms (range). By default the GEMM gets the "
+        "CPU's widest vectors and loops LLVM's choice for this CPU "
+        f"({host_cpu()}).")
+    add("")
+    add("| step | threads | 256 bits | 512 bits | 256-bit time over 512-bit |")
+    add("| --- | --- | --- | --- | --- |")
+    for name in find(runs, "kiln", r"^trainingStep/\w+_jit/vwidth:256/"):
+        model = name.split("/")[1].replace("_jit", "")
+        t = threads_of(name)
+        other = name.replace("vwidth:256", "vwidth:512")
+        a = values(runs, "kiln", name, "real_time")
+        b = values(runs, "kiln", other, "real_time")
+        add(f"| {model} | {t} | {summary(a)} | {summary(b)} | "
+            f"{summary(paired(a, b))} |")
     add("")
     return lines, problems
 

@@ -11,7 +11,7 @@
 # built here with KILN_BENCH_TORCH=ON in build/.
 #
 # Each round runs every group of benchmarks (GEMM, each model's training
-# step, bandwidth, compile time) as its own processes, Kiln's and LibTorch's
+# step, bandwidth, compile time, vector width) as its own processes, Kiln's and LibTorch's
 # in turn, with the order swapped every round, so that drifts in the
 # machine's speed fall on both sides. Both sides run with the same
 # environment: glibc told not to trim the heap or map large blocks between
@@ -77,6 +77,7 @@ groups=(
   "resnet;^sessionResnet/;^torchResnet/;3"
   "bandwidth;^(streamTriad|kilnElementwise)/;;0.5"
   "compile;^compileStep/(mlp|cnn|resnet)/;;0.1"
+  "width;^trainingStep/(mlp|cnn)_jit/vwidth:(256|512)/;;1"
 )
 
 bench() {
