@@ -38,6 +38,21 @@ ThreadPool::~ThreadPool() {
     t.join();
 }
 
+/// Polls `ready` for up to `limit`; whether it became true.
+template <typename Ready>
+static bool spinUntil(Ready ready, std::chrono::microseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (ready())
+        return true;
+      __builtin_ia32_pause();
+    }
+    if (std::chrono::steady_clock::now() >= deadline)
+      return ready();
+  }
+}
+
 void ThreadPool::runChunk(unsigned index) {
   if (index >= chunks_)
     return;
@@ -49,17 +64,25 @@ void ThreadPool::runChunk(unsigned index) {
 void ThreadPool::work(unsigned index) {
   uint64_t seen = 0;
   for (;;) {
-    {
+    // The acquire load that sees a new generation also sees the job that
+    // parallelFor set before it.
+    auto fresh = [&] {
+      return stopping_.load(std::memory_order_relaxed) ||
+             generation_.load(std::memory_order_acquire) != seen;
+    };
+    if (!spinUntil(fresh, kSpin)) {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-      if (stopping_)
-        return;
-      seen = generation_;
+      wake_.wait(lock, fresh);
     }
+    if (stopping_)
+      return;
+    seen = generation_.load(std::memory_order_acquire);
     runChunk(index);
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (--pending_ == 0)
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      // The caller may be asleep: wake it under the lock it sleeps with.
+      std::lock_guard<std::mutex> lock(mutex_);
       done_.notify_one();
+    }
   }
 }
 
@@ -73,16 +96,20 @@ void ThreadPool::parallelFor(int64_t n, int64_t grain,
     fn(0, n);
     return;
   }
+  std::lock_guard<std::mutex> turn(callers_);
   {
     std::lock_guard<std::mutex> lock(mutex_);
     job_ = fn;
     n_ = n;
     chunks_ = chunks;
-    pending_ = workers_.size();
-    ++generation_;
+    pending_.store(unsigned(workers_.size()), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
   runChunk(0);
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [&] { return pending_ == 0; });
+  auto finished = [&] { return pending_.load(std::memory_order_acquire) == 0; };
+  if (!spinUntil(finished, kSpin)) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, finished);
+  }
 }

@@ -6,11 +6,20 @@
 // a fixed thread count (and in practice for any, since Kiln's kernels never
 // split a reduction across chunks).
 //
+// A training step hands the pool one kernel after another, tens of
+// microseconds apart, so waking a sleeping thread (a futex wait and a
+// reschedule) for each would cost as much as the kernels gain. Threads
+// therefore spin, for up to kSpin, before they sleep: the workers while they
+// wait for the next job, the caller while it waits for the workers to finish
+// (as OpenMP runtimes do).
+//
 //===----------------------------------------------------------------------===//
 #ifndef KILN_RUNTIME_THREADPOOL_H
 #define KILN_RUNTIME_THREADPOOL_H
 
 #include "llvm/ADT/STLFunctionalExtras.h"
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -32,7 +41,8 @@ public:
 
   /// Calls fn(begin, end) over chunks covering [0, n), in parallel. Chunks
   /// are at least `grain` long (the last may be shorter), so small loops stay
-  /// on the calling thread. Not reentrant: fn must not call parallelFor.
+  /// on the calling thread. Calls from several threads take turns. Not
+  /// reentrant: fn must not call parallelFor.
   void parallelFor(int64_t n, int64_t grain,
                    llvm::function_ref<void(int64_t, int64_t)> fn);
 
@@ -43,12 +53,18 @@ private:
   void work(unsigned index);
   void runChunk(unsigned index);
 
+  /// How long a thread polls before it sleeps.
+  static constexpr std::chrono::microseconds kSpin{200};
+
   std::vector<std::thread> workers_;
-  std::mutex mutex_;
+  std::mutex callers_; ///< held by parallelFor for its whole call
+  std::mutex mutex_;   ///< guards sleeping and waking
   std::condition_variable wake_, done_;
-  uint64_t generation_ = 0;
-  unsigned pending_ = 0;
-  bool stopping_ = false;
+  /// Bumped (under mutex_, after the job is set) for each job.
+  std::atomic<uint64_t> generation_{0};
+  /// Workers yet to finish the current job.
+  std::atomic<unsigned> pending_{0};
+  std::atomic<bool> stopping_{false};
   // The job being run.
   llvm::function_ref<void(int64_t, int64_t)> job_;
   int64_t n_ = 0;
