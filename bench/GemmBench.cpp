@@ -121,14 +121,6 @@ Shape3 shapeArg(const benchmark::State &s) {
   return {s.range(0), s.range(1), s.range(2), s.range(3) != 0, s.range(4) != 0};
 }
 
-void report(benchmark::State &state, const Shape3 &s) {
-  double flops = 2.0 * s.m * s.n * s.k;
-  state.counters["GFLOPS"] =
-      benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate,
-                         benchmark::Counter::kIs1000);
-  state.counters["peak_GFLOPS"] = measuredPeak();
-}
-
 void BM_FmaPeak(benchmark::State &state) {
   double flops = 0;
   for (auto _ : state)
@@ -136,8 +128,9 @@ void BM_FmaPeak(benchmark::State &state) {
   state.counters["GFLOPS"] = benchmark::Counter(
       flops, benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
   state.SetLabel(kIsa);
-  unsigned cores = std::thread::hardware_concurrency();
+  unsigned cores = ThreadPool::hardwareThreads();
   state.counters["cores"] = cores;
+  state.counters["one_core_GFLOPS"] = measuredPeak(1);
   state.counters["all_cores_GFLOPS"] = measuredPeak(cores);
 }
 
@@ -162,11 +155,7 @@ void BM_KilnGemm(benchmark::State &state) {
     gemm(s.m, s.n, s.k, A, B, c.data(), s.n, false, kernels, &pool);
     benchmark::DoNotOptimize(c.data());
   }
-  report(state, s);
-  // Percent of the peak of as many cores as threads, measured together.
-  state.counters["peak_pct"] = benchmark::Counter(
-      2.0 * s.m * s.n * s.k * 1e-9 / measuredPeak(threads) * 100,
-      benchmark::Counter::kIsIterationInvariantRate);
+  bench::reportGemm(state, s.m, s.n, s.k, threads);
   state.SetLabel(llvm::formatv("{0}x{1} tile", kernels.mr, kernels.nr).str());
 }
 
@@ -229,7 +218,7 @@ void BM_EigenGemm(benchmark::State &state) {
   ConstMap A = eigenA(s, a), B = eigenB(s, b);
   for (auto _ : state)
     eigenGemm(s, A, B, c);
-  report(state, s);
+  bench::reportGemm(state, s.m, s.n, s.k, 1);
 }
 
 /// Kiln and Eigen on the same operands, one call of each in turn (which goes

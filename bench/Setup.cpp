@@ -1,12 +1,19 @@
 //===- Setup.cpp - What the training-step benchmarks share ----------------===//
+//
+// Kiln's and LibTorch's benchmarks take their model, data, shapes, thread
+// counts and counters from here, so that the two sides differ only in the
+// code that runs the step.
+//
+//===----------------------------------------------------------------------===//
 #include "Setup.h"
+#include "Peak.h"
 #include "frontend/Lower.h"
 #include "frontend/Parser.h"
 #include "passes/Pipeline.h"
 #include "runtime/Batches.h"
+#include "runtime/ThreadPool.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include <algorithm>
-#include <thread>
 
 using namespace kiln;
 using namespace kiln::bench;
@@ -90,7 +97,7 @@ double kiln::bench::median(std::vector<double> v) {
 
 void kiln::bench::threadCounts(benchmark::internal::Benchmark *b) {
   b->ArgName("threads")->Arg(1);
-  unsigned cores = std::thread::hardware_concurrency();
+  unsigned cores = ThreadPool::hardwareThreads();
   if (cores > 1)
     b->Arg(cores);
 }
@@ -98,7 +105,7 @@ void kiln::bench::threadCounts(benchmark::internal::Benchmark *b) {
 void kiln::bench::gemmShapes(benchmark::internal::Benchmark *b,
                              bool withThreads) {
   b->ArgNames({"M", "N", "K", "tA", "tB", "threads"});
-  int64_t cores = std::thread::hardware_concurrency();
+  int64_t cores = ThreadPool::hardwareThreads();
   for (int64_t threads : {int64_t(1), cores}) {
     if (threads > 1 && !withThreads)
       break;
@@ -113,4 +120,31 @@ void kiln::bench::gemmShapes(benchmark::internal::Benchmark *b,
   // not the GEMM's.
   b->UseRealTime();
   b->Unit(benchmark::kMicrosecond);
+}
+
+void kiln::bench::stepThreadCounts(benchmark::internal::Benchmark *b) {
+  threadCounts(b);
+  b->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+
+void kiln::bench::reportStep(benchmark::State &state, const StepRecord &record,
+                             int64_t batch) {
+  double step = median(record.seconds);
+  state.counters["total_ms"] = 1e3 * step;
+  state.counters["images_per_s"] = step > 0 ? double(batch) / step : 0;
+  state.counters["steps"] = double(record.seconds.size());
+  for (size_t k = 0; k < record.losses.size(); ++k)
+    state.counters["loss" + std::to_string(k + 1)] = record.losses[k];
+}
+
+void kiln::bench::reportGemm(benchmark::State &state, int64_t m, int64_t n,
+                             int64_t k, unsigned threads) {
+  double flops = 2.0 * double(m) * double(n) * double(k);
+  state.counters["GFLOPS"] =
+      benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate,
+                         benchmark::Counter::kIs1000);
+  state.counters["peak_GFLOPS"] = measuredPeak(threads);
+  state.counters["peak_pct"] =
+      benchmark::Counter(flops * 1e-9 / measuredPeak(threads) * 100,
+                         benchmark::Counter::kIsIterationInvariantRate);
 }

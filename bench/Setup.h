@@ -54,9 +54,37 @@ double gemmFlops(const Graph &g);
 /// The median of `v` (the upper one of an even count); 0 when empty.
 double median(std::vector<double> v);
 
-/// The thread counts a step is timed with: 1 and, on a machine with more
-/// cores, all of them.
+/// The thread counts a benchmark runs with (its `threads` argument): 1
+/// and, on a machine with more cores, all the process may use.
 void threadCounts(benchmark::internal::Benchmark *b);
+
+/// threadCounts for a training step: wall time (with threads, the calling
+/// thread's CPU time is not the step's), in milliseconds.
+void stepThreadCounts(benchmark::internal::Benchmark *b);
+
+/// Steps each training-step benchmark runs before it times any: the first
+/// pays page faults and the optimizer's lazily made state.
+constexpr int kWarmupSteps = 5;
+
+/// What a training-step benchmark saw: the objective of each warm-up step
+/// and the wall time of each timed step.
+struct StepRecord {
+  std::vector<double> losses;
+  std::vector<double> seconds;
+};
+
+/// The counters both sides report for a training step: `total_ms`, the
+/// median timed step; `images_per_s` at that time; `steps`, the steps it is
+/// the median of; and `loss1`..`loss5`, the objective of the warm-up steps,
+/// which agree between Kiln and LibTorch when both do the same work.
+void reportStep(benchmark::State &state, const StepRecord &record,
+                int64_t batch);
+
+/// GEMM counters: `GFLOPS` (over the benchmark's time), `peak_GFLOPS`, the
+/// measured peak of `threads` cores at once, and `peak_pct`, the one over
+/// the other.
+void reportGemm(benchmark::State &state, int64_t m, int64_t n, int64_t k,
+                unsigned threads);
 
 /// The GEMM benchmarks' arguments {M, N, K, transA, transB, threads}: the
 /// 1024^3 target and the MLP's first layer (x [128,784] @ w [784,256])

@@ -39,8 +39,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-//===-- OpenBLAS, found at run time
-//-----------------------------------------===//
+//===-- OpenBLAS, found at run time ---------------------------------------===//
 
 /// OpenBLAS's entry points in this process (LibTorch loads the library), or
 /// null where the BLAS is another one.
@@ -87,24 +86,12 @@ std::string useThreads(int threads) {
       .str();
 }
 
-//===-- GEMM
-//----------------------------------------------------------------===//
+//===-- GEMM -------------------------------------------------------------===//
 
 /// A row-major M x K matrix, stored K x M and viewed transposed when
 /// `transposed`, as torch::mm reads a `.t()` view in place.
 torch::Tensor operand(int64_t rows, int64_t cols, bool transposed) {
   return transposed ? torch::rand({cols, rows}).t() : torch::rand({rows, cols});
-}
-
-void reportGemm(benchmark::State &state, int64_t m, int64_t n, int64_t k,
-                int threads) {
-  double flops = 2.0 * double(m) * double(n) * double(k);
-  state.counters["GFLOPS"] =
-      benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate,
-                         benchmark::Counter::kIs1000);
-  state.counters["peak_pct"] =
-      benchmark::Counter(flops * 1e-9 / measuredPeak(threads) * 100,
-                         benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void torchMm(benchmark::State &state) {
@@ -119,7 +106,7 @@ void torchMm(benchmark::State &state) {
     torch::mm_out(c, a, b);
     benchmark::DoNotOptimize(c.data_ptr());
   }
-  reportGemm(state, m, n, k, threads);
+  reportGemm(state, m, n, k, unsigned(threads));
   state.SetLabel(label);
 }
 
@@ -145,12 +132,11 @@ void openblasSgemm(benchmark::State &state) {
                int(n));
     benchmark::DoNotOptimize(c.data_ptr());
   }
-  reportGemm(state, m, n, k, threads);
+  reportGemm(state, m, n, k, unsigned(threads));
   state.SetLabel(label);
 }
 
-//===-- The models
-//----------------------------------------------------------===//
+//===-- The models -------------------------------------------------------===//
 
 struct Mlp : torch::nn::Module {
   torch::nn::Linear fc1{nullptr}, fc2{nullptr};
@@ -251,7 +237,7 @@ struct Resnet : torch::nn::Module {
 /// side must find its partner, with its shape, or this names the first that
 /// does not. The optimizer's state is left out: LibTorch's optimizer makes
 /// its own, zero as Kiln's starts.
-std::string loadKilnParams(torch::nn::Module &module, const TensorMap &kiln) {
+llvm::Error loadKilnParams(torch::nn::Module &module, const TensorMap &kiln) {
   std::map<std::string, torch::Tensor> targets;
   for (auto &p : module.named_parameters())
     targets[p.key()] = p.value();
@@ -274,7 +260,8 @@ std::string loadKilnParams(torch::nn::Module &module, const TensorMap &kiln) {
       torchName = base + ".bias";
     auto it = targets.find(torchName);
     if (it == targets.end())
-      return "LibTorch's model has no " + torchName + " for Kiln's " + name;
+      return makeError("LibTorch's model has no " + torchName + " for Kiln's " +
+                       name);
     std::vector<int64_t> shape(tensor.shape().begin(), tensor.shape().end());
     torch::Tensor t =
         torch::from_blob(const_cast<float *>(tensor.data<float>()), shape)
@@ -282,13 +269,14 @@ std::string loadKilnParams(torch::nn::Module &module, const TensorMap &kiln) {
     if (t.dim() == 2 && it->second.dim() == 2)
       t = t.t();
     if (t.sizes() != it->second.sizes())
-      return "Kiln's " + name + " does not fit LibTorch's " + torchName;
+      return makeError("Kiln's " + name + " does not fit LibTorch's " +
+                       torchName);
     it->second.copy_(t);
     ++matched;
   }
   if (matched != targets.size())
-    return "LibTorch's model has tensors that Kiln's has not";
-  return "";
+    return makeError("LibTorch's model has tensors that Kiln's has not");
+  return llvm::Error::success();
 }
 
 /// The optimizer of the model's train block, as torch::optim builds it.
@@ -321,9 +309,8 @@ void torchStep(benchmark::State &state, const std::string &name) {
   }
   auto model = std::make_shared<Model>();
   model->train();
-  std::string error = loadKilnParams(*model, initialParams(*s.graph, 1));
-  if (!error.empty()) {
-    state.SkipWithError(error.c_str());
+  if (auto e = loadKilnParams(*model, initialParams(*s.graph, 1))) {
+    state.SkipWithError(llvm::toString(std::move(e)).c_str());
     return;
   }
   auto optimizer = makeOptimizer(s.config.optimizer, model->parameters());
@@ -338,33 +325,39 @@ void torchStep(benchmark::State &state, const std::string &name) {
   const Tensor &im = data.data.images, &lb = data.data.labels;
   torch::Tensor images = torch::from_blob(const_cast<float *>(im.data<float>()),
                                           {im.shape()[0], im.shape()[1]});
-  torch::Tensor labels = torch::from_blob(
-      const_cast<int32_t *>(lb.data<int32_t>()), {lb.shape()[0]}, torch::kInt);
-  std::vector<double> times, losses;
+  // The labels as the int64 class indices cross_entropy takes, once.
+  torch::Tensor labels =
+      torch::from_blob(const_cast<int32_t *>(lb.data<int32_t>()),
+                       {lb.shape()[0]}, torch::kInt)
+          .to(torch::kLong);
+  std::vector<torch::Tensor> params = model->parameters();
   int64_t at = 0;
-  for (auto _ : state) {
-    auto t0 = Clock::now();
+  auto step = [&] {
     llvm::ArrayRef<int64_t> rows = data.next(at, batch);
     torch::Tensor index = torch::from_blob(const_cast<int64_t *>(rows.data()),
                                            {batch}, torch::kLong);
     torch::Tensor x = images.index_select(0, index);
-    torch::Tensor y = labels.index_select(0, index).to(torch::kLong);
-    optimizer->zero_grad();
+    torch::Tensor y = labels.index_select(0, index);
+    // Gradients reset to none, not filled with zeros (LibTorch 1.13's
+    // zero_grad() does that): backward then writes them instead of adding.
+    for (torch::Tensor &p : params)
+      p.mutable_grad() = torch::Tensor();
     torch::Tensor loss =
         torch::nn::functional::cross_entropy(model->forward(x), y);
     loss.backward();
     optimizer->step();
-    float value = loss.item<float>();
-    auto t1 = Clock::now();
-    if (losses.size() < 2)
-      losses.push_back(value);
-    times.push_back(std::chrono::duration<double>(t1 - t0).count());
+    return double(loss.item<float>());
+  };
+  StepRecord record;
+  for (int w = 0; w < kWarmupSteps; ++w)
+    record.losses.push_back(step());
+  for (auto _ : state) {
+    auto t0 = Clock::now();
+    benchmark::DoNotOptimize(step());
+    record.seconds.push_back(
+        std::chrono::duration<double>(Clock::now() - t0).count());
   }
-  double step = median(times);
-  state.counters["total_ms"] = 1e3 * step;
-  state.counters["images_per_s"] = step > 0 ? double(batch) / step : 0;
-  for (size_t k = 0; k < losses.size(); ++k)
-    state.counters["loss" + std::to_string(k + 1)] = losses[k];
+  reportStep(state, record, batch);
   state.SetLabel(label);
 }
 
@@ -376,6 +369,6 @@ void torchResnet(benchmark::State &s) { torchStep<Resnet>(s, "resnet"); }
 
 BENCHMARK(torchMm)->Apply([](auto *b) { gemmShapes(b, true); });
 BENCHMARK(openblasSgemm)->Apply([](auto *b) { gemmShapes(b, true); });
-BENCHMARK(torchMlp)->Apply(threadCounts)->Unit(benchmark::kMillisecond);
-BENCHMARK(torchCnn)->Apply(threadCounts)->Unit(benchmark::kMillisecond);
-BENCHMARK(torchResnet)->Apply(threadCounts)->Unit(benchmark::kMillisecond);
+BENCHMARK(torchMlp)->Apply(stepThreadCounts);
+BENCHMARK(torchCnn)->Apply(stepThreadCounts);
+BENCHMARK(torchResnet)->Apply(stepThreadCounts);

@@ -4,10 +4,13 @@
 // parts and timed call by call: the work outside the compiled code (the
 // shuffled batch's gather into the input buffers, the optimizer's scalars)
 // and the compiled step itself (forward, backward and the optimizer's
-// update). Counters: `outside_pct`, the outside share of the compiled step's
-// time (the bar is 5%), and the median milliseconds of each part.
-// `forwardBackward` is the compiled gradient step alone (no optimizer), the
-// step `kiln grad` runs. `compileStep` times compiling a training step.
+// update), for the MLP, the CNN and the ResNet. Counters: `outside_pct`,
+// the outside share of the compiled step's time, the median milliseconds of
+// each part, and the step counters of Setup.h's reportStep (`total_ms`, the
+// whole iteration LibTorch's step is compared with, `images_per_s`, the
+// objectives `loss1`...). `forwardBackward` is the compiled gradient step
+// alone (no optimizer), the step `kiln grad` runs. `compileStep` times
+// compiling a training step.
 //
 //   build/bin/kiln-bench --benchmark_filter=session
 //
@@ -67,9 +70,11 @@ void session(benchmark::State &state, const std::string &model,
           llvm::cantFail(session.inputIndex(i, optimizerInputName(n))));
   int64_t batch = s.config.batch;
   BenchData data(*numElements(inputs[0]->type.shape) / batch);
-  std::vector<double> outside, inside, total, losses;
   int64_t at = 0;
-  for (auto _ : state) {
+  // One step; its objective, and the seconds before and in the compiled
+  // code.
+  double outsideS = 0, insideS = 0;
+  auto step = [&]() -> llvm::Expected<double> {
     auto t0 = Clock::now();
     gatherBatch(data.data, data.next(at, batch),
                 static_cast<float *>(session.input(i, x)),
@@ -81,38 +86,48 @@ void session(benchmark::State &state, const std::string &model,
       *static_cast<float *>(session.input(i, scalars[k])) = float(v[k]);
     session.stepCount = t;
     auto t1 = Clock::now();
-    if (auto e = session.run(i, 1)) {
-      state.SkipWithError(llvm::toString(std::move(e)).c_str());
-      return;
-    }
-    float loss = session.step(i).objective();
+    if (auto e = session.run(i, 1))
+      return std::move(e);
+    double loss = session.step(i).objective();
     benchmark::DoNotOptimize(loss);
     auto t2 = Clock::now();
-    if (losses.size() < 2)
-      losses.push_back(loss);
-    outside.push_back(std::chrono::duration<double>(t1 - t0).count());
-    inside.push_back(std::chrono::duration<double>(t2 - t1).count());
-    total.push_back(std::chrono::duration<double>(t2 - t0).count());
+    outsideS = std::chrono::duration<double>(t1 - t0).count();
+    insideS = std::chrono::duration<double>(t2 - t1).count();
+    return loss;
+  };
+  StepRecord record;
+  for (int w = 0; w < kWarmupSteps; ++w) {
+    auto loss = step();
+    if (!loss) {
+      state.SkipWithError(llvm::toString(loss.takeError()).c_str());
+      return;
+    }
+    record.losses.push_back(*loss);
   }
-  double in = median(inside), out = median(outside), all = median(total);
+  std::vector<double> outside, inside;
+  for (auto _ : state) {
+    auto loss = step();
+    if (!loss) {
+      state.SkipWithError(llvm::toString(loss.takeError()).c_str());
+      return;
+    }
+    outside.push_back(outsideS);
+    inside.push_back(insideS);
+    record.seconds.push_back(outsideS + insideS);
+  }
+  double in = median(inside), out = median(outside);
   state.counters["step_ms"] = 1e3 * in;
   state.counters["outside_ms"] = 1e3 * out;
   state.counters["outside_pct"] = in > 0 ? 100 * out / in : 0;
-  // The whole iteration, gather and scalars included: what LibTorch's step
-  // (TorchBench.cpp) times.
-  state.counters["total_ms"] = 1e3 * all;
-  state.counters["images_per_s"] = all > 0 ? double(batch) / all : 0;
-  // The objective of the first two steps, before and after one update: the
-  // same as LibTorch's when both do the same work.
-  for (size_t k = 0; k < losses.size(); ++k)
-    state.counters["loss" + std::to_string(k + 1)] = losses[k];
+  // The whole iteration, gather and scalars included, as LibTorch's step
+  // (TorchBench.cpp) is timed.
+  reportStep(state, record, batch);
   // The step's GEMM work at the rate of the threads' FMA peak, over the
   // step's time: the share of the step that is arithmetic it must do.
   double flops = gemmFlops(*s.graph);
   state.counters["gemm_GFLOP"] = flops * 1e-9;
   state.counters["peak_pct"] =
       in > 0 ? 100 * flops * 1e-9 / in / bench::measuredPeak(opts.threads) : 0;
-  state.SetItemsProcessed(state.iterations() * batch);
 }
 
 /// Compiling the training step (with its optimizer) in a fresh JIT: the
@@ -245,18 +260,30 @@ BENCHMARK_CAPTURE(compileStep, resnet, "resnet")
     ->Apply(threadCounts)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(compileStep, alexnet, "alexnet")
+    ->Apply(threadCounts)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(compileStep, logistic_regression, "logistic_regression")
+    ->Apply(threadCounts)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(compileStep, softmax_regression, "softmax_regression")
+    ->Apply(threadCounts)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(compileStep, svm, "svm")
+    ->Apply(threadCounts)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(compileStep, rnn100, "bench/models/rnn100")
     ->Apply(threadCounts)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(kernelPipelineChain, layers, false)->Apply(chainSizes);
 BENCHMARK_CAPTURE(kernelPipelineChain, rnn, true)->Apply(chainSizes);
-BENCHMARK(sessionMlp)->Apply(threadCounts)->Unit(benchmark::kMillisecond);
-BENCHMARK(forwardBackwardMlp)
-    ->Apply(threadCounts)
-    ->Unit(benchmark::kMillisecond);
-BENCHMARK(sessionCnn)->Apply(threadCounts)->Unit(benchmark::kMillisecond);
-BENCHMARK(forwardBackwardCnn)
-    ->Apply(threadCounts)
-    ->Unit(benchmark::kMillisecond);
-BENCHMARK(sessionResnet)->Apply(threadCounts)->Unit(benchmark::kMillisecond);
+BENCHMARK(sessionMlp)->Apply(stepThreadCounts);
+BENCHMARK(forwardBackwardMlp)->Apply(stepThreadCounts);
+BENCHMARK(sessionCnn)->Apply(stepThreadCounts);
+BENCHMARK(forwardBackwardCnn)->Apply(stepThreadCounts);
+BENCHMARK(sessionResnet)->Apply(stepThreadCounts);

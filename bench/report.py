@@ -29,28 +29,46 @@ END = "<!-- END bench/run.sh -->"
 # The issue's targets (docs/benchmarks.md says where they come from).
 STEP_TARGET = {"mlp": 1.5, "cnn": 1.0, "resnet": 1.0}
 GEMM_TARGET_PCT = 80
-COMPILE_TARGET_S = {"mlp": 0.3, "cnn": 1.0, "resnet": 1.0}
+COMPILE_TARGET_S = {"mlp": 0.3}  # every other model: 1 s
+# The steps each side runs untimed first (bench/Setup.h's kWarmupSteps).
+WARMUP = 5
 
 
 def load(directory):
-    """{(side, benchmark name): [the run's entry, one per round]}."""
-    runs = collections.defaultdict(list)
+    """{(side, benchmark name): {round: the run's entry}}, and the errors."""
+    runs = collections.defaultdict(dict)
     failures = []
     for path in sorted(glob.glob(os.path.join(directory, "*.json"))):
-        _, side, _ = os.path.basename(path).rsplit(".", 3)[0:3]
+        _, side, rnd = os.path.basename(path).rsplit(".", 3)[0:3]
         with open(path) as f:
             data = json.load(f)
         for b in data["benchmarks"]:
             if b.get("error_occurred"):
                 failures.append(f"{b['name']}: {b.get('error_message')}")
                 continue
-            runs[(side, b["name"])].append(b)
-        runs[("context", side)].append(data["context"])
+            runs[(side, b["name"])][int(rnd)] = b
+        runs[("context", side)][int(rnd)] = data["context"]
     return runs, failures
 
 
+UNIT = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def by_round(runs, side, name, key):
+    """{round: the value of counter `key`}; "real_time" in milliseconds."""
+    out = {}
+    for r, b in runs.get((side, name), {}).items():
+        if key in b:
+            v = float(b[key])
+            if key == "real_time":
+                v *= UNIT[b.get("time_unit", "ns")]
+            out[r] = v
+    return out
+
+
 def values(runs, side, name, key):
-    return [float(b[key]) for b in runs.get((side, name), []) if key in b]
+    d = by_round(runs, side, name, key)
+    return [d[r] for r in sorted(d)]
 
 
 def fmt(v, digits=3):
@@ -71,9 +89,9 @@ def summary(vs, digits=3):
     return f"{fmt(m, digits)} ({fmt(min(vs), digits)}–{fmt(max(vs), digits)})"
 
 
-def paired(a, b):
-    """Round by round ratios a[i] / b[i]."""
-    return [x / y for x, y in zip(a, b) if y > 0]
+def paired(a, b, scale=1.0):
+    """Round by round ratios of two by_round() dicts, times `scale`."""
+    return [scale * a[r] / b[r] for r in sorted(a) if r in b and b[r] > 0]
 
 
 def find(runs, side, pattern):
@@ -136,20 +154,33 @@ def shape_of(name):
     return s
 
 
+def first(runs, key):
+    """Some round's entry under `key`, or {}."""
+    d = runs.get(key, {})
+    return d[min(d)] if d else {}
+
+
 def report(runs, args):
     lines = []
     problems = []
     add = lines.append
-    ctx = (runs.get(("context", "kiln")) or [{}])[0]
-    peak = runs.get(("kiln", "BM_FmaPeak"), [])
-    peak1 = [float(b["GFLOPS"]) / 1e9 for b in peak]
-    peakAll = [float(b["all_cores_GFLOPS"]) for b in peak]
-    cores = int(peak[0]["cores"]) if peak else ctx.get("num_cpus", 1)
-    isa = peak[0].get("label", "") if peak else ""
+    peak = first(runs, ("kiln", "BM_FmaPeak"))
+    cores = int(peak.get("cores", first(runs, ("context", "kiln")).get(
+        "num_cpus", 1)))
+    # Every "% of peak" divides by the peak group's medians, measured in
+    # their own process, so both sides share one denominator.
+    peak1 = values(runs, "kiln", "BM_FmaPeak", "one_core_GFLOPS")
+    peakAll = values(runs, "kiln", "BM_FmaPeak", "all_cores_GFLOPS")
+    peakOf = {1: statistics.median(peak1) if peak1 else 0,
+              cores: statistics.median(peakAll) if peakAll else 0}
+    if peak1 and peakAll and peakOf[cores] < peakOf[1]:
+        problems.append(f"the machine was not quiet: all {cores} cores' "
+                        f"peak ({peakOf[cores]:.0f} GFLOP/s) is below one "
+                        f"core's ({peakOf[1]:.0f})")
     torchLabel = ""
     for (side, name), bs in runs.items():
-        if side == "torch" and bs and bs[0].get("label"):
-            torchLabel = bs[0]["label"]
+        if side == "torch" and bs and first(runs, (side, name)).get("label"):
+            torchLabel = first(runs, (side, name))["label"]
             break
     blas = re.search(r"\((OpenBLAS[^)]*)\)", torchLabel)
 
@@ -158,20 +189,25 @@ def report(runs, args):
     add("")
     add("| | |")
     add("| --- | --- |")
-    add(f"| CPU | {cpu_model()}, {cores} cores (as the OS counts them) |")
+    add(f"| CPU | {cpu_model()}, {cores} cores as the OS counts them; LLVM "
+        f"compiles for `{host_cpu()}` |")
     add(f"| FMA peak, fp32, one core / all {cores} at once | "
-        f"{summary(peak1)} / {summary(peakAll)} GFLOP/s ({isa}) |")
+        f"{summary(peak1)} / {summary(peakAll)} GFLOP/s "
+        f"({peak.get('label', '')}) |")
     add(f"| LibTorch | Debian libtorch-dev {package_version('libtorch-dev')}, "
         f"intra-op threads set per benchmark |")
-    add(f"| BLAS behind LibTorch | {blas.group(1) if blas else 'not OpenBLAS'}, "
-        f"threads set per benchmark (libopenblas0-openmp "
-        f"{package_version('libopenblas0-openmp')}) |")
+    add(f"| BLAS behind LibTorch | {blas.group(1) if blas else 'not OpenBLAS'}"
+        f" (libopenblas0-openmp {package_version('libopenblas0-openmp')}), "
+        f"threads set per benchmark |")
     add(f"| Environment, both sides | `GLIBC_TUNABLES={args.tunables}` |")
     add(f"| Method | rounds: {args.rounds}; in each, every group's Kiln and "
         f"LibTorch processes back to back, order swapped each round; "
-        f"`--benchmark_min_time` {args.min_time} s and more for the slower "
-        f"steps |")
+        f"`--min-time` {args.min_time} s |")
     add("")
+
+    def pct_of_peak(gflops, threads):
+        p = peakOf.get(threads, 0)
+        return [100 * g / p for g in gflops] if p else []
 
     # Training steps.
     add("### Training steps")
@@ -181,44 +217,61 @@ def report(runs, args):
         "images in a shuffled order, forward, backward and the optimizer's "
         "update (Adam for the MLP and CNN, SGD with momentum and weight "
         "decay for the ResNet, as their train blocks say), from the same "
-        "initial parameters. *Speedup* is LibTorch's time over Kiln's (above "
-        "1: Kiln is faster), the median of the rounds' ratios. *Loss* is "
-        "the objective of the first and second steps, which must agree: "
-        "the second shows the update was the same.")
+        "initial parameters, after "
+        f"{WARMUP} untimed steps. *Speedup* is LibTorch's time over Kiln's "
+        "(above 1: Kiln is faster), the median of the rounds' ratios. "
+        "*GEMM % of peak* is the step's matrix-product work at Kiln's step "
+        "time over the threads' FMA peak. *Loss* is the objective of the "
+        f"{WARMUP} warm-up steps on each side, which must agree.")
     add("")
     add("| model, batch | threads | Kiln ms | LibTorch ms | speedup | target "
         "| Kiln images/s | LibTorch images/s | Kiln GEMM % of peak | "
-        "loss, steps 1 and 2 (Kiln / LibTorch) |")
+        "loss, steps 1 and " f"{WARMUP} (Kiln / LibTorch) |")
     add("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for model, batch in (("mlp", 128), ("cnn", 64), ("resnet", 64)):
         cap = model.capitalize()
-        for name in find(runs, "kiln", rf"^session{cap}/threads:\d+$"):
+        for name in find(runs, "kiln", rf"^session{cap}/threads:\d+/"):
             t = threads_of(name)
-            tname = f"torch{cap}/threads:{t}"
-            k = values(runs, "kiln", name, "total_ms")
-            p = values(runs, "torch", tname, "total_ms")
+            tname = re.sub(r"^session\w+", f"torch{cap}", name)
+            k = by_round(runs, "kiln", name, "total_ms")
+            p = by_round(runs, "torch", tname, "total_ms")
             ratio = paired(p, k)
             target = STEP_TARGET[model]
-            met = ""
+            met = "n/a"
             if ratio:
                 met = "met" if statistics.median(ratio) >= target else "missed"
-            kl = [values(runs, "kiln", name, f"loss{i}") for i in (1, 2)]
-            pl = [values(runs, "torch", tname, f"loss{i}") for i in (1, 2)]
-            losses = []
-            for i in range(2):
-                if kl[i] and pl[i]:
-                    a, b = kl[i][0], pl[i][0]
-                    if abs(a - b) > 1e-3 * max(1.0, abs(b)):
-                        problems.append(f"{model} at {t} threads: loss of "
-                                        f"step {i + 1} is {a} in Kiln, {b} in "
-                                        "LibTorch")
-                    losses.append(f"{a:.5f} / {b:.5f}")
-            add(f"| {model}, {batch} | {t} | {summary(k)} | {summary(p)} | "
-                f"{summary(ratio)} | {target}x, {met or 'n/a'} | "
+            for side, n in (("kiln", name), ("torch", tname)):
+                steps = values(runs, side, n, "steps")
+                if steps and min(steps) < 5:
+                    problems.append(f"{n}: a round timed only "
+                                    f"{min(steps):.0f} steps")
+            shown = []
+            for i in range(1, WARMUP + 1):
+                a = values(runs, "kiln", name, f"loss{i}")
+                b = values(runs, "torch", tname, f"loss{i}")
+                if not a or not b:
+                    problems.append(f"{model} at {t} threads: no loss of "
+                                    f"step {i} on one side")
+                    continue
+                # Rounding differs (summation orders, fused multiply-adds)
+                # and grows with the steps; a different update does not
+                # stay within this.
+                if abs(a[0] - b[0]) > 1e-3 * max(1.0, abs(b[0])):
+                    problems.append(f"{model} at {t} threads: loss of step "
+                                    f"{i} is {a[0]} in Kiln, {b[0]} in "
+                                    "LibTorch")
+                if i in (1, WARMUP):
+                    shown.append(f"{a[0]:.5f} / {b[0]:.5f}")
+            gflop = values(runs, "kiln", name, "gemm_GFLOP")
+            kt = [k[r] for r in sorted(k)]
+            peakPct = pct_of_peak([gflop[0] / (ms * 1e-3) for ms in kt],
+                                  t) if gflop else []
+            add(f"| {model}, {batch} | {t} | {summary(list(k.values()))} | "
+                f"{summary(list(p.values()))} | {summary(ratio)} | "
+                f"{target}x, {met} | "
                 f"{summary(values(runs, 'kiln', name, 'images_per_s'))} | "
                 f"{summary(values(runs, 'torch', tname, 'images_per_s'))} | "
-                f"{summary(values(runs, 'kiln', name, 'peak_pct'))} | "
-                f"{'; '.join(losses) or 'n/a'} |")
+                f"{summary(peakPct)} | {'; '.join(shown) or 'n/a'} |")
     add("")
 
     # GEMM.
@@ -228,25 +281,32 @@ def report(runs, args):
         "micro-kernels (`BM_KilnGemm`); Eigen: one thread only "
         "(`BM_EigenGemm`); `torch::mm`; and OpenBLAS's `cblas_sgemm` called "
         "directly on the same shapes, the check that LibTorch's GEMM runs at "
-        "its BLAS's speed. *% of peak* is over the measured FMA peak of as "
-        f"many cores as threads; the target is {GEMM_TARGET_PCT}% for Kiln at "
-        "1024^3.")
+        "its BLAS's speed. *% of peak* is over the FMA peak above of as many "
+        f"cores as threads; the target is {GEMM_TARGET_PCT}% for Kiln at "
+        "1024^3 on one thread.")
     add("")
     add("| shape | threads | Kiln | Eigen | torch::mm | OpenBLAS direct | Kiln "
-        "% of peak | torch::mm % of peak | Kiln over torch::mm |")
-    add("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        "% of peak | torch::mm % of peak | Kiln over torch::mm | target |")
+    add("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in find(runs, "kiln", r"^BM_KilnGemm/"):
         rest = name[len("BM_KilnGemm"):]
         t = threads_of(name)
-        k = [v / 1e9 for v in values(runs, "kiln", name, "GFLOPS")]
-        e = [v / 1e9 for v in values(runs, "kiln", "BM_EigenGemm" + rest, "GFLOPS")]
-        p = [v / 1e9 for v in values(runs, "torch", "torchMm" + rest, "GFLOPS")]
-        o = [v / 1e9 for v in values(runs, "torch", "openblasSgemm" + rest, "GFLOPS")]
-        kp = values(runs, "kiln", name, "peak_pct")
-        pp = values(runs, "torch", "torchMm" + rest, "peak_pct")
-        add(f"| {shape_of(name)} | {t} | {summary(k)} | {summary(e)} | "
-            f"{summary(p)} | {summary(o)} | {summary(kp)} | {summary(pp)} | "
-            f"{summary(paired(k, p))} |")
+        gf = lambda side, n: {r: v / 1e9 for r, v in
+                              by_round(runs, side, n, "GFLOPS").items()}
+        k = gf("kiln", name)
+        e = gf("kiln", "BM_EigenGemm" + rest)
+        p = gf("torch", "torchMm" + rest)
+        o = gf("torch", "openblasSgemm" + rest)
+        kp = pct_of_peak(list(k.values()), t)
+        pp = pct_of_peak(list(p.values()), t)
+        target = "n/a"
+        if rest.startswith("/M:1024/N:1024/K:1024/tA:0/tB:0/threads:1/") and kp:
+            target = (f"{GEMM_TARGET_PCT}%, "
+                      f"{'met' if statistics.median(kp) >= GEMM_TARGET_PCT else 'missed'}")
+        add(f"| {shape_of(name)} | {t} | {summary(list(k.values()))} | "
+            f"{summary(list(e.values()))} | {summary(list(p.values()))} | "
+            f"{summary(list(o.values()))} | {summary(kp)} | {summary(pp)} | "
+            f"{summary(paired(k, p))} | {target} |")
     add("")
 
     # Bandwidth.
@@ -257,44 +317,47 @@ def report(runs, args):
         "`streamTriad` is STREAM's triad in C++ compiled for this CPU, split "
         "over threads; the Kiln kernels are JIT-compiled graphs, each fused "
         "into one kernel: the triad `a + 3 b`, and `relu(a b + c) / 2`, four "
-        "ops over three inputs.")
+        "ops over three inputs. The last column is the median of the rounds' "
+        "ratios to the triad.")
     add("")
     add("| kernel | threads | GB/s | % of STREAM triad |")
     add("| --- | --- | --- | --- |")
-    stream = {threads_of(n): [v / 1e9 for v in values(runs, "kiln", n, "GBps")]
+    stream = {threads_of(n): by_round(runs, "kiln", n, "GBps")
               for n in find(runs, "kiln", r"^streamTriad/")}
     for name in find(runs, "kiln", r"^(streamTriad|kilnElementwise)/"):
         t = threads_of(name)
-        g = [v / 1e9 for v in values(runs, "kiln", name, "GBps")]
+        g = by_round(runs, "kiln", name, "GBps")
         label = re.sub(r"/threads:.*", "", name)
-        pct = [100 * x for x in paired(g, stream.get(t, []))]
-        add(f"| `{label}` | {t} | {summary(g)} | {summary(pct)} |")
+        add(f"| `{label}` | {t} | {summary([v / 1e9 for v in g.values()])} | "
+            f"{summary(paired(g, stream.get(t, {}), 100))} |")
     add("")
 
     # Compile time.
     add("### Compile time")
     add("")
     add("Milliseconds to compile each model's training step, median (range): "
-        "the front end (parse, lower, the training passes: `frontend_ms`, "
+        "the front end (parse, lower, the training passes; `frontend_ms`, "
         "once per process), the step's JIT compilation (LLVM's middle and "
         "back ends, on as many threads as the table says) and the GEMM "
         "micro-kernels, which a JIT compiles once for all its steps.")
     add("")
     add("| model | threads | front end | step | GEMM kernels | total | target |")
     add("| --- | --- | --- | --- | --- | --- | --- |")
-    for name in find(runs, "kiln", r"^compileStep/(mlp|cnn|resnet)/"):
+    for name in find(runs, "kiln", r"^compileStep/(?!rnn)"):
         model = name.split("/")[1]
         t = threads_of(name)
-        front = values(runs, "kiln", name, "frontend_ms")
-        step = values(runs, "kiln", name, "real_time")  # manual time, ms
-        gemm = values(runs, "kiln", name, "gemm_ms")
-        total = [a + b + c for a, b, c in zip(front, step, gemm)]
-        target = COMPILE_TARGET_S[model]
-        met = ""
+        front = by_round(runs, "kiln", name, "frontend_ms")
+        step = by_round(runs, "kiln", name, "real_time")
+        gemm = by_round(runs, "kiln", name, "gemm_ms")
+        total = [front[r] + step[r] + gemm[r] for r in sorted(step)
+                 if r in front and r in gemm]
+        target = COMPILE_TARGET_S.get(model, 1.0)
+        met = "n/a"
         if total:
             met = "met" if statistics.median(total) < 1e3 * target else "missed"
-        add(f"| {model} | {t} | {summary(front)} | {summary(step)} | "
-            f"{summary(gemm)} | {summary(total)} | under {target} s, {met} |")
+        add(f"| {model} | {t} | {summary(list(front.values()))} | "
+            f"{summary(list(step.values()))} | {summary(list(gemm.values()))} "
+            f"| {summary(total)} | under {target} s, {met} |")
     add("")
 
     # Vector width.
@@ -303,8 +366,7 @@ def report(runs, args):
     add("The forward and backward step (no optimizer) with loops and GEMM "
         "at 256-bit and at 512-bit vectors (`trainingStep/*_jit/vwidth:W`, "
         "`--vector-width`), median ms (range). By default the GEMM gets the "
-        "CPU's widest vectors and loops LLVM's choice for this CPU "
-        f"({host_cpu()}).")
+        "CPU's widest vectors and loops LLVM's choice for this CPU.")
     add("")
     add("| step | threads | 256 bits | 512 bits | 256-bit time over 512-bit |")
     add("| --- | --- | --- | --- | --- |")
@@ -312,10 +374,10 @@ def report(runs, args):
         model = name.split("/")[1].replace("_jit", "")
         t = threads_of(name)
         other = name.replace("vwidth:256", "vwidth:512")
-        a = values(runs, "kiln", name, "real_time")
-        b = values(runs, "kiln", other, "real_time")
-        add(f"| {model} | {t} | {summary(a)} | {summary(b)} | "
-            f"{summary(paired(a, b))} |")
+        a = by_round(runs, "kiln", name, "real_time")
+        b = by_round(runs, "kiln", other, "real_time")
+        add(f"| {model} | {t} | {summary(list(a.values()))} | "
+            f"{summary(list(b.values()))} | {summary(paired(a, b))} |")
     add("")
     return lines, problems
 

@@ -19,8 +19,9 @@
 # each benchmark asks for (LibTorch's intra-op threads and OpenBLAS's are
 # both set; LibTorch does not pass its count to OpenBLAS).
 #
-# The JSON of every run stays in DIR (default build/bench); the page's
-# tables are medians over the rounds with their ranges.
+# The JSON of every run stays in DIR (default build/bench; the run first
+# deletes the JSON files there); the page's tables are medians over the
+# rounds with their ranges.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,11 +61,11 @@ fi
 # the same build with LibTorch's side on.
 bash scripts/setup.sh --no-run
 cmake -S . -B build -DKILN_BENCH_TORCH=ON >/dev/null
-ninja -C build kiln-bench
+cmake --build build --target kiln-bench
 
 export GLIBC_TUNABLES=glibc.malloc.trim_threshold=4294967296:glibc.malloc.mmap_threshold=33554432
-rm -rf "$out"
 mkdir -p "$out"
+rm -f "$out"/*.json
 
 # Each group, separated by ';': its name, Kiln's filter, LibTorch's filter
 # (empty: Kiln only) and its minimum time per benchmark in units of
@@ -76,7 +77,7 @@ groups=(
   "cnn;^sessionCnn/;^torchCnn/;2"
   "resnet;^sessionResnet/;^torchResnet/;3"
   "bandwidth;^(streamTriad|kilnElementwise)/;;0.5"
-  "compile;^compileStep/(mlp|cnn|resnet)/;;0.1"
+  "compile;^compileStep/(mlp|cnn|resnet|alexnet|logistic_regression|softmax_regression|svm)/;;0.1"
   "width;^trainingStep/(mlp|cnn)_jit/vwidth:(256|512)/;;1"
 )
 
@@ -89,7 +90,7 @@ bench() {
 for r in $(seq 1 "$rounds"); do
   for g in "${groups[@]}"; do
     IFS=';' read -r name kiln torch scale <<<"$g"
-    time=$(python3 -c "print($minTime * $scale)")
+    time=$(awk "BEGIN { print $minTime * $scale }")
     echo "bench: round $r/$rounds: $name"
     if [ -z "$torch" ]; then
       bench "$out/$name.kiln.$r.json" "$kiln" "$time"

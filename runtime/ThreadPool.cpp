@@ -2,6 +2,7 @@
 
 #include "runtime/ThreadPool.h"
 #include <algorithm>
+#include <cstdlib>
 #include <sched.h>
 #include <system_error>
 
@@ -38,6 +39,21 @@ ThreadPool::~ThreadPool() {
     t.join();
 }
 
+std::chrono::microseconds ThreadPool::spinTime() {
+  static const std::chrono::microseconds spin = [] {
+    const char *env = std::getenv("KILN_THREAD_SPIN_US");
+    long us = 200;
+    if (env && *env) {
+      char *end;
+      long v = std::strtol(env, &end, 10);
+      if (*end == 0 && v >= 0 && v <= 1000000)
+        us = v;
+    }
+    return std::chrono::microseconds(us);
+  }();
+  return spin;
+}
+
 /// Polls `ready` for up to `limit`; whether it became true.
 template <typename Ready>
 static bool spinUntil(Ready ready, std::chrono::microseconds limit) {
@@ -46,7 +62,9 @@ static bool spinUntil(Ready ready, std::chrono::microseconds limit) {
     for (int i = 0; i < 64; ++i) {
       if (ready())
         return true;
-      __builtin_ia32_pause();
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause(); // lets the core's other thread run meanwhile
+#endif
     }
     if (std::chrono::steady_clock::now() >= deadline)
       return ready();
@@ -70,7 +88,8 @@ void ThreadPool::work(unsigned index) {
       return stopping_.load(std::memory_order_relaxed) ||
              generation_.load(std::memory_order_acquire) != seen;
     };
-    if (!spinUntil(fresh, kSpin)) {
+    if (!spin_.load(std::memory_order_relaxed) ||
+        !spinUntil(fresh, spinTime())) {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, fresh);
     }
@@ -108,7 +127,21 @@ void ThreadPool::parallelFor(int64_t n, int64_t grain,
   wake_.notify_all();
   runChunk(0);
   auto finished = [&] { return pending_.load(std::memory_order_acquire) == 0; };
-  if (!spinUntil(finished, kSpin)) {
+  // Spinning pays only when the workers run the moment a job comes: on a
+  // machine with more runnable threads than cores, a spinning thread uses
+  // up its share and its workers are preempted, and every wait outlasts the
+  // spin. After kLateLimit such waits in a row threads only sleep, and one
+  // job in kProbe spins again to see whether the cores are free again.
+  bool spin =
+      spinTime().count() > 0 && (late_ < kLateLimit || ++probes_ % kProbe == 0);
+  spin_.store(spin, std::memory_order_relaxed);
+  if (spin && spinUntil(finished, spinTime())) {
+    late_ = 0;
+    return;
+  }
+  if (spin)
+    late_ = std::min(late_ + 1, kLateLimit);
+  {
     std::unique_lock<std::mutex> lock(mutex_);
     done_.wait(lock, finished);
   }

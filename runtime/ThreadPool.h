@@ -9,9 +9,11 @@
 // A training step hands the pool one kernel after another, tens of
 // microseconds apart, so waking a sleeping thread (a futex wait and a
 // reschedule) for each would cost as much as the kernels gain. Threads
-// therefore spin, for up to kSpin, before they sleep: the workers while they
-// wait for the next job, the caller while it waits for the workers to finish
-// (as OpenMP runtimes do).
+// therefore spin, for up to spinTime(), before they sleep: the workers while
+// they wait for the next job, the caller while it waits for the workers to
+// finish (as OpenMP runtimes do). On a machine busy with other work, spinning
+// threads lose the cores to it; the pool then stops spinning (see
+// parallelFor).
 //
 //===----------------------------------------------------------------------===//
 #ifndef KILN_RUNTIME_THREADPOOL_H
@@ -53,8 +55,9 @@ private:
   void work(unsigned index);
   void runChunk(unsigned index);
 
-  /// How long a thread polls before it sleeps.
-  static constexpr std::chrono::microseconds kSpin{200};
+  /// How long a thread polls before it sleeps: KILN_THREAD_SPIN_US
+  /// microseconds from the environment, read once, or 200.
+  static std::chrono::microseconds spinTime();
 
   std::vector<std::thread> workers_;
   std::mutex callers_; ///< held by parallelFor for its whole call
@@ -65,6 +68,13 @@ private:
   /// Workers yet to finish the current job.
   std::atomic<unsigned> pending_{0};
   std::atomic<bool> stopping_{false};
+  /// Whether threads spin before they sleep, and what decides it (under
+  /// callers_): the waits in a row that outlasted the spin, and the jobs run
+  /// since spinning stopped.
+  std::atomic<bool> spin_{true};
+  static constexpr int kLateLimit = 4, kProbe = 64;
+  int late_ = 0;
+  unsigned probes_ = 0;
   // The job being run.
   llvm::function_ref<void(int64_t, int64_t)> job_;
   int64_t n_ = 0;

@@ -58,6 +58,21 @@ TEST(ThreadPool, BackToBackJobsAndJobsAfterTheWorkersSleep) {
   }
 }
 
+TEST(ThreadPool, TheCallerSleepsUntilASlowChunkEnds) {
+  // The last chunk takes longer than the caller spins, so the caller must
+  // sleep and be woken by the worker that finishes it.
+  ThreadPool pool(2);
+  for (int job = 0; job < 20; ++job) {
+    std::atomic<int> done{0};
+    pool.parallelFor(2, 1, [&](int64_t b, int64_t) {
+      if (b == 1)
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      ++done;
+    });
+    ASSERT_EQ(done.load(), 2) << "job " << job;
+  }
+}
+
 TEST(ThreadPool, CallersOnSeveralThreadsTakeTurns) {
   ThreadPool pool(2);
   std::vector<std::thread> callers;
