@@ -15,7 +15,10 @@ unsigned ThreadPool::hardwareThreads() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-ThreadPool::ThreadPool(unsigned threads) {
+ThreadPool::ThreadPool(unsigned threads,
+                       std::optional<std::chrono::microseconds> spin)
+    : spinTime_(spin ? *spin : defaultSpin()) {
+  spin_ = spinTime_.count() > 0;
   if (threads == 0)
     threads = hardwareThreads();
   // If the system runs out of threads, the pool keeps those it started:
@@ -39,10 +42,10 @@ ThreadPool::~ThreadPool() {
     t.join();
 }
 
-std::chrono::microseconds ThreadPool::spinTime() {
+std::chrono::microseconds ThreadPool::defaultSpin() {
   static const std::chrono::microseconds spin = [] {
     const char *env = std::getenv("KILN_THREAD_SPIN_US");
-    long us = 200;
+    long us = 0;
     if (env && *env) {
       char *end;
       long v = std::strtol(env, &end, 10);
@@ -89,7 +92,7 @@ void ThreadPool::work(unsigned index) {
              generation_.load(std::memory_order_acquire) != seen;
     };
     if (!spin_.load(std::memory_order_relaxed) ||
-        !spinUntil(fresh, spinTime())) {
+        !spinUntil(fresh, spinTime_)) {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, fresh);
     }
@@ -133,9 +136,9 @@ void ThreadPool::parallelFor(int64_t n, int64_t grain,
   // spin. After kLateLimit such waits in a row threads only sleep, and one
   // job in kProbe spins again to see whether the cores are free again.
   bool spin =
-      spinTime().count() > 0 && (late_ < kLateLimit || ++probes_ % kProbe == 0);
+      spinTime_.count() > 0 && (late_ < kLateLimit || ++probes_ % kProbe == 0);
   spin_.store(spin, std::memory_order_relaxed);
-  if (spin && spinUntil(finished, spinTime())) {
+  if (spin && spinUntil(finished, spinTime_)) {
     late_ = 0;
     return;
   }

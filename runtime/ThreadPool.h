@@ -9,10 +9,10 @@
 // A training step hands the pool one kernel after another, tens of
 // microseconds apart, so waking a sleeping thread (a futex wait and a
 // reschedule) for each would cost as much as the kernels gain. Threads
-// therefore spin, for up to spinTime(), before they sleep: the workers while
-// they wait for the next job, the caller while it waits for the workers to
-// finish (as OpenMP runtimes do). On a machine busy with other work, spinning
-// threads lose the cores to it; the pool then stops spinning (see
+// therefore can spin, for up to a set time, before they sleep: the workers
+// while they wait for the next job, the caller while it waits for the workers
+// to finish (as OpenMP runtimes do). On a machine busy with other work,
+// spinning threads lose the cores to it; the pool then stops spinning (see
 // parallelFor).
 //
 //===----------------------------------------------------------------------===//
@@ -25,6 +25,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -33,8 +34,10 @@ namespace kiln {
 class ThreadPool {
 public:
   /// A pool of `threads` threads in all, the caller's included (0: one per
-  /// core).
-  explicit ThreadPool(unsigned threads = 0);
+  /// core), whose threads spin for up to `spin` before they sleep (by
+  /// default defaultSpin()).
+  explicit ThreadPool(unsigned threads = 0,
+                      std::optional<std::chrono::microseconds> spin = {});
   ~ThreadPool();
   ThreadPool(const ThreadPool &) = delete;
   ThreadPool &operator=(const ThreadPool &) = delete;
@@ -51,13 +54,17 @@ public:
   /// Cores this process may run on.
   static unsigned hardwareThreads();
 
+  /// KILN_THREAD_SPIN_US microseconds from the environment, read once, or
+  /// 0: no spinning, until measurements on quiet machines (docs/codegen.md)
+  /// show what to spin for.
+  static std::chrono::microseconds defaultSpin();
+
 private:
   void work(unsigned index);
   void runChunk(unsigned index);
 
-  /// How long a thread polls before it sleeps: KILN_THREAD_SPIN_US
-  /// microseconds from the environment, read once, or 200.
-  static std::chrono::microseconds spinTime();
+  /// How long a thread polls before it sleeps.
+  std::chrono::microseconds spinTime_;
 
   std::vector<std::thread> workers_;
   std::mutex callers_; ///< held by parallelFor for its whole call

@@ -29,8 +29,22 @@ std::vector<int> visits(ThreadPool &pool, int64_t n, int64_t grain,
 
 } // namespace
 
-TEST(ThreadPool, EveryIndexOnceInFixedContiguousChunks) {
-  ThreadPool pool(3);
+using std::chrono::microseconds;
+
+/// Each test runs with threads that sleep at once and with threads that
+/// spin first.
+class ThreadPoolSpin : public ::testing::TestWithParam<int> {
+protected:
+  microseconds spin() const { return microseconds(GetParam()); }
+};
+
+INSTANTIATE_TEST_SUITE_P(, ThreadPoolSpin, ::testing::Values(0, 200),
+                         [](const auto &info) {
+                           return "spin" + std::to_string(info.param) + "us";
+                         });
+
+TEST_P(ThreadPoolSpin, EveryIndexOnceInFixedContiguousChunks) {
+  ThreadPool pool(3, spin());
   ASSERT_EQ(pool.size(), 3u);
   std::vector<std::pair<int64_t, int64_t>> chunks;
   std::vector<int> seen = visits(pool, 10, 1, &chunks);
@@ -44,10 +58,10 @@ TEST(ThreadPool, EveryIndexOnceInFixedContiguousChunks) {
   EXPECT_EQ(chunks, (std::vector<std::pair<int64_t, int64_t>>{{0, 10}}));
 }
 
-TEST(ThreadPool, BackToBackJobsAndJobsAfterTheWorkersSleep) {
+TEST_P(ThreadPoolSpin, BackToBackJobsAndJobsAfterTheWorkersSleep) {
   // Jobs in quick succession (the workers spinning between them) and after
   // a pause longer than the spin (the workers asleep) all run in full.
-  ThreadPool pool(2);
+  ThreadPool pool(2, spin());
   for (int round = 0; round < 2; ++round) {
     for (int job = 0; job < 2000; ++job) {
       int64_t n = 1 + job % 97;
@@ -58,10 +72,10 @@ TEST(ThreadPool, BackToBackJobsAndJobsAfterTheWorkersSleep) {
   }
 }
 
-TEST(ThreadPool, TheCallerSleepsUntilASlowChunkEnds) {
+TEST_P(ThreadPoolSpin, TheCallerSleepsUntilASlowChunkEnds) {
   // The last chunk takes longer than the caller spins, so the caller must
   // sleep and be woken by the worker that finishes it.
-  ThreadPool pool(2);
+  ThreadPool pool(2, spin());
   for (int job = 0; job < 20; ++job) {
     std::atomic<int> done{0};
     pool.parallelFor(2, 1, [&](int64_t b, int64_t) {
@@ -73,8 +87,8 @@ TEST(ThreadPool, TheCallerSleepsUntilASlowChunkEnds) {
   }
 }
 
-TEST(ThreadPool, CallersOnSeveralThreadsTakeTurns) {
-  ThreadPool pool(2);
+TEST_P(ThreadPoolSpin, CallersOnSeveralThreadsTakeTurns) {
+  ThreadPool pool(2, spin());
   std::vector<std::thread> callers;
   std::vector<int> failures(4, 0);
   for (int c = 0; c < 4; ++c)
@@ -90,8 +104,8 @@ TEST(ThreadPool, CallersOnSeveralThreadsTakeTurns) {
   EXPECT_EQ(failures, std::vector<int>(4, 0));
 }
 
-TEST(ThreadPool, OneThreadRunsOnTheCaller) {
-  ThreadPool pool(1);
+TEST_P(ThreadPoolSpin, OneThreadRunsOnTheCaller) {
+  ThreadPool pool(1, spin());
   std::thread::id caller = std::this_thread::get_id(), ran;
   pool.parallelFor(100, 1, [&](int64_t b, int64_t e) {
     EXPECT_EQ(b, 0);
