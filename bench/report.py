@@ -379,6 +379,24 @@ def report(runs, args):
         add(f"| {model} | {t} | {summary(list(a.values()))} | "
             f"{summary(list(b.values()))} | {summary(paired(a, b))} |")
     add("")
+
+    # Spinning.
+    add("### The thread pool's spinning")
+    add("")
+    add("The training step at all cores with the pool's threads sleeping at "
+        "once (`KILN_THREAD_SPIN_US=0`, the default) and spinning for up to "
+        "200 microseconds first (docs/codegen.md), in turn, median ms "
+        "(range).")
+    add("")
+    add("| step | threads | no spinning | 200 us | no spinning over 200 us |")
+    add("| --- | --- | --- | --- | --- |")
+    for name in find(runs, "spin0", r"^session"):
+        a = by_round(runs, "spin0", name, "total_ms")
+        b = by_round(runs, "spin200", name, "total_ms")
+        add(f"| {name.split('/')[0]} | {threads_of(name)} | "
+            f"{summary(list(a.values()))} | {summary(list(b.values()))} | "
+            f"{summary(paired(a, b))} |")
+    add("")
     return lines, problems
 
 

@@ -11,7 +11,8 @@
 # built here with KILN_BENCH_TORCH=ON in build/.
 #
 # Each round runs every group of benchmarks (GEMM, each model's training
-# step, bandwidth, compile time, vector width) as its own processes, Kiln's and LibTorch's
+# step, bandwidth, compile time, vector width, the thread pool's spinning)
+# as its own processes, Kiln's and LibTorch's
 # in turn, with the order swapped every round, so that drifts in the
 # machine's speed fall on both sides. Both sides run with the same
 # environment: glibc told not to trim the heap or map large blocks between
@@ -79,6 +80,7 @@ groups=(
   "bandwidth;^(streamTriad|kilnElementwise)/;;0.5"
   "compile;^compileStep/(mlp|cnn|resnet|alexnet|logistic_regression|softmax_regression|svm)/;;0.1"
   "width;^trainingStep/(mlp|cnn)_jit/vwidth:(256|512)/;;1"
+  "spin;^session(Mlp|Cnn)/threads:([2-9]|[1-9][0-9]+)/;;1"
 )
 
 bench() {
@@ -92,7 +94,13 @@ for r in $(seq 1 "$rounds"); do
     IFS=';' read -r name kiln torch scale <<<"$g"
     time=$(awk "BEGIN { print $minTime * $scale }")
     echo "bench: round $r/$rounds: $name"
-    if [ -z "$torch" ]; then
+    if [ "$name" = spin ]; then
+      # The thread pool without and with spinning (docs/codegen.md), in
+      # turn: the files' sides are spin0 and spin200.
+      for us in $( [ $((r % 2)) = 1 ] && echo 0 200 || echo 200 0 ); do
+        KILN_THREAD_SPIN_US=$us bench "$out/$name.spin$us.$r.json" "$kiln" "$time"
+      done
+    elif [ -z "$torch" ]; then
       bench "$out/$name.kiln.$r.json" "$kiln" "$time"
     elif [ $((r % 2)) = 1 ]; then
       bench "$out/$name.kiln.$r.json" "$kiln" "$time"
