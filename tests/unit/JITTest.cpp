@@ -159,7 +159,8 @@ const char *kRowsLogJIT = "%z = input {name = \"z\"} : f32[S,5]\n"
                           "  return %3\n"
                           "}";
 
-// Each `S` is replaced by the size; `S2` by size + 2 (for windows).
+// Each `S` is replaced by the size; `S2` by size + 2 (for windows); `T2` and
+// `T3` by the outputs of windows of 2 and 3 that tile a width of S2.
 std::vector<OpCase> opCases() {
   auto unary = [](Op op, const char *mn, double lo = -1, double hi = 1) {
     std::string text = std::string("%a = input {name = \"a\"} : f32[S,3]\n"
@@ -286,6 +287,30 @@ std::vector<OpCase> opCases() {
        "%a = input {name = \"a\"} : f32[2,S,6,5]\n"
        "%out = max_pool2d_index %a {pad = 0, size = 2, stride = 2} "
        ": i32[2,S,3,2]"},
+      // Windows that tile the plane, vectorized along a row (up to 16
+      // outputs at a time, masked at the row's end): widths S2 of 3, 5, 19
+      // and 131 pool to 1, 2, 9 and 65 (four whole vectors and one lane)
+      // with size 2, and to 1, 1, 6 and 43 with size 3.
+      {Op::MaxPool2d, "%a = input {name = \"a\"} : f32[2,2,5,S2]\n"
+                      "%out = max_pool2d %a {pad = 0, size = 2, stride = 2} "
+                      ": f32[2,2,2,T2]"},
+      {Op::AvgPool2d, "%a = input {name = \"a\"} : f32[2,2,5,S2]\n"
+                      "%out = avg_pool2d %a {pad = 0, size = 2, stride = 2} "
+                      ": f32[2,2,2,T2]"},
+      {Op::MaxPool2dIndex,
+       "%a = input {name = \"a\"} : f32[2,2,5,S2]\n"
+       "%out = max_pool2d_index %a {pad = 0, size = 2, stride = 2} "
+       ": i32[2,2,2,T2]"},
+      {Op::MaxPool2d, "%a = input {name = \"a\"} : f32[2,1,7,S2]\n"
+                      "%out = max_pool2d %a {pad = 0, size = 3, stride = 3} "
+                      ": f32[2,1,2,T3]"},
+      {Op::AvgPool2d, "%a = input {name = \"a\"} : f32[2,1,7,S2]\n"
+                      "%out = avg_pool2d %a {pad = 0, size = 3, stride = 3} "
+                      ": f32[2,1,2,T3]"},
+      {Op::MaxPool2dIndex,
+       "%a = input {name = \"a\"} : f32[2,1,7,S2]\n"
+       "%out = max_pool2d_index %a {pad = 0, size = 3, stride = 3} "
+       ": i32[2,1,2,T3]"},
       {Op::Fold2d, "%a = input {name = \"a\"} : f32[S,4,16]\n"
                    "%out = fold2d %a {pad = 0, shape = [5,5], size = 2, "
                    "stride = 1} : f32[S,1,5,5]"},
@@ -414,6 +439,8 @@ std::string caseGraph(const OpCase &c, int64_t s) {
   sub("S3", s + 3);
   sub("H2", oh);
   sub("P2", oh * 2);
+  sub("T2", h / 2); // windows of 2 and of 3 that tile a width of h
+  sub("T3", h / 3);
   sub("S", s);
   std::string text = "graph @t {\n";
   for (llvm::StringRef line : llvm::split(body, '\n'))
