@@ -358,8 +358,8 @@ Value *KernelBuilder::reassocAdd(Value *x, Value *y) {
   return i;
 }
 
-void KernelBuilder::loop(Value *lo, Value *hi,
-                         function_ref<void(Value *)> bodyFn) {
+BranchInst *KernelBuilder::loop(Value *lo, Value *hi,
+                                function_ref<void(Value *)> bodyFn) {
   Function *f = b().GetInsertBlock()->getParent();
   LLVMContext &ctx = f->getContext();
   BasicBlock *pre = b().GetInsertBlock();
@@ -372,8 +372,20 @@ void KernelBuilder::loop(Value *lo, Value *hi,
   bodyFn(i);
   Value *next = add(i, c64(1));
   i->addIncoming(next, b().GetInsertBlock());
-  b().CreateCondBr(b().CreateICmpSLT(next, hi), bodyBB, exit);
+  BranchInst *latch =
+      b().CreateCondBr(b().CreateICmpSLT(next, hi), bodyBB, exit);
   b().SetInsertPoint(exit);
+  return latch;
+}
+
+void KernelBuilder::vectorLoop(int64_t n, function_ref<void(Value *)> bodyFn) {
+  BranchInst *latch = loop(c64(0), c64(n), bodyFn);
+  LLVMContext &ctx = latch->getContext();
+  Metadata *noUnroll[] = {MDString::get(ctx, "llvm.loop.unroll.disable")};
+  Metadata *ops[] = {nullptr, MDNode::get(ctx, noUnroll)};
+  MDNode *id = MDNode::getDistinct(ctx, ops);
+  id->replaceOperandWith(0, id);
+  latch->setMetadata(LLVMContext::MD_loop, id);
 }
 
 AllocaInst *KernelBuilder::var(Type *t, Value *init) {

@@ -169,12 +169,17 @@ public:
   llvm::Value *mul(llvm::Value *x, int64_t y) { return mul(x, c64(y)); }
   /// A float sum that LLVM may reassociate (so the loop vectorizes).
   llvm::Value *reassocAdd(llvm::Value *x, llvm::Value *y);
-  /// for (i = lo; i < hi; ++i) body(i)
-  void loop(llvm::Value *lo, llvm::Value *hi,
-            llvm::function_ref<void(llvm::Value *)> body);
+  /// for (i = lo; i < hi; ++i) body(i); returns the loop's back edge.
+  llvm::BranchInst *loop(llvm::Value *lo, llvm::Value *hi,
+                         llvm::function_ref<void(llvm::Value *)> body);
   void loop(int64_t n, llvm::function_ref<void(llvm::Value *)> body) {
     loop(c64(0), c64(n), body);
   }
+  /// loop(n, body) for an innermost loop that must stay a loop for the
+  /// vectorizer: it is not fully unrolled. A fully unrolled reduction of
+  /// 196 elements made the vectorizer take the loop around it, whose
+  /// strided elements it gathered.
+  void vectorLoop(int64_t n, llvm::function_ref<void(llvm::Value *)> body);
   /// A stack variable (promoted to a register by SROA).
   llvm::AllocaInst *var(llvm::Type *t, llvm::Value *init);
   llvm::Value *get(llvm::AllocaInst *v) {

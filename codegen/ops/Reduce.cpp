@@ -60,26 +60,42 @@ void ReductionLoops::emit(
     return;
   }
   // General: each output sums its reduced block; the innermost reduced axis
-  // is the innermost loop.
+  // is the innermost loop. Reduced axes next to each other are one loop
+  // (the H and W of a bias gradient: 196 elements, not 14 rows of 14, each
+  // of which the vectorizer would reduce across its lanes).
   Shape inStrides = stridesOf(in), kept, keptStrides;
   for (int64_t d = 0; d < int64_t(in.size()); ++d)
     if (!llvm::is_contained(axes, d)) {
       kept.push_back(in[d]);
       keptStrides.push_back(inStrides[d]);
     }
+  SmallVector<std::pair<int64_t, int64_t>, 4> spans; // (extent, stride)
+  for (size_t i = 0; i < axes.size(); ++i) {
+    int64_t d = axes[i];
+    if (i > 0 && axes[i - 1] == d - 1) {
+      spans.back() = {spans.back().first * in[d], inStrides[d]};
+      continue;
+    }
+    spans.push_back({in[d], inStrides[d]});
+  }
   kb.loop(k.begin, k.end, [&](Value *o) {
     Value *base = kb.stridedOffset(o, kept, keptStrides, 0);
     AllocaInst *sum = kb.var(kb.f32(), init);
     std::function<void(size_t, Value *)> nest = [&](size_t level, Value *at) {
-      if (level == axes.size()) {
+      if (level == spans.size()) {
         Value *v = element(at, {});
         kb.set(sum, isMax ? kb.nanMax(kb.get(sum), v)
                           : kb.reassocAdd(kb.get(sum), v));
         return;
       }
-      kb.loop(in[axes[level]], [&](Value *i) {
-        nest(level + 1, kb.add(at, kb.mul(i, inStrides[axes[level]])));
-      });
+      auto [extent, stride] = spans[level];
+      auto body = [&](Value *i) {
+        nest(level + 1, kb.add(at, kb.mul(i, stride)));
+      };
+      if (level + 1 == spans.size())
+        kb.vectorLoop(extent, body);
+      else
+        kb.loop(extent, body);
     };
     nest(0, base);
     kb.store(finish(kb.get(sum)), acc, o);

@@ -235,8 +235,21 @@ std::vector<OpCase> opCases() {
                 "%out = sum %a {axes = [1], keepdims = 0} : f32[3,5]"},
       {Op::Sum, "%a = input {name = \"a\"} : f32[S,5]\n"
                 "%out = sum %a {axes = [0], keepdims = 0} : f32[5]"},
-      {Op::Sum, "%a = input {name = \"a\"} : f32[4,S]\n"
-                "%out = sum %a {axes = [], keepdims = 0} : f32[]"},
+      // A whole-tensor sum, one vectorized loop: positive inputs, because
+      // the error of a signed sum that cancels depends on its order (each
+      // fixed order is allowed) more than the spec, relative to the result,
+      // allows.
+      {Op::Sum,
+       "%a = input {name = \"a\"} : f32[4,S]\n"
+       "%out = sum %a {axes = [], keepdims = 0} : f32[]",
+       0.5, 1},
+      // Adjacent reduced axes are one loop: H and W of a bias gradient.
+      {Op::Sum,
+       "%a = input {name = \"a\"} : f32[2,3,S,4]\n"
+       "%out = sum %a {axes = [0,2,3], keepdims = 0} : f32[3]",
+       0.5, 1},
+      {Op::Max, "%a = input {name = \"a\"} : f32[3,S,5]\n"
+                "%out = max %a {axes = [1,2], keepdims = 1} : f32[3,1,1]"},
       {Op::Mean, "%a = input {name = \"a\"} : f32[3,4,S]\n"
                  "%out = mean %a {axes = [0,2], keepdims = 1} : f32[1,4,1]"},
       {Op::Max, "%a = input {name = \"a\"} : f32[3,4,S]\n"
