@@ -77,10 +77,10 @@ struct ModulePart {
   std::unique_ptr<llvm::Module> module;
 };
 
-/// Lowers g (f32 values, i32 ids and labels) to `parts` modules (fewer if g has fewer
-/// kernels), each in its own context: module 0 holds the entry point above
-/// and calls the kernels of the others. They can be optimised and compiled
-/// in parallel, and linked together.
+/// Lowers g (f32 values, i32 ids and labels) to `parts` modules (fewer if g has
+/// fewer kernels), each in its own context: module 0 holds the entry point
+/// above and calls the kernels of the others. They can be optimised and
+/// compiled in parallel, and linked together.
 llvm::Expected<std::vector<ModulePart>> lowerToLLVM(const Graph &g,
                                                     const BufferPlan &plan,
                                                     const LoweringOptions &opts,

@@ -242,6 +242,23 @@ void KernelBuilder::launch(ArrayRef<int64_t> slots, int64_t count,
   }
 }
 
+void KernelBuilder::launchPerProduct(ArrayRef<int64_t> slots, int64_t count,
+                                     int64_t grain) {
+  assert(currentForm == KernelForm::Range && !perProduct.task);
+  perProduct.task = closeKernel();
+  perProduct.count = count;
+  perProduct.grain = grain;
+  Type *ptr = eb->getPtrTy();
+  IRBuilder<> at(&entry->getEntryBlock(), entry->getEntryBlock().begin());
+  perProduct.args = at.CreateAlloca(ArrayType::get(ptr, slots.size()), nullptr,
+                                    "product.args");
+  for (size_t i = 0; i < slots.size(); ++i)
+    eb->CreateStore(
+        entrySlot(slots[i]),
+        eb->CreateConstInBoundsGEP2_64(perProduct.args->getAllocatedType(),
+                                       perProduct.args, 0, i));
+}
+
 void KernelBuilder::launchGemm(ArrayRef<int64_t> slots,
                                ArrayRef<Value *> mmArgs) {
   assert(currentForm == KernelForm::Block);
@@ -298,7 +315,7 @@ void KernelBuilder::callMatMul(ArrayRef<Value *> mmArgs, Value *epilogue) {
        *i32e = eb->getInt32Ty();
   FunctionCallee matmul = m0.getOrInsertFunction(
       kRtMatMul, eb->getVoidTy(), ptr, ptr, ptr, ptr, i64e, i64e, i64e, i64e,
-      i32e, i64e, i64e, i64e, ptr, i64e, i64e, ptr, ptr);
+      i32e, i64e, i64e, i64e, ptr, i64e, i64e, ptr, ptr, ptr, ptr, i64e, i64e);
   SmallVector<Value *, 16> all{entry->getArg(1)};
   all.append(mmArgs.begin(), mmArgs.end());
   GlobalVariable *table = opts.externalGemmKernels
@@ -307,6 +324,13 @@ void KernelBuilder::callMatMul(ArrayRef<Value *> mmArgs, Value *epilogue) {
   all.append({table, eb->getInt64(opts.gemm.mr), eb->getInt64(opts.gemm.nr())});
   Value *null = ConstantPointerNull::get(cast<PointerType>(ptr));
   all.append({epilogue ? epilogue : null, epilogue ? args : null});
+  if (perProduct.task)
+    all.append({perProduct.task, perProduct.args,
+                eb->getInt64(perProduct.count),
+                eb->getInt64(perProduct.grain)});
+  else
+    all.append({null, null, eb->getInt64(0), eb->getInt64(0)});
+  perProduct = {};
   eb->CreateCall(matmul, all);
 }
 

@@ -138,8 +138,15 @@ public:
   llvm::Value *entrySlotOrNull(int64_t s);
   /// Calls the runtime GEMM with module 0's micro-kernels from the entry
   /// point: args are kiln_rt_matmul's after `rt` and before the kernels.
+  /// A kernel deferred by launchPerProduct() since the last call is its
+  /// `prepare` task.
   void callMatMul(llvm::ArrayRef<llvm::Value *> args,
                   llvm::Value *epilogue = nullptr);
+  /// Closes the open range kernel without launching it: the next
+  /// callMatMul() runs it on iterations [b*count, (b+1)*count) just before
+  /// product b (kiln_rt_matmul's `prepare`), at least `grain` per thread.
+  void launchPerProduct(llvm::ArrayRef<int64_t> slots, int64_t count,
+                        int64_t grain);
   /// Ends the entry point with the plan's end-of-step copies, sets the
   /// vector width, verifies every module and hands them over.
   llvm::Expected<std::vector<ModulePart>> finish();
@@ -243,6 +250,13 @@ private:
   /// The args array the entry point passes to tasks.
   llvm::AllocaInst *args = nullptr;
   unsigned argsSize = 0;
+  /// The task launchPerProduct() deferred to the next GEMM, with an args
+  /// array of its own (the GEMM's epilogue needs `args` at the same time).
+  struct PerProduct {
+    llvm::Function *task = nullptr;
+    llvm::AllocaInst *args = nullptr;
+    int64_t count = 0, grain = 0;
+  } perProduct;
   /// Signature -> task name, for sharing.
   llvm::StringMap<std::string> tasks;
   /// The task launch() will run, and whether its body is open.

@@ -22,13 +22,13 @@ extern "C" void kiln_rt_parallel_for(RuntimeContext *rt, KernelTask task,
   });
 }
 
-extern "C" void kiln_rt_matmul(RuntimeContext *rt, const float *a,
-                               const float *b, float *c, int64_t batch,
-                               int64_t m, int64_t n, int64_t k, int32_t flags,
-                               int64_t strideA, int64_t strideB,
-                               int64_t strideC, const GemmMicroKernel *kernels,
-                               int64_t mr, int64_t nr, EpilogueTask epilogue,
-                               void **epilogueArgs) {
+extern "C" void
+kiln_rt_matmul(RuntimeContext *rt, const float *a, const float *b, float *c,
+               int64_t batch, int64_t m, int64_t n, int64_t k, int32_t flags,
+               int64_t strideA, int64_t strideB, int64_t strideC,
+               const GemmMicroKernel *kernels, int64_t mr, int64_t nr,
+               EpilogueTask epilogue, void **epilogueArgs, KernelTask prepare,
+               void **prepareArgs, int64_t prepareRows, int64_t prepareGrain) {
   bool ta = flags & 1, tb = flags & 2;
   GemmKernels kern{kernels, mr, nr};
   // The epilogue of product i sees its rows as i*m + row.
@@ -39,6 +39,16 @@ extern "C" void kiln_rt_matmul(RuntimeContext *rt, const float *a,
     int64_t row0;
   };
   auto one = [&](int64_t i, ThreadPool *pool) {
+    if (prepare) {
+      int64_t r0 = i * prepareRows;
+      if (pool && prepareRows >= 2 * prepareGrain)
+        pool->parallelFor(prepareRows, prepareGrain,
+                          [&](int64_t begin, int64_t end) {
+                            prepare(prepareArgs, rt, r0 + begin, r0 + end);
+                          });
+      else
+        prepare(prepareArgs, rt, r0, r0 + prepareRows);
+    }
     GemmOperand A{a + i * strideA, ta ? m : k, ta};
     GemmOperand B{b + i * strideB, tb ? k : n, tb};
     Ctx ctx{epilogue, epilogueArgs, rt, i * m};

@@ -52,11 +52,18 @@ void kiln_rt_parallel_for(RuntimeContext *rt, KernelTask task, void **bufs,
 /// finished block C[b][i0:i1, j0:j1]: the rows of the batch are numbered in
 /// turn. c may then be null: the product is for the epilogue only, and
 /// kiln::gemm keeps its blocks in each thread's buffers.
+/// If `prepare` is not null, it makes each product's B just before the
+/// product, as prepare(prepareArgs, rt, b*prepareRows, (b+1)*prepareRows)
+/// (split over the threads, prepareGrain rows at least, when the product
+/// is): a convolution's im2col columns of one image, so that the GEMM reads
+/// them from cache rather than the whole batch's from memory.
 void kiln_rt_matmul(RuntimeContext *rt, const float *a, const float *b,
                     float *c, int64_t batch, int64_t m, int64_t n, int64_t k,
                     int32_t flags, int64_t strideA, int64_t strideB,
                     int64_t strideC, const GemmMicroKernel *kernels, int64_t mr,
-                    int64_t nr, EpilogueTask epilogue, void **epilogueArgs);
+                    int64_t nr, EpilogueTask epilogue, void **epilogueArgs,
+                    KernelTask prepare, void **prepareArgs, int64_t prepareRows,
+                    int64_t prepareGrain);
 void kiln_rt_fail(RuntimeContext *rt, int64_t node, int64_t value);
 uint64_t kiln_rt_dropout_key(RuntimeContext *rt, int64_t opSeed);
 }

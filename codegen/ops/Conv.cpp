@@ -2,9 +2,10 @@
 //
 // conv2d is im2col into its scratch buffer, then one GEMM per image from the
 // entry point (lowerConvolution, shared with conv kernels, whose epilogue
-// runs on each block of the product). unfold2d is the same im2col kernel;
-// fold2d (col2im) sums column entries into each image plane in the
-// interpreter's order; pooling is a window loop per output element. Max
+// runs on each block of the product); the GEMM makes each image's columns
+// just before its product, so that it reads them from cache. unfold2d is the
+// same im2col kernel; fold2d (col2im) sums column entries into each image plane
+// in the interpreter's order; pooling is a window loop per output element. Max
 // pooling's gradient finds each window's maximum once (max_pool2d_index) and
 // adds the output gradient there (plane_scatter).
 //
@@ -19,10 +20,13 @@ using namespace llvm;
 
 /// cols[n, (c, kh, kw), (oh, ow)] = x[n, c, oh*s - p + kh, ow*s - p + kw], or
 /// padValue outside the image: x (of shape `x`) in slot inSlot, cols into
-/// outSlot, by the kernel of node `sig` (with `suffix`).
+/// outSlot, by the kernel of node `sig` (with `suffix`); `perImage` defers
+/// it to the next GEMM, which makes each image's rows just before its
+/// product.
 static void im2col(KernelBuilder &kb, const Node &sig, const Shape &x,
                    int64_t inSlot, int64_t outSlot, StringRef suffix,
-                   int64_t size, int64_t stride, int64_t pad, double padValue) {
+                   int64_t size, int64_t stride, int64_t pad, double padValue,
+                   bool perImage = false) {
   int64_t C = x[1], H = x[2], W = x[3];
   int64_t OH = (H + 2 * pad - size) / stride + 1;
   int64_t OW = (W + 2 * pad - size) / stride + 1;
@@ -56,8 +60,11 @@ static void im2col(KernelBuilder &kb, const Node &sig, const Shape &x,
       });
     });
   }
-  kb.launch({outSlot, inSlot}, rows,
-            std::max<int64_t>(1, kElementGrain / (OH * OW)));
+  int64_t grain = std::max<int64_t>(1, kElementGrain / (OH * OW));
+  if (perImage)
+    kb.launchPerProduct({outSlot, inSlot}, rows / x[0], grain);
+  else
+    kb.launch({outSlot, inSlot}, rows, grain);
 }
 
 SmallVector<Value *, 11>
@@ -65,7 +72,7 @@ kiln::lowerConvolution(KernelBuilder &kb, const Node &sig, const Node &conv,
                        int64_t x, int64_t w, int64_t cols, int64_t y) {
   const Shape &ws = conv.operands[1]->type.shape, &ys = conv.type.shape;
   im2col(kb, sig, conv.operands[0]->type.shape, x, cols, ".im2col", ws[2],
-         conv.intAttr("stride"), conv.intAttr("pad"), 0);
+         conv.intAttr("stride"), conv.intAttr("pad"), 0, /*perImage=*/true);
   // y[n] (O x P) = w (O x CKK) . cols[n] (CKK x P), per image.
   int64_t O = ws[0], CKK = ws[1] * ws[2] * ws[3], P = ys[2] * ys[3];
   IRBuilder<> &eb = kb.entryBuilder();
