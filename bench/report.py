@@ -199,7 +199,9 @@ def report(runs, args):
     add(f"| BLAS behind LibTorch | {blas.group(1) if blas else 'not OpenBLAS'}"
         f" (libopenblas0-openmp {package_version('libopenblas0-openmp')}), "
         f"threads set per benchmark |")
-    add(f"| Environment, both sides | `GLIBC_TUNABLES={args.tunables}` |")
+    coretype = os.environ.get("OPENBLAS_CORETYPE")
+    add(f"| Environment, both sides | `GLIBC_TUNABLES={args.tunables}`"
+        + (f", `OPENBLAS_CORETYPE={coretype}`" if coretype else "") + " |")
     add(f"| Method | rounds: {args.rounds}; in each, every group's Kiln and "
         f"LibTorch processes back to back, order swapped each round; "
         f"`--min-time` {args.min_time} s |")

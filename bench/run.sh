@@ -65,6 +65,18 @@ cmake -S . -B build -DKILN_BENCH_TORCH=ON >/dev/null
 cmake --build build --target kiln-bench
 
 export GLIBC_TUNABLES=glibc.malloc.trim_threshold=4294967296:glibc.malloc.mmap_threshold=33554432
+# OpenBLAS 0.3.21 picks its kernels by CPU model and falls back to its
+# AVX2 (Haswell) ones on CPUs newer than it, AMD Zen 5 among them, at half
+# the GEMM speed of its AVX-512 kernels there. A careful user names the
+# kernels the CPU can run; an OPENBLAS_CORETYPE already set is kept.
+flags=$(grep -m1 '^flags' /proc/cpuinfo)
+if [ -z "${OPENBLAS_CORETYPE:-}" ] && [[ $flags == *avx512f* && $flags == *avx512bw* && $flags == *avx512vl* && $flags == *avx512dq* ]]; then
+  if [[ $flags == *avx512_bf16* ]]; then
+    export OPENBLAS_CORETYPE=Cooperlake
+  else
+    export OPENBLAS_CORETYPE=SkylakeX
+  fi
+fi
 mkdir -p "$out"
 rm -f "$out"/*.json
 

@@ -63,10 +63,13 @@ void KernelBuilder::startEntryPiece() {
   eb->SetInsertPoint(BasicBlock::Create(eb->getContext(), "entry", entry));
   args = nullptr;
   argsSize = 0;
+  perProduct.args = nullptr;
+  perProduct.argsSize = 0;
   entryNodes = 0;
 }
 
 void KernelBuilder::beginNode() {
+  assert(!perProduct.task && "a deferred task outlived its node's GEMM");
   if (++entryNodes <= kNodesPerEntry)
     return;
   if (entry != step)
@@ -208,19 +211,24 @@ Function *KernelBuilder::closeKernel() {
   return task;
 }
 
-void KernelBuilder::fillArgs(ArrayRef<int64_t> slots) {
-  // An args array reused by every launch, replaced by a longer one when a
+void KernelBuilder::storeSlots(AllocaInst *&array, unsigned &size,
+                               ArrayRef<int64_t> slots, StringRef name) {
+  // An array reused by every launch, replaced by a longer one when a
   // launch needs more entries than it has.
   Type *ptr = eb->getPtrTy();
-  if (slots.size() > argsSize) {
+  if (slots.size() > size) {
     IRBuilder<> at(&entry->getEntryBlock(), entry->getEntryBlock().begin());
-    argsSize = slots.size();
-    args = at.CreateAlloca(ArrayType::get(ptr, argsSize), nullptr, "args");
+    size = slots.size();
+    array = at.CreateAlloca(ArrayType::get(ptr, size), nullptr, name);
   }
   for (size_t i = 0; i < slots.size(); ++i)
     eb->CreateStore(
         entrySlot(slots[i]),
-        eb->CreateConstInBoundsGEP2_64(args->getAllocatedType(), args, 0, i));
+        eb->CreateConstInBoundsGEP2_64(array->getAllocatedType(), array, 0, i));
+}
+
+void KernelBuilder::fillArgs(ArrayRef<int64_t> slots) {
+  storeSlots(args, argsSize, slots, "args");
 }
 
 void KernelBuilder::launch(ArrayRef<int64_t> slots, int64_t count,
@@ -248,15 +256,7 @@ void KernelBuilder::launchPerProduct(ArrayRef<int64_t> slots, int64_t count,
   perProduct.task = closeKernel();
   perProduct.count = count;
   perProduct.grain = grain;
-  Type *ptr = eb->getPtrTy();
-  IRBuilder<> at(&entry->getEntryBlock(), entry->getEntryBlock().begin());
-  perProduct.args = at.CreateAlloca(ArrayType::get(ptr, slots.size()), nullptr,
-                                    "product.args");
-  for (size_t i = 0; i < slots.size(); ++i)
-    eb->CreateStore(
-        entrySlot(slots[i]),
-        eb->CreateConstInBoundsGEP2_64(perProduct.args->getAllocatedType(),
-                                       perProduct.args, 0, i));
+  storeSlots(perProduct.args, perProduct.argsSize, slots, "product.args");
 }
 
 void KernelBuilder::launchGemm(ArrayRef<int64_t> slots,
@@ -330,11 +330,12 @@ void KernelBuilder::callMatMul(ArrayRef<Value *> mmArgs, Value *epilogue) {
                 eb->getInt64(perProduct.grain)});
   else
     all.append({null, null, eb->getInt64(0), eb->getInt64(0)});
-  perProduct = {};
+  perProduct.task = nullptr;
   eb->CreateCall(matmul, all);
 }
 
 Expected<std::vector<ModulePart>> KernelBuilder::finish() {
+  assert(!perProduct.task && "a deferred task outlived its node's GEMM");
   if (entry != step) {
     eb->CreateRetVoid();
     entry = step;
@@ -402,7 +403,7 @@ BranchInst *KernelBuilder::loop(Value *lo, Value *hi,
   return latch;
 }
 
-void KernelBuilder::vectorLoop(int64_t n, function_ref<void(Value *)> bodyFn) {
+void KernelBuilder::rolledLoop(int64_t n, function_ref<void(Value *)> bodyFn) {
   BranchInst *latch = loop(c64(0), c64(n), bodyFn);
   LLVMContext &ctx = latch->getContext();
   Metadata *noUnroll[] = {MDString::get(ctx, "llvm.loop.unroll.disable")};

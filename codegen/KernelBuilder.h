@@ -16,7 +16,9 @@
 //
 // The entry point `kiln_step(ptr bufs, ptr rt)` runs the launches in graph
 // order: it fills `args` from the slot table and calls the task over its
-// whole range, directly or through the runtime's parallel_for. A step of
+// whole range, directly or through the runtime's parallel_for (a
+// convolution's im2col task is the exception: the runtime GEMM calls it on
+// each image's rows before that image's product). A step of
 // more than kNodesPerEntry nodes runs them in pieces, since LLVM's register
 // allocator is superlinear in one function's length (a model of 10,000
 // layers spent most of its compile time there): `kiln_step` launches the
@@ -182,11 +184,12 @@ public:
   void loop(int64_t n, llvm::function_ref<void(llvm::Value *)> body) {
     loop(c64(0), c64(n), body);
   }
-  /// loop(n, body) for an innermost loop that must stay a loop for the
-  /// vectorizer: it is not fully unrolled. A fully unrolled reduction of
-  /// 196 elements made the vectorizer take the loop around it, whose
-  /// strided elements it gathered.
-  void vectorLoop(int64_t n, llvm::function_ref<void(llvm::Value *)> body);
+  /// loop(n, body) for an innermost loop that is never unrolled, so that
+  /// it stays a loop for the vectorizer (which may still widen and
+  /// interleave it). A fully unrolled reduction of 196 elements made the
+  /// vectorizer take the loop around it, whose strided elements it
+  /// gathered.
+  void rolledLoop(int64_t n, llvm::function_ref<void(llvm::Value *)> body);
   /// A stack variable (promoted to a register by SROA).
   llvm::AllocaInst *var(llvm::Type *t, llvm::Value *init);
   llvm::Value *get(llvm::AllocaInst *v) {
@@ -229,6 +232,10 @@ private:
   Part &part() { return *parts[currentPart]; }
   /// Emits the task of the open kernel, if any; returns it in module 0.
   llvm::Function *closeKernel();
+  /// Stores the pointers of `slots` into `array` (of `size` entries, in the
+  /// current entry piece), first replacing it by a longer one if needed.
+  void storeSlots(llvm::AllocaInst *&array, unsigned &size,
+                  llvm::ArrayRef<int64_t> slots, llvm::StringRef name);
   /// Stores the pointers of `slots` into the args array.
   void fillArgs(llvm::ArrayRef<int64_t> slots);
   /// Opens `entry`, a new piece of the entry point, for launches.
@@ -255,6 +262,7 @@ private:
   struct PerProduct {
     llvm::Function *task = nullptr;
     llvm::AllocaInst *args = nullptr;
+    unsigned argsSize = 0;
     int64_t count = 0, grain = 0;
   } perProduct;
   /// Signature -> task name, for sharing.

@@ -47,10 +47,12 @@ void registerNetworkLowerings(LoweringTable &t);
 void registerLossLowerings(LoweringTable &t);
 void registerFusedLowerings(LoweringTable &t);
 
-/// Emits the im2col kernel of conv2d node `conv` (by the kernel of node
-/// `sig`): its input in slot x into its column matrix in slot cols. Returns
-/// kiln_rt_matmul's arguments for the GEMM per image that follows (see
-/// KernelBuilder::callMatMul): y[n] (O x OH*OW) = w (O x C*K*K) . cols[n],
+/// Builds the im2col kernel of conv2d node `conv` (by the kernel of node
+/// `sig`): its input in slot x into its column matrix in slot cols, and
+/// defers it to the GEMM (KernelBuilder::launchPerProduct), which makes
+/// each image's columns before its product. Returns kiln_rt_matmul's
+/// arguments for that GEMM per image, which the caller's next callMatMul()
+/// or launchGemm() must be: y[n] (O x OH*OW) = w (O x C*K*K) . cols[n],
 /// into slot y (-1: the product is for the GEMM's epilogue only).
 llvm::SmallVector<llvm::Value *, 11>
 lowerConvolution(KernelBuilder &kb, const Node &sig, const Node &conv,

@@ -41,7 +41,7 @@ kiln_rt_matmul(RuntimeContext *rt, const float *a, const float *b, float *c,
   auto one = [&](int64_t i, ThreadPool *pool) {
     if (prepare) {
       int64_t r0 = i * prepareRows;
-      if (pool && prepareRows >= 2 * prepareGrain)
+      if (pool)
         pool->parallelFor(prepareRows, prepareGrain,
                           [&](int64_t begin, int64_t end) {
                             prepare(prepareArgs, rt, r0 + begin, r0 + end);

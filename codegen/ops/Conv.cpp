@@ -1,17 +1,20 @@
 //===- Conv.cpp - Lowering convolution, im2col, col2im and pooling --------===//
 //
-// conv2d is im2col into its scratch buffer, then one GEMM per image from the
-// entry point (lowerConvolution, shared with conv kernels, whose epilogue
-// runs on each block of the product); the GEMM makes each image's columns
-// just before its product, so that it reads them from cache. unfold2d is the
-// same im2col kernel; fold2d (col2im) sums column entries into each image plane
-// in the interpreter's order; pooling is a window loop per output element. Max
-// pooling's gradient finds each window's maximum once (max_pool2d_index) and
-// adds the output gradient there (plane_scatter).
+// conv2d is one GEMM per image from the entry point (lowerConvolution,
+// shared with conv kernels, whose epilogue runs on each block of the
+// product); the GEMM runs the im2col kernel on each image's rows of the
+// scratch buffer just before that image's product, so that it reads them
+// from cache. unfold2d is the same im2col kernel, over the whole batch;
+// fold2d (col2im) sums column entries into each image plane in the
+// interpreter's order; pooling is a window loop per output element, or per
+// chunk of a row's outputs where the windows tile the plane. Max pooling's
+// gradient finds each window's maximum once (max_pool2d_index) and adds the
+// output gradient there (plane_scatter).
 //
 //===----------------------------------------------------------------------===//
 #include "codegen/KernelBuilder.h"
 #include "codegen/OpLowering.h"
+#include "llvm/Analysis/VectorUtils.h"
 #include <algorithm>
 #include <cmath>
 
@@ -62,7 +65,7 @@ static void im2col(KernelBuilder &kb, const Node &sig, const Shape &x,
   }
   int64_t grain = std::max<int64_t>(1, kElementGrain / (OH * OW));
   if (perImage)
-    kb.launchPerProduct({outSlot, inSlot}, rows / x[0], grain);
+    kb.launchPerProduct({outSlot, inSlot}, C * size * size, grain);
   else
     kb.launch({outSlot, inSlot}, rows, grain);
 }
@@ -136,8 +139,9 @@ static void lowerFold(KernelBuilder &kb, const Node &n) {
   kb.launch({kb.slot(n), kb.slot(n.operands[0])}, y[0] * C, 1);
 }
 
-/// A pooling kernel over image planes: for each output (oh, ow), start()
-/// once; visit(v, at, inside) for each window offset in row-major order,
+/// A pooling kernel over image planes: for each output (oh, ow), or chunk
+/// of a row's outputs (below), start() once; visit(v, at, inside) for each
+/// window offset in row-major order,
 /// with v the input at plane offset `at` (0 and a don't-care value in the
 /// padding); then stores what finish() returns.
 ///
@@ -167,10 +171,10 @@ poolKernel(KernelBuilder &kb, const Node &n,
     kb.loop(k.begin, k.end, [&](Value *plane) {
       Value *image = kb.mul(plane, H * W), *out = kb.mul(plane, OH * OW);
       if (p == 0 && s == size && size <= 4) {
-        const unsigned L = std::clamp<unsigned>(PowerOf2Ceil(OW), 2,
-                                                kTileLanes),
-                       wide = L * unsigned(size);
-        auto *rowTy = FixedVectorType::get(kb.f32(), wide);
+        const unsigned L = unsigned(std::clamp<uint64_t>(PowerOf2Ceil(OW), 2,
+                                                         kTileLanes)),
+                       rowWidth = L * unsigned(size);
+        auto *rowTy = FixedVectorType::get(kb.f32(), rowWidth);
         // The first `on` of `width` lanes.
         auto mask = [&](unsigned width, unsigned on) {
           SmallVector<Constant *, 64> bits;
@@ -178,8 +182,10 @@ poolKernel(KernelBuilder &kb, const Node &n,
             bits.push_back(i < on ? b.getTrue() : b.getFalse());
           return ConstantVector::get(bits);
         };
-        // The outputs [ow0, ow0 + lanes) of row oh; lanes < L at a row's end.
-        auto chunk = [&](Value *oh, Value *ow0, unsigned lanes) {
+        Value *inside =
+            ConstantInt::getTrue(FixedVectorType::get(b.getInt1Ty(), L));
+        // The outputs [ow0, ow0 + valid) of row oh; valid < L at a row's end.
+        auto chunk = [&](Value *oh, Value *ow0, unsigned valid) {
           start(L);
           for (int64_t kh = 0; kh < size; ++kh) {
             Value *first =
@@ -188,34 +194,31 @@ poolKernel(KernelBuilder &kb, const Node &n,
             Value *ptr =
                 b.CreateInBoundsGEP(kb.f32(), k.buf[1], kb.add(image, first));
             Value *row =
-                lanes == L
+                valid == L
                     ? static_cast<Value *>(
                           b.CreateAlignedLoad(rowTy, ptr, Align(4)))
                     : b.CreateMaskedLoad(rowTy, ptr, Align(4),
-                                         mask(wide, lanes * unsigned(size)),
+                                         mask(rowWidth, valid * unsigned(size)),
                                          Constant::getNullValue(rowTy));
             Value *firstAt = b.CreateVectorSplat(L, first);
             for (int64_t kw = 0; kw < size; ++kw) {
-              SmallVector<int, 16> pick;
+              SmallVector<int, 16> pick =
+                  createStrideMask(unsigned(kw), unsigned(size), L);
               SmallVector<Constant *, 16> offsets;
-              for (unsigned j = 0; j < L; ++j) {
-                pick.push_back(int(j * size + kw));
-                offsets.push_back(b.getInt64(j * size + kw));
-              }
-              visit(
-                  b.CreateShuffleVector(row, pick),
-                  kb.add(firstAt, ConstantVector::get(offsets)),
-                  ConstantInt::getTrue(FixedVectorType::get(b.getInt1Ty(), L)));
+              for (int j : pick)
+                offsets.push_back(b.getInt64(j));
+              visit(b.CreateShuffleVector(row, pick),
+                    kb.add(firstAt, ConstantVector::get(offsets)), inside);
             }
           }
           Value *r = finish();
           Value *dst =
               b.CreateInBoundsGEP(r->getType()->getScalarType(), k.buf[0],
                                   kb.add(out, kb.add(kb.mul(oh, OW), ow0)));
-          if (lanes == L)
+          if (valid == L)
             b.CreateAlignedStore(r, dst, Align(4));
           else
-            b.CreateMaskedStore(r, dst, Align(4), mask(L, lanes));
+            b.CreateMaskedStore(r, dst, Align(4), mask(L, valid));
         };
         kb.loop(OH, [&](Value *oh) {
           if (OW >= int64_t(L))
@@ -244,22 +247,20 @@ poolKernel(KernelBuilder &kb, const Node &n,
   kb.launch({kb.slot(n), kb.slot(n.operands[0])}, y[0] * y[1], 1);
 }
 
-/// `v` splat to `lanes` lanes (itself for one).
-static Value *splat(IRBuilder<> &b, unsigned lanes, Value *v) {
-  return lanes == 1 ? v : b.CreateVectorSplat(lanes, v);
+/// `t`, or a vector of `lanes` of it.
+static Type *lanesOf(Type *t, unsigned lanes) {
+  return lanes == 1 ? t : FixedVectorType::get(t, lanes);
 }
 
 static void lowerPool(KernelBuilder &kb, const Node &n) {
   bool isMax = n.op == Op::MaxPool2d;
   int64_t size = n.intAttr("size");
   AllocaInst *acc = nullptr;
-  unsigned lanes = 1;
   poolKernel(
       kb, n,
-      [&](unsigned l) {
-        lanes = l;
-        Value *init = splat(kb.b(), l, kb.cf(isMax ? -INFINITY : 0));
-        acc = kb.var(init->getType(), init);
+      [&](unsigned lanes) {
+        Type *t = lanesOf(kb.f32(), lanes);
+        acc = kb.var(t, ConstantFP::get(t, isMax ? -INFINITY : 0));
       },
       [&](Value *v, Value *, Value *in) {
         IRBuilder<> &b = kb.b();
@@ -268,10 +269,11 @@ static void lowerPool(KernelBuilder &kb, const Node &n) {
         kb.set(acc, b.CreateSelect(in, next, kb.get(acc)));
       },
       [&] {
-        IRBuilder<> &b = kb.b();
-        return isMax ? kb.get(acc)
-                     : b.CreateFDiv(kb.get(acc),
-                                    splat(b, lanes, kb.cf(float(size * size))));
+        Value *sum = kb.get(acc);
+        return isMax ? sum
+                     : kb.b().CreateFDiv(
+                           sum, ConstantFP::get(sum->getType(),
+                                                double(float(size * size))));
       });
 }
 
@@ -280,25 +282,23 @@ static void lowerPool(KernelBuilder &kb, const Node &n) {
 /// first pixel inside the image if all are -inf.
 static void lowerPoolIndex(KernelBuilder &kb, const Node &n) {
   AllocaInst *max = nullptr, *best = nullptr;
-  unsigned lanes = 1;
   poolKernel(
       kb, n,
-      [&](unsigned l) {
-        lanes = l;
-        IRBuilder<> &b = kb.b();
-        Value *m = splat(b, l, kb.cf(-INFINITY)), *i = splat(b, l, kb.c64(-1));
-        max = kb.var(m->getType(), m);
-        best = kb.var(i->getType(), i);
+      [&](unsigned lanes) {
+        Type *f = lanesOf(kb.f32(), lanes), *i = lanesOf(kb.i64(), lanes);
+        max = kb.var(f, ConstantFP::get(f, -INFINITY));
+        best = kb.var(i, ConstantInt::get(i, -1, /*IsSigned=*/true));
       },
       [&](Value *v, Value *at, Value *in) {
         IRBuilder<> &b = kb.b();
-        Value *first =
-            b.CreateICmpSLT(kb.get(best), splat(b, lanes, kb.c64(0)));
+        Value *current = kb.get(best);
+        Value *first = b.CreateICmpSLT(
+            current, Constant::getNullValue(current->getType()));
         Value *larger =
             b.CreateOr(b.CreateFCmpOGT(v, kb.get(max)), kb.isNaN(v));
         Value *take = b.CreateAnd(in, b.CreateOr(first, larger));
         kb.set(max, b.CreateSelect(take, v, kb.get(max)));
-        kb.set(best, b.CreateSelect(take, at, kb.get(best)));
+        kb.set(best, b.CreateSelect(take, at, current));
       },
       [&] {
         Value *i = kb.get(best);

@@ -88,12 +88,12 @@ void ReductionLoops::emit(
                           : kb.reassocAdd(kb.get(sum), v));
         return;
       }
-      auto [extent, stride] = spans[level];
+      int64_t extent = spans[level].first, stride = spans[level].second;
       auto body = [&](Value *i) {
         nest(level + 1, kb.add(at, kb.mul(i, stride)));
       };
       if (level + 1 == spans.size())
-        kb.vectorLoop(extent, body);
+        kb.rolledLoop(extent, body);
       else
         kb.loop(extent, body);
     };

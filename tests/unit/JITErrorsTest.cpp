@@ -97,7 +97,7 @@ TEST(JIT, OutOfRangePlaneIndicesAreErrors) {
 /// a number: exactly the interpreter's (PyTorch's) choice, on every target,
 /// for padded overlapping windows and for windows that tile the plane (the
 /// vectorized path: 16 outputs of a row, then a masked 3).
-TEST(JIT, PoolIndicesOfTiesInfinitiesAndNaNsMatchTheInterpreter) {
+TEST(JIT, PoolIndicesAndValuesOfTiesInfinitiesAndNaNsMatchTheInterpreter) {
   struct Geometry {
     const char *attrs, *in, *out;
   };

@@ -928,23 +928,24 @@ TEST(JIT, HandWrittenKernelsMatchTheInterpreter) {
   update "p", %f
   return %s
 })",
-      // One image whose product is split over the threads (M N K = 9.4e6),
-      // so its im2col columns, made just before the product, are too: as
-      // a plain conv2d and as a conv kernel.
+      // Images whose products are split over the threads (M N K = 9.4e6),
+      // so their im2col columns, made just before each product, are too
+      // (the second image's rows at an offset): as a plain conv2d and as a
+      // conv kernel.
       R"(graph @g {
-  %x = input {name = "x"} : f32[1,16,32,32]
+  %x = input {name = "x"} : f32[2,16,32,32]
   %w = input {name = "w"} : f32[64,16,3,3]
-  %y = conv2d %x, %w {pad = 1, stride = 1} : f32[1,64,32,32]
+  %y = conv2d %x, %w {pad = 1, stride = 1} : f32[2,64,32,32]
   return %y
 })",
       R"(graph @g {
-  %x = input {name = "x"} : f32[1,16,32,32]
+  %x = input {name = "x"} : f32[2,16,32,32]
   %w = input {name = "w"} : f32[64,16,3,3]
-  %f = fused %x, %w {kind = "conv"} : f32[1,64,32,32] {
-    %0 = arg {index = 0} : f32[1,16,32,32]
+  %f = fused %x, %w {kind = "conv"} : f32[2,64,32,32] {
+    %0 = arg {index = 0} : f32[2,16,32,32]
     %1 = arg {index = 1} : f32[64,16,3,3]
-    %2 = conv2d %0, %1 {pad = 1, stride = 1} : f32[1,64,32,32]
-    %3 = tanh %2 : f32[1,64,32,32]
+    %2 = conv2d %0, %1 {pad = 1, stride = 1} : f32[2,64,32,32]
+    %3 = tanh %2 : f32[2,64,32,32]
     return %3
   }
   return %f
