@@ -3,6 +3,7 @@
 # docs/benchmarks.md (bench/report.py).
 #
 #   bench/run.sh [--rounds R] [--min-time S] [--out DIR] [--page FILE]
+#                [--blas-coretype NAME]
 #
 # Installs the peer first if it is missing: Debian's libtorch-dev (PyTorch
 # 1.13's C++ API) and OpenBLAS built for OpenMP, which libblas.so.3 is set
@@ -30,13 +31,15 @@ rounds=5
 minTime=1
 out=build/bench
 page=docs/benchmarks.md
+blasCoretype=""
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
     --min-time) minTime=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --page) page=$2; shift 2 ;;
-    *) echo "usage: bench/run.sh [--rounds R] [--min-time S] [--out DIR] [--page FILE]" >&2
+    --blas-coretype) blasCoretype=$2; shift 2 ;;
+    *) echo "usage: bench/run.sh [--rounds R] [--min-time S] [--out DIR] [--page FILE] [--blas-coretype NAME]" >&2
        exit 2 ;;
   esac
 done
@@ -65,17 +68,19 @@ cmake -S . -B build -DKILN_BENCH_TORCH=ON >/dev/null
 cmake --build build --target kiln-bench
 
 export GLIBC_TUNABLES=glibc.malloc.trim_threshold=4294967296:glibc.malloc.mmap_threshold=33554432
-# OpenBLAS 0.3.21 picks its kernels by CPU model and falls back to its
-# AVX2 (Haswell) ones on CPUs newer than it, AMD Zen 5 among them, at half
-# the GEMM speed of its AVX-512 kernels there. A careful user names the
-# kernels the CPU can run; an OPENBLAS_CORETYPE already set is kept.
-flags=$(grep -m1 '^flags' /proc/cpuinfo)
-if [ -z "${OPENBLAS_CORETYPE:-}" ] && [[ $flags == *avx512f* && $flags == *avx512bw* && $flags == *avx512vl* && $flags == *avx512dq* ]]; then
-  if [[ $flags == *avx512_bf16* ]]; then
-    export OPENBLAS_CORETYPE=Cooperlake
-  else
-    export OPENBLAS_CORETYPE=SkylakeX
+# OpenBLAS picks its kernels and blocking for this CPU unless the
+# environment names others: an inherited OPENBLAS_CORETYPE (this
+# workplace's machines set Haswell, AVX2 only) halves its GEMM speed on an
+# AVX-512 CPU. The peer gets OpenBLAS's own choice, which the page reports;
+# --blas-coretype NAME forces one instead.
+for v in OPENBLAS_CORETYPE OPENBLAS_L2_SIZE; do
+  if [ -n "${!v:-}" ]; then
+    echo "bench: ignoring $v=${!v} from the environment" >&2
+    unset "$v"
   fi
+done
+if [ -n "$blasCoretype" ]; then
+  export OPENBLAS_CORETYPE=$blasCoretype
 fi
 mkdir -p "$out"
 rm -f "$out"/*.json
