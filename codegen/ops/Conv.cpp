@@ -156,11 +156,72 @@ static void lowerFold(KernelBuilder &kb, const Node &n) {
 /// the scalar loop.
 static constexpr unsigned kTileLanes = 16;
 
-static void
-poolKernel(KernelBuilder &kb, const Node &n,
-           llvm::function_ref<void(unsigned lanes)> start,
-           llvm::function_ref<void(Value *v, Value *at, Value *inside)> visit,
-           llvm::function_ref<Value *()> finish) {
+using PoolStart = llvm::function_ref<void(unsigned lanes)>;
+using PoolVisit = llvm::function_ref<void(Value *v, Value *at, Value *inside)>;
+using PoolFinish = llvm::function_ref<Value *()>;
+
+/// The tiled path of poolKernel for one plane: input at `image`, output at
+/// `out`, in the open kernel `k`.
+static void poolTiledPlane(KernelBuilder &kb, Kernel &k, Value *image,
+                           Value *out, int64_t W, int64_t OH, int64_t OW,
+                           int64_t size, PoolStart start, PoolVisit visit,
+                           PoolFinish finish) {
+  IRBuilder<> &b = kb.b();
+  const unsigned L =
+      unsigned(std::clamp<uint64_t>(PowerOf2Ceil(OW), 2, kTileLanes));
+  const unsigned rowWidth = L * unsigned(size);
+  auto *rowTy = FixedVectorType::get(kb.f32(), rowWidth);
+  // The first `on` of `width` lanes.
+  auto mask = [&](unsigned width, unsigned on) {
+    SmallVector<Constant *, 64> bits;
+    for (unsigned i = 0; i < width; ++i)
+      bits.push_back(i < on ? b.getTrue() : b.getFalse());
+    return ConstantVector::get(bits);
+  };
+  Value *inside = ConstantInt::getTrue(FixedVectorType::get(b.getInt1Ty(), L));
+  // The outputs [ow0, ow0 + valid) of row oh; valid < L at a row's end.
+  auto chunk = [&](Value *oh, Value *ow0, unsigned valid) {
+    start(L);
+    for (int64_t kh = 0; kh < size; ++kh) {
+      Value *first = kb.add(kb.mul(kb.add(kb.mul(oh, size), kb.c64(kh)), W),
+                            kb.mul(ow0, size));
+      Value *ptr =
+          b.CreateInBoundsGEP(kb.f32(), k.buf[1], kb.add(image, first));
+      Value *row =
+          valid == L
+              ? static_cast<Value *>(b.CreateAlignedLoad(rowTy, ptr, Align(4)))
+              : b.CreateMaskedLoad(rowTy, ptr, Align(4),
+                                   mask(rowWidth, valid * unsigned(size)),
+                                   Constant::getNullValue(rowTy));
+      Value *firstAt = b.CreateVectorSplat(L, first);
+      for (int64_t kw = 0; kw < size; ++kw) {
+        SmallVector<int, 16> pick =
+            createStrideMask(unsigned(kw), unsigned(size), L);
+        SmallVector<Constant *, 16> offsets;
+        for (int j : pick)
+          offsets.push_back(b.getInt64(j));
+        visit(b.CreateShuffleVector(row, pick),
+              kb.add(firstAt, ConstantVector::get(offsets)), inside);
+      }
+    }
+    Value *r = finish();
+    Value *dst = b.CreateInBoundsGEP(r->getType()->getScalarType(), k.buf[0],
+                                     kb.add(out, kb.add(kb.mul(oh, OW), ow0)));
+    if (valid == L)
+      b.CreateAlignedStore(r, dst, Align(4));
+    else
+      b.CreateMaskedStore(r, dst, Align(4), mask(L, valid));
+  };
+  kb.loop(OH, [&](Value *oh) {
+    if (OW >= int64_t(L))
+      kb.loop(OW / L, [&](Value *c) { chunk(oh, kb.mul(c, L), L); });
+    if (OW % L)
+      chunk(oh, kb.c64(OW / L * L), unsigned(OW % L));
+  });
+}
+
+static void poolKernel(KernelBuilder &kb, const Node &n, PoolStart start,
+                       PoolVisit visit, PoolFinish finish) {
   const Shape &x = n.operands[0]->type.shape, &y = n.type.shape;
   if (kb.beginKernel(n, 2)) {
     Kernel &k = kb.kernel();
@@ -168,64 +229,12 @@ poolKernel(KernelBuilder &kb, const Node &n,
     int64_t H = x[2], W = x[3], OH = y[2], OW = y[3];
     int64_t size = n.intAttr("size"), s = n.intAttr("stride"),
             p = n.intAttr("pad");
+    bool tiled = p == 0 && s == size && size <= 4;
     kb.loop(k.begin, k.end, [&](Value *plane) {
       Value *image = kb.mul(plane, H * W), *out = kb.mul(plane, OH * OW);
-      if (p == 0 && s == size && size <= 4) {
-        const unsigned L = unsigned(std::clamp<uint64_t>(PowerOf2Ceil(OW), 2,
-                                                         kTileLanes)),
-                       rowWidth = L * unsigned(size);
-        auto *rowTy = FixedVectorType::get(kb.f32(), rowWidth);
-        // The first `on` of `width` lanes.
-        auto mask = [&](unsigned width, unsigned on) {
-          SmallVector<Constant *, 64> bits;
-          for (unsigned i = 0; i < width; ++i)
-            bits.push_back(i < on ? b.getTrue() : b.getFalse());
-          return ConstantVector::get(bits);
-        };
-        Value *inside =
-            ConstantInt::getTrue(FixedVectorType::get(b.getInt1Ty(), L));
-        // The outputs [ow0, ow0 + valid) of row oh; valid < L at a row's end.
-        auto chunk = [&](Value *oh, Value *ow0, unsigned valid) {
-          start(L);
-          for (int64_t kh = 0; kh < size; ++kh) {
-            Value *first =
-                kb.add(kb.mul(kb.add(kb.mul(oh, size), kb.c64(kh)), W),
-                       kb.mul(ow0, size));
-            Value *ptr =
-                b.CreateInBoundsGEP(kb.f32(), k.buf[1], kb.add(image, first));
-            Value *row =
-                valid == L
-                    ? static_cast<Value *>(
-                          b.CreateAlignedLoad(rowTy, ptr, Align(4)))
-                    : b.CreateMaskedLoad(rowTy, ptr, Align(4),
-                                         mask(rowWidth, valid * unsigned(size)),
-                                         Constant::getNullValue(rowTy));
-            Value *firstAt = b.CreateVectorSplat(L, first);
-            for (int64_t kw = 0; kw < size; ++kw) {
-              SmallVector<int, 16> pick =
-                  createStrideMask(unsigned(kw), unsigned(size), L);
-              SmallVector<Constant *, 16> offsets;
-              for (int j : pick)
-                offsets.push_back(b.getInt64(j));
-              visit(b.CreateShuffleVector(row, pick),
-                    kb.add(firstAt, ConstantVector::get(offsets)), inside);
-            }
-          }
-          Value *r = finish();
-          Value *dst =
-              b.CreateInBoundsGEP(r->getType()->getScalarType(), k.buf[0],
-                                  kb.add(out, kb.add(kb.mul(oh, OW), ow0)));
-          if (valid == L)
-            b.CreateAlignedStore(r, dst, Align(4));
-          else
-            b.CreateMaskedStore(r, dst, Align(4), mask(L, valid));
-        };
-        kb.loop(OH, [&](Value *oh) {
-          if (OW >= int64_t(L))
-            kb.loop(OW / L, [&](Value *c) { chunk(oh, kb.mul(c, L), L); });
-          if (OW % L)
-            chunk(oh, kb.c64(OW / L * L), unsigned(OW % L));
-        });
+      if (tiled) {
+        poolTiledPlane(kb, k, image, out, W, OH, OW, size, start, visit,
+                       finish);
         return;
       }
       kb.loop(OH, [&](Value *oh) {
