@@ -386,8 +386,8 @@ def report(runs, args):
     add("### The thread pool's spinning")
     add("")
     add("The training step at all cores with the pool's threads sleeping at "
-        "once (`KILN_THREAD_SPIN_US=0`, the default) and spinning for up to "
-        "200 microseconds first (docs/codegen.md), in turn, median ms "
+        "once (`KILN_THREAD_SPIN_US=0`) and spinning for up to 200 "
+        "microseconds first (the default, docs/codegen.md), in turn, median ms "
         "(range).")
     add("")
     add("| step | threads | no spinning | 200 us | no spinning over 200 us |")

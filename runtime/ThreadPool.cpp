@@ -45,7 +45,7 @@ ThreadPool::~ThreadPool() {
 std::chrono::microseconds ThreadPool::defaultSpin() {
   static const std::chrono::microseconds spin = [] {
     const char *env = std::getenv("KILN_THREAD_SPIN_US");
-    long us = 0;
+    long us = kDefaultSpinUs;
     if (env && *env) {
       char *end;
       long v = std::strtol(env, &end, 10);

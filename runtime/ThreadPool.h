@@ -54,10 +54,11 @@ public:
   /// Cores this process may run on.
   static unsigned hardwareThreads();
 
-  /// KILN_THREAD_SPIN_US microseconds from the environment, read once, or
-  /// 0: no spinning, until measurements on quiet machines (docs/codegen.md)
-  /// show what to spin for.
+  /// KILN_THREAD_SPIN_US microseconds from the environment (0 to 10^6),
+  /// read once, or kDefaultSpinUs: long enough to bridge the gaps between
+  /// one training step's kernels, which docs/benchmarks.md measures.
   static std::chrono::microseconds defaultSpin();
+  static constexpr long kDefaultSpinUs = 200;
 
 private:
   void work(unsigned index);

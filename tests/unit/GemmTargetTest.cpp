@@ -70,9 +70,14 @@ TEST_P(GemmWidth, MatchesFloat64ReferenceForEveryTransposeAndEdgeSize) {
   // and several K blocks (300 > KC), N past one NC panel (1100 > 1024), and
   // M past one MC block on each of the two threads (700 > 2 x 24 x 12), so
   // later row blocks reuse the B strips the first one packed; columns split
-  // across the threads, with and without a second NC panel.
-  std::vector<std::array<int64_t, 3>> shapes{
-      {9, 1100, 20}, {700, 20, 300}, {9, 1100, 300}, {64, 2100, 300}};
+  // across the threads, with and without a second NC panel, and a C taller
+  // than wide split by columns too (a weight gradient's shape: 200 rows
+  // balance no better than 128 columns).
+  std::vector<std::array<int64_t, 3>> shapes{{9, 1100, 20},
+                                             {700, 20, 300},
+                                             {9, 1100, 300},
+                                             {64, 2100, 300},
+                                             {200, 128, 300}};
   for (int64_t m : {1, 7, 17, 130})
     for (int64_t n : {1, 15, 33, 129})
       for (int64_t k : {1, 3, 300})
