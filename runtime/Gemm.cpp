@@ -269,21 +269,24 @@ void kiln::gemm(int64_t M, int64_t N, int64_t K, GemmOperand A, GemmOperand B,
     gemmBlock(0, M, 0, N, K, A, B, C, ldc, accumulate, kernels, epi);
     return;
   }
-  // Split C into whole micro-tiles, by columns unless its rows balance
-  // better by more than an eighth: the largest chunk is what the step waits
-  // for. Columns first, because a weight's columns are then both read (by
-  // the forward product, C = X W) and updated (by the optimizer's epilogue
-  // on its gradient, dW = X^T dY) on the same thread every step, and stay
-  // in that core's caches; splitting dW by rows sent half of W to the other
-  // core each step (the MLP's 2-thread step was 5% slower).
+  // Split C into whole micro-tiles, by columns unless its rows make the
+  // largest chunk (what the caller waits for) more than an eighth smaller:
+  // a weight's columns then stay on one core from step to step
+  // (docs/codegen.md, "The GEMM").
   int64_t threads = pool->size();
   int64_t colTiles = (N + kernels.nr - 1) / kernels.nr,
           rowTiles = (M + kernels.mr - 1) / kernels.mr;
-  auto largest = [&](int64_t tiles, int64_t tile, int64_t across) {
-    return (tiles + threads - 1) / threads * tile * across;
+  // The largest of parallelFor's chunks of `tiles` tiles, in elements of C.
+  auto largest = [&](int64_t tiles, int64_t tile, int64_t length,
+                     int64_t across) {
+    int64_t chunks = std::min(threads, tiles), most = 0;
+    for (int64_t i = 0; i < chunks; ++i)
+      most = std::max(most, std::min(length, tiles * (i + 1) / chunks * tile) -
+                                tiles * i / chunks * tile);
+    return most * across;
   };
-  if (8 * largest(colTiles, kernels.nr, M) <=
-      9 * largest(rowTiles, kernels.mr, N)) {
+  if (8 * largest(colTiles, kernels.nr, N, M) <=
+      9 * largest(rowTiles, kernels.mr, M, N)) {
     int64_t nr = kernels.nr;
     pool->parallelFor(colTiles, 1, [&](int64_t t0, int64_t t1) {
       gemmBlock(0, M, t0 * nr, std::min(N, t1 * nr), K, A, B, C, ldc,

@@ -55,9 +55,10 @@ public:
   static unsigned hardwareThreads();
 
   /// KILN_THREAD_SPIN_US microseconds from the environment (0 to 10^6),
-  /// read once, or kDefaultSpinUs: long enough to bridge the gaps between
-  /// one training step's kernels, which docs/benchmarks.md measures.
+  /// read once, or else kDefaultSpinUs.
   static std::chrono::microseconds defaultSpin();
+  /// Long enough to bridge the gaps between one training step's parallel
+  /// kernels (docs/codegen.md, "Threads and determinism").
   static constexpr long kDefaultSpinUs = 200;
 
 private:
