@@ -273,16 +273,17 @@ void kiln::gemm(int64_t M, int64_t N, int64_t K, GemmOperand A, GemmOperand B,
   // largest chunk (what the caller waits for) more than an eighth smaller:
   // a weight's columns then stay on one core from step to step
   // (docs/codegen.md, "The GEMM").
-  int64_t threads = pool->size();
   int64_t colTiles = (N + kernels.nr - 1) / kernels.nr,
           rowTiles = (M + kernels.mr - 1) / kernels.mr;
   // The largest of parallelFor's chunks of `tiles` tiles, in elements of C.
   auto largest = [&](int64_t tiles, int64_t tile, int64_t length,
                      int64_t across) {
-    int64_t chunks = std::min(threads, tiles), most = 0;
-    for (int64_t i = 0; i < chunks; ++i)
-      most = std::max(most, std::min(length, tiles * (i + 1) / chunks * tile) -
-                                tiles * i / chunks * tile);
+    unsigned chunks = pool->chunkCount(tiles, 1);
+    int64_t most = 0;
+    for (unsigned i = 0; i < chunks; ++i) {
+      auto [t0, t1] = ThreadPool::chunkBounds(tiles, chunks, i);
+      most = std::max(most, std::min(length, t1 * tile) - t0 * tile);
+    }
     return most * across;
   };
   if (8 * largest(colTiles, kernels.nr, N, M) <=

@@ -77,7 +77,7 @@ static bool spinUntil(Ready ready, std::chrono::microseconds limit) {
 void ThreadPool::runChunk(unsigned index) {
   if (index >= chunks_)
     return;
-  int64_t begin = n_ * index / chunks_, end = n_ * (index + 1) / chunks_;
+  auto [begin, end] = chunkBounds(n_, chunks_, index);
   if (begin < end)
     job_(begin, end);
 }
@@ -108,12 +108,16 @@ void ThreadPool::work(unsigned index) {
   }
 }
 
+unsigned ThreadPool::chunkCount(int64_t n, int64_t grain) const {
+  int64_t byGrain = std::max<int64_t>(1, n / std::max<int64_t>(1, grain));
+  return unsigned(std::min<int64_t>(size(), byGrain));
+}
+
 void ThreadPool::parallelFor(int64_t n, int64_t grain,
                              llvm::function_ref<void(int64_t, int64_t)> fn) {
   if (n <= 0)
     return;
-  int64_t byGrain = std::max<int64_t>(1, n / std::max<int64_t>(1, grain));
-  unsigned chunks = unsigned(std::min<int64_t>(size(), byGrain));
+  unsigned chunks = chunkCount(n, grain);
   if (chunks <= 1) {
     fn(0, n);
     return;

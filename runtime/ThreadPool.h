@@ -27,6 +27,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace kiln {
@@ -50,6 +51,14 @@ public:
   /// reentrant: fn must not call parallelFor.
   void parallelFor(int64_t n, int64_t grain,
                    llvm::function_ref<void(int64_t, int64_t)> fn);
+
+  /// How parallelFor(n, grain, fn) cuts [0, n): into chunkCount chunks, of
+  /// which chunk i is chunkBounds(n, chunks, i).
+  unsigned chunkCount(int64_t n, int64_t grain) const;
+  static std::pair<int64_t, int64_t> chunkBounds(int64_t n, unsigned chunks,
+                                                 unsigned i) {
+    return {n * i / chunks, n * (i + 1) / chunks};
+  }
 
   /// Cores this process may run on.
   static unsigned hardwareThreads();

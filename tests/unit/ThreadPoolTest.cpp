@@ -52,10 +52,18 @@ TEST_P(ThreadPoolSpin, EveryIndexOnceInFixedContiguousChunks) {
   // n * i / chunks: [0, 3), [3, 6), [6, 10).
   std::vector<std::pair<int64_t, int64_t>> want = {{0, 3}, {3, 6}, {6, 10}};
   EXPECT_EQ(chunks, want);
+  // chunkCount and chunkBounds tell callers (the GEMM's choice of split)
+  // these same chunks.
+  ASSERT_EQ(pool.chunkCount(10, 1), 3u);
+  for (unsigned i = 0; i < 3; ++i)
+    EXPECT_EQ(ThreadPool::chunkBounds(10, 3, i), want[i]) << "chunk " << i;
   // A grain larger than half the range keeps it in one chunk.
   chunks.clear();
   visits(pool, 10, 6, &chunks);
   EXPECT_EQ(chunks, (std::vector<std::pair<int64_t, int64_t>>{{0, 10}}));
+  EXPECT_EQ(pool.chunkCount(10, 6), 1u);
+  // Fewer items than threads: one chunk each.
+  EXPECT_EQ(pool.chunkCount(2, 1), 2u);
 }
 
 TEST_P(ThreadPoolSpin, BackToBackJobsAndJobsAfterTheWorkersSleep) {
